@@ -1,0 +1,37 @@
+# The two commands a reader needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test setup system-deps lint bench diagrams clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+setup: system-deps $(BIN)/.installed
+
+run: setup
+	$(BIN)/carepath db upgrade
+	$(BIN)/carepath serve --demo
+
+test: setup
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy engine
+
+bench: setup
+	$(BIN)/python -m bench.events --episodes 1000 --events 10
+
+diagrams: setup
+	$(BIN)/carepath diagram --out diagrams
+
+clean:
+	rm -rf $(VENV) carepath.db

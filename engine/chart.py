@@ -1,0 +1,210 @@
+"""The pathway statechart: phase, management and referral tracks, and the red-flag branch.
+
+``care`` is a parallel state with two regions. ``phase`` follows time since onset.
+``track`` is either ``routine`` -- itself parallel: ``management`` and ``referral`` -- or
+``red_flag``, which pre-empts routine care. Leaving ``routine`` for ``red_flag`` records the
+deep history of ``routine`` (``routine_history``); clearing the flag re-enters it, so the
+episode goes back to the configuration it left. Confirming the flag goes on to specialist
+care. ``resolved`` and ``closed`` are final.
+
+The library keeps configuration and history in memory only; :func:`bind` and
+:func:`snapshot` move them to and from plain lists that the database stores.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from statemachine import State, StateChart
+from statemachine.orderedset import OrderedSet
+from statemachine.state import HistoryState
+
+from engine.errors import InvalidConfiguration
+
+PATHWAY_ID = "lumbosacral-radiculopathy"
+PATHWAY_VERSION = "1.0.0"
+
+MANAGEMENT_STATES = (
+    "conservative",
+    "review",
+    "imaging",
+    "interventional",
+    "specialist",
+    "rehabilitation",
+    "shared_care",
+)
+REFERRAL_STATES = ("not_indicated", "due", "overdue", "referred", "seen")
+PHASE_STATES = ("acute", "subacute", "chronic")
+RED_FLAG_LEVELS = ("emergency", "urgent")
+FINAL_STATES = ("resolved", "closed")
+HISTORY_ID = "routine_history"
+
+
+class PathwayChart(StateChart):  # type: ignore[misc]
+    """Lumbosacral radiculopathy care pathway (PATHWAY.md)."""
+
+    catch_errors_as_events = False
+    allow_event_without_transition = False
+
+    class care(State.Parallel):  # type: ignore[misc]
+        class phase(State.Compound):  # type: ignore[misc]
+            acute = State(initial=True)
+            subacute = State()
+            chronic = State()
+
+            # PH-SUBACUTE at onset + 6 weeks, PH-CHRONIC at onset + 12 weeks.
+            enter_subacute = acute.to(subacute)
+            enter_chronic = subacute.to(chronic) | acute.to(chronic)
+
+        class track(State.Compound):  # type: ignore[misc]
+            class routine(State.Parallel):  # type: ignore[misc]
+                class management(State.Compound):  # type: ignore[misc]
+                    conservative = State(initial=True)
+                    review = State()
+                    imaging = State()
+                    interventional = State()
+                    specialist = State()
+                    rehabilitation = State()
+                    shared_care = State()
+
+                    # Management only moves forward along the pathway.
+                    start_review = conservative.to(review)
+                    start_imaging = conservative.to(imaging) | review.to(imaging)
+                    start_intervention = (
+                        conservative.to(interventional)
+                        | review.to(interventional)
+                        | imaging.to(interventional)
+                    )
+                    start_specialist_care = (
+                        conservative.to(specialist)
+                        | review.to(specialist)
+                        | imaging.to(specialist)
+                        | interventional.to(specialist)
+                    )
+                    start_rehabilitation = (
+                        conservative.to(rehabilitation)
+                        | review.to(rehabilitation)
+                        | imaging.to(rehabilitation)
+                        | interventional.to(rehabilitation)
+                        | specialist.to(rehabilitation)
+                    )
+                    start_shared_care = (
+                        conservative.to(shared_care)
+                        | review.to(shared_care)
+                        | imaging.to(shared_care)
+                        | interventional.to(shared_care)
+                        | specialist.to(shared_care)
+                        | rehabilitation.to(shared_care)
+                    )
+
+                class referral(State.Compound):  # type: ignore[misc]
+                    not_indicated = State(initial=True)
+                    due = State()
+                    overdue = State()
+                    referred = State()
+                    seen = State()
+
+                    referral_indicated = not_indicated.to(due)
+                    referral_withdrawn = due.to(not_indicated)
+                    deadline_missed = due.to(overdue)
+                    referral_made = (
+                        not_indicated.to(referred) | due.to(referred) | overdue.to(referred)
+                    )
+                    specialist_visit = (
+                        not_indicated.to(seen)
+                        | due.to(seen)
+                        | overdue.to(seen)
+                        | referred.to(seen)
+                    )
+
+                routine_history = HistoryState(type="deep")
+
+            class red_flag(State.Compound):  # type: ignore[misc]
+                urgent = State(initial=True)
+                emergency = State()
+
+            raise_urgent_flag = routine.to(red_flag.urgent)
+            raise_emergency_flag = routine.to(red_flag.emergency) | red_flag.urgent.to(
+                red_flag.emergency
+            )
+            clear_red_flag = red_flag.to(routine.routine_history)
+            confirm_red_flag = red_flag.to(routine.management.specialist)
+
+    resolved = State(final=True)
+    closed = State(final=True)
+
+    resolve_episode = care.to(resolved)
+    close_episode = care.to(closed)
+
+
+class _Holder:
+    """The model object the chart reads and writes its configuration through."""
+
+    state: Any = None
+
+
+STATE_IDS = frozenset(PathwayChart.states_map)
+
+
+def initial_configuration() -> list[str]:
+    return snapshot(PathwayChart())[0]
+
+
+def snapshot(chart: PathwayChart) -> tuple[list[str], dict[str, list[str]]]:
+    """Configuration and history as plain JSON-able lists, in document order."""
+    active = {state.id for state in chart.configuration}
+    order = list(PathwayChart.states_map)
+    configuration = [sid for sid in order if sid in active]
+    history = {key: [s.id for s in states] for key, states in chart.history_values.items()}
+    return configuration, history
+
+
+def validate_configuration(configuration: list[str]) -> None:
+    """Refuse a stored configuration the chart could never be in.
+
+    Raises:
+        InvalidConfiguration: unknown ids, two siblings active, a missing parent or region.
+    """
+    states = PathwayChart.states_map
+    unknown = [sid for sid in configuration if sid not in states]
+    if unknown:
+        raise InvalidConfiguration(configuration, f"unknown state id(s): {', '.join(unknown)}")
+    active = set(configuration)
+    if len(active) != len(configuration):
+        raise InvalidConfiguration(configuration, "a state id is listed twice")
+    top = [s.id for s in PathwayChart.states if s.id in active]
+    if len(top) != 1:
+        raise InvalidConfiguration(configuration, "exactly one top-level state must be active")
+    for sid in configuration:
+        state = states[sid]
+        parent = state.parent
+        if parent is not None and parent.id not in active:
+            raise InvalidConfiguration(configuration, f"{sid} is active but {parent.id} is not")
+        children = [c for c in state.states if not c.is_history]
+        if not children:
+            continue
+        on = [c.id for c in children if c.id in active]
+        if state.parallel and len(on) != len(children):
+            raise InvalidConfiguration(configuration, f"parallel {sid} needs all its regions")
+        if not state.parallel and len(on) != 1:
+            detail = "two siblings active: " + ", ".join(on) if on else "no child active"
+            raise InvalidConfiguration(configuration, f"{sid}: {detail}")
+
+
+def bind(configuration: list[str], history: dict[str, list[str]]) -> PathwayChart:
+    """Build a chart standing in a stored configuration, without running entry actions."""
+    validate_configuration(configuration)
+    for key, values in history.items():
+        if key != HISTORY_ID or any(v not in PathwayChart.states_map for v in values):
+            raise InvalidConfiguration(configuration, f"invalid stored history {key}: {values}")
+    holder = _Holder()
+    holder.state = OrderedSet(configuration)
+    chart = PathwayChart(model=holder)
+    states = PathwayChart.states_map
+    chart.history_values = {key: [states[v] for v in values] for key, values in history.items()}
+    return chart
+
+
+def region_value(configuration: list[str], region: tuple[str, ...]) -> str | None:
+    """Which of a region's states is active, if any."""
+    return next((sid for sid in configuration if sid in region), None)

@@ -1,0 +1,36 @@
+"""The working context of one step: the episode being changed, its chart, the clock reading."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from statemachine.exceptions import TransitionNotAllowed
+
+from engine.chart import PathwayChart, snapshot
+from engine.episode import EpisodeState, Step
+from engine.settings import PathwayDefaults
+
+
+@dataclass
+class StepContext:
+    state: EpisodeState
+    chart: PathwayChart
+    step: Step
+    at: datetime  # when it happened clinically (occurred_at, or the timer's due time)
+    now: datetime  # the clock reading of this step
+    defaults: PathwayDefaults
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        return self.state.facts
+
+    def send(self, event: str) -> bool:
+        """Send a chart event if the current configuration allows it; True when it moved."""
+        try:
+            self.chart.send(event)
+        except TransitionNotAllowed:
+            return False
+        self.state.configuration, self.state.history = snapshot(self.chart)
+        return True

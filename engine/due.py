@@ -1,0 +1,90 @@
+"""Due items (tasks) and the timers that move them.
+
+A task is what a person must do by a date. Its status follows the calendar: upcoming until
+its window opens, due, overdue once the deadline passes, escalated after the rule's grace.
+Each open task has one pending timer, at its next boundary; the timer re-reads the calendar
+and books the next one. Deadlines already past when a task is created come up at once as
+due, by the end of that day (our default for late enrolment), and only once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from engine.clinic_time import next_day_start
+from engine.episode import EpisodeState, Step, TaskItem, TimerRequest
+from engine.settings import PathwayDefaults
+
+# Which grace applies to which rule's items before escalation.
+EMERGENCY_RULES = frozenset({"RF-CES"})
+REFERRAL_RULES = frozenset({"REF-2W-SEVERE", "REF-2W-DEFICIT", "REF-3M", "RF-PROG", "RF-SERIOUS"})
+
+
+def escalation_grace(rule: str, defaults: PathwayDefaults) -> timedelta:
+    if rule in EMERGENCY_RULES:
+        return timedelta(hours=defaults.escalate_emergency_hours)
+    if rule in REFERRAL_RULES:
+        return timedelta(days=defaults.escalate_referral_days)
+    return timedelta(days=defaults.escalate_review_days)
+
+
+def task_ref(key: str) -> str:
+    return f"task:{key}"
+
+
+def open_task(
+    state: EpisodeState,
+    step: Step,
+    now: datetime,
+    defaults: PathwayDefaults,
+    *,
+    key: str,
+    rule: str,
+    due_at: datetime,
+    window_start: datetime | None = None,
+) -> TaskItem:
+    """Create (or move) an open due item and book the timer for its next boundary."""
+    if due_at <= now:
+        # Already past when first known: due at once, by the end of the day, once.
+        window_start, due_at = now, next_day_start(now, state.tz)
+    task = TaskItem(
+        key=key,
+        rule=rule,
+        due_at=due_at,
+        window_start=window_start,
+        escalate_at=due_at + escalation_grace(rule, defaults),
+    )
+    task.status = task.status_at(now)
+    state.tasks[key] = task
+    step.cancel_refs.append(task_ref(key))
+    _book_next(task, step, now)
+    return task
+
+
+def _book_next(task: TaskItem, step: Step, now: datetime) -> None:
+    boundary = task.next_boundary(now)
+    if boundary is not None:
+        step.timers.append(TimerRequest("task", boundary, task_ref(task.key), {"key": task.key}))
+
+
+def refresh_task(task: TaskItem, step: Step, now: datetime) -> bool:
+    """Bring an open task's status up to ``now``; True when it changed."""
+    before = task.status
+    task.status = task.status_at(now)
+    _book_next(task, step, now)
+    return task.status != before
+
+
+def finish_task(state: EpisodeState, step: Step, key: str, now: datetime, status: str) -> bool:
+    """Mark an open task done or cancelled and drop its pending timer."""
+    task = state.tasks.get(key)
+    if task is None or not task.is_open:
+        return False
+    task.status = status
+    task.completed_at = now
+    step.cancel_refs.append(task_ref(key))
+    return True
+
+
+def open_tasks(state: EpisodeState, prefix: str = "") -> list[TaskItem]:
+    return [t for t in state.tasks.values() if t.is_open and t.key.startswith(prefix)]

@@ -1,0 +1,179 @@
+"""The episode as the engine sees it: a plain value in, a new value and a step result out.
+
+The engine's memory of the episode (baseline scores, treatments, results, flags) lives in
+``facts``, a JSON-able dict stored beside the configuration, so a step is a pure function of
+(episode, input, clock reading) and replays the same way every time.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from engine.chart import (
+    HISTORY_ID,
+    MANAGEMENT_STATES,
+    PATHWAY_ID,
+    PATHWAY_VERSION,
+    PHASE_STATES,
+    REFERRAL_STATES,
+    region_value,
+)
+
+OPEN_TASK_STATUSES = ("upcoming", "due", "overdue", "escalated")
+
+
+@dataclass
+class Patient:
+    ref: str
+    age: int | None = None
+    sex: str | None = None
+    flags: dict[str, bool] = field(default_factory=dict)
+
+    def has(self, flag: str) -> bool:
+        return bool(self.flags.get(flag))
+
+    def as_json(self) -> dict[str, Any]:
+        return {"age": self.age, "sex": self.sex, "flags": dict(self.flags)}
+
+
+@dataclass
+class TaskItem:
+    """A due item for a person: window opens, falls due, may be overdue, then escalates."""
+
+    key: str
+    rule: str
+    due_at: datetime
+    window_start: datetime | None = None
+    escalate_at: datetime | None = None
+    status: str = "upcoming"
+    completed_at: datetime | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_TASK_STATUSES
+
+    def status_at(self, now: datetime) -> str:
+        """The status the calendar gives this open item at ``now``."""
+        if self.escalate_at is not None and now >= self.escalate_at:
+            return "escalated"
+        if now >= self.due_at:
+            return "overdue"
+        if self.window_start is None or now >= self.window_start:
+            return "due"
+        return "upcoming"
+
+    def next_boundary(self, now: datetime) -> datetime | None:
+        """The next instant at which this open item changes status by itself."""
+        for boundary in (self.window_start, self.due_at, self.escalate_at):
+            if boundary is not None and boundary > now:
+                return boundary
+        return None
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "rule": self.rule,
+            "window_start": iso(self.window_start),
+            "due_at": iso(self.due_at),
+            "status": self.status,
+        }
+
+
+@dataclass(frozen=True)
+class TimerRequest:
+    """An instant at which the engine must act: written to the due-timer table."""
+
+    kind: str
+    due_at: datetime
+    ref: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EpisodeState:
+    id: str
+    patient: Patient
+    onset: date
+    enrolled_at: datetime
+    clinic_timezone: str
+    coordinator: str | None
+    status: str
+    configuration: list[str]
+    history: dict[str, list[str]]
+    facts: dict[str, Any]
+    tasks: dict[str, TaskItem]
+    version: int = 1
+    pathway_id: str = PATHWAY_ID
+    pathway_version: str = PATHWAY_VERSION
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.clinic_timezone)
+
+    def clone(self) -> EpisodeState:
+        return replace(
+            self,
+            configuration=list(self.configuration),
+            history=copy.deepcopy(self.history),
+            facts=copy.deepcopy(self.facts),
+            tasks={k: replace(t) for k, t in self.tasks.items()},
+            patient=replace(self.patient, flags=dict(self.patient.flags)),
+        )
+
+    @property
+    def phase(self) -> str | None:
+        return region_value(self.configuration, PHASE_STATES)
+
+    def _routine_value(self, region: tuple[str, ...]) -> str | None:
+        # Under a red flag, routine care is paused: report where it will resume.
+        return region_value(self.configuration, region) or region_value(
+            self.history.get(HISTORY_ID, []), region
+        )
+
+    @property
+    def management(self) -> str | None:
+        return self._routine_value(MANAGEMENT_STATES)
+
+    @property
+    def referral(self) -> str | None:
+        return self._routine_value(REFERRAL_STATES)
+
+    @property
+    def in_red_flag(self) -> bool:
+        return "red_flag" in self.configuration
+
+    @property
+    def is_final(self) -> bool:
+        return self.status != "active"
+
+
+@dataclass
+class Step:
+    """What one event or timer did: the new episode, the verdict, and what to persist."""
+
+    state: EpisodeState
+    accepted: bool
+    rules: list[str] = field(default_factory=list)
+    reason: str | None = None
+    override_possible: bool = False
+    eligible_from: date | None = None
+    timers: list[TimerRequest] = field(default_factory=list)
+    cancel_refs: list[str] = field(default_factory=list)
+    noop: bool = False
+
+    def add_rule(self, *rule_ids: str) -> None:
+        for rule_id in rule_ids:
+            if rule_id not in self.rules:
+                self.rules.append(rule_id)
+
+
+def iso(value: datetime | date | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    return value.isoformat()

@@ -1,0 +1,230 @@
+"""The tamper-evident audit log: one hash chain over every episode's steps.
+
+Each row's hash covers its content and the previous row's hash, so changing, removing or
+reordering a row breaks every link after it; ``audit_head`` holds the last hash, so cutting
+rows off the end shows too. Triggers make the table append-only; the chain catches whoever
+gets past them (a superuser, a file editor).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models.tables import AUDIT_TRIGGERS, AuditEntry, AuditHead
+
+GENESIS_HASH = "0" * 64
+
+# The row's content, in the order a reader would list it; prev_hash is added last.
+HASHED_FIELDS = (
+    "seq",
+    "episode_id",
+    "trigger",
+    "type",
+    "actor",
+    "occurred_at",
+    "recorded_at",
+    "accepted",
+    "configuration_before",
+    "configuration_after",
+    "rules",
+    "reason",
+    "payload_digest",
+    "pathway_id",
+    "pathway_version",
+)
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value.isoformat()} has no UTC offset")
+    return value.astimezone(UTC)
+
+
+def _json_default(value: Any) -> str:
+    if isinstance(value, datetime):
+        # Always with microseconds: the form does not depend on the value.
+        return _utc(value).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable: {value!r}")
+
+
+def canonical_json(obj: Any) -> str:
+    """One text per value: sorted keys, no spaces, UTC instants ending in ``Z``."""
+    return json.dumps(
+        obj,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+        default=_json_default,
+    )
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def payload_digest(payload: Mapping[str, Any]) -> str:
+    """SHA-256 of the step's input (event data or timer payload), in canonical JSON."""
+    return _sha256(canonical_json(payload))
+
+
+def entry_hash(fields: Mapping[str, Any], prev_hash: str) -> str:
+    """The hash of an audit row: its :data:`HASHED_FIELDS` plus the previous row's hash."""
+    content = {name: fields[name] for name in HASHED_FIELDS}
+    content["prev_hash"] = prev_hash
+    return _sha256(canonical_json(content))
+
+
+def append_audit(
+    session: Session,
+    *,
+    episode_id: str | None,
+    trigger: str,
+    type: str,
+    actor: str,
+    occurred_at: datetime,
+    recorded_at: datetime,
+    accepted: bool,
+    configuration_before: Sequence[str],
+    configuration_after: Sequence[str],
+    rules: Sequence[str],
+    reason: str | None,
+    payload: Mapping[str, Any],
+    pathway_id: str,
+    pathway_version: str,
+) -> AuditEntry:
+    """Add the next row of the chain to ``session``; the caller commits.
+
+    The head row is locked (``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite the
+    transaction's ``BEGIN IMMEDIATE`` already serialises writers), so concurrent appenders
+    take turns and commit in ``seq`` order.
+    """
+    if trigger not in AUDIT_TRIGGERS:
+        raise ValueError(f"trigger must be one of {', '.join(AUDIT_TRIGGERS)}, not {trigger!r}")
+    # The head may be in the identity map from an earlier transaction (expire_on_commit is
+    # off): flush our own changes, then re-read it under the lock.
+    session.flush()
+    head = session.execute(
+        select(AuditHead)
+        .where(AuditHead.id == 1)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    if head is None:
+        raise RuntimeError("audit_head row is missing: run `carepath db upgrade`")
+
+    fields: dict[str, Any] = {
+        "seq": head.last_seq + 1,
+        "episode_id": episode_id,
+        "trigger": trigger,
+        "type": type,
+        "actor": actor,
+        # Hashed as they will read back: UTC, microseconds kept.
+        "occurred_at": _utc(occurred_at),
+        "recorded_at": _utc(recorded_at),
+        "accepted": bool(accepted),
+        "configuration_before": list(configuration_before),
+        "configuration_after": list(configuration_after),
+        "rules": list(rules),
+        "reason": reason,
+        "payload_digest": payload_digest(payload),
+        "pathway_id": pathway_id,
+        "pathway_version": pathway_version,
+    }
+    digest = entry_hash(fields, head.last_hash)
+    entry = AuditEntry(**fields, prev_hash=head.last_hash, hash=digest)
+    session.add(entry)
+    head.last_seq = entry.seq
+    head.last_hash = digest
+    return entry
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """What :func:`verify_chain` found: ``problem`` names the first bad row in words."""
+
+    ok: bool
+    rows_checked: int
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+
+def _row_label(row: Mapping[Any, Any]) -> str:
+    episode = row["episode_id"]
+    return f"row {row['seq']} ({f'episode {episode}' if episode else 'no episode'})"
+
+
+def _check_row(row: Mapping[Any, Any], expected_seq: int, prev_hash: str) -> tuple[int, str] | None:
+    seq = row["seq"]
+    if seq != expected_seq:
+        if expected_seq == 1:
+            return 1, f"row 1 missing: the log starts at row {seq}"
+        return expected_seq, (
+            f"row {expected_seq} missing: the log goes from row {expected_seq - 1} to row {seq}"
+        )
+    if row["prev_hash"] != prev_hash:
+        link = "the genesis hash" if seq == 1 else f"row {seq - 1}"
+        return seq, f"{_row_label(row)}: prev_hash does not match {link}"
+    if entry_hash(row, prev_hash) != row["hash"]:
+        return seq, f"{_row_label(row)}: hash mismatch: the row was altered"
+    return None
+
+
+def verify_chain(session: Session, batch_size: int = 5000) -> VerifyResult:
+    """Walk the whole log in ``seq`` order, recompute every hash and check every link.
+
+    Reads ``batch_size`` rows at a time by key (not OFFSET), as plain rows outside the
+    session's identity map, so memory stays flat however long the log is. Stops at the
+    first problem.
+    """
+    table = AuditEntry.__table__
+    last_seq, last_hash, checked = 0, GENESIS_HASH, 0
+    while True:
+        batch = (
+            session.execute(
+                select(table).where(table.c.seq > last_seq).order_by(table.c.seq).limit(batch_size)
+            )
+            .mappings()
+            .all()
+        )
+        for row in batch:
+            checked += 1
+            bad = _check_row(row, last_seq + 1, last_hash)
+            if bad is not None:
+                return VerifyResult(False, checked, *bad)
+            last_seq, last_hash = row["seq"], row["hash"]
+        if len(batch) == batch_size:
+            continue
+
+        head = session.execute(
+            select(AuditHead.last_seq, AuditHead.last_hash).where(AuditHead.id == 1)
+        ).one_or_none()
+        if head is None:
+            return VerifyResult(False, checked, last_seq + 1, "audit_head row is missing")
+        if head.last_seq > last_seq and _has_rows_after(session, last_seq):
+            # Appended and committed while we walked (PostgreSQL, READ COMMITTED): walk on.
+            continue
+        if head.last_seq != last_seq:
+            problem = f"audit_head says {head.last_seq} rows, log has {last_seq}"
+            return VerifyResult(False, checked, min(head.last_seq, last_seq) + 1, problem)
+        if head.last_hash != last_hash:
+            problem = f"audit_head hash does not match row {last_seq}"
+            return VerifyResult(False, checked, last_seq or None, problem)
+        return VerifyResult(True, checked)
+
+
+def _has_rows_after(session: Session, seq: int) -> bool:
+    table = AuditEntry.__table__
+    return (
+        session.execute(select(table.c.seq).where(table.c.seq > seq).limit(1)).first() is not None
+    )

@@ -1,0 +1,106 @@
+"""The migrations build exactly the schema the models describe, on both backends.
+
+Also the connection plumbing in ``models.db``: URLs, unreachable servers, column types.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, insert, inspect
+from sqlalchemy.exc import StatementError
+
+from models.db import (
+    DEFAULT_URL,
+    DatabaseUnavailable,
+    check_connection,
+    current_revision,
+    database_url,
+    downgrade,
+    make_engine,
+    upgrade,
+)
+from models.tables import Base, DueTimer
+
+TABLES = {"episode", "clinical_event", "due_timer", "task", "audit_log", "audit_head"}
+
+
+def schema_differences(engine: Engine) -> list[Any]:
+    with engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "compare_server_default": True}
+        )
+        differences: list[Any] = compare_metadata(context, Base.metadata)
+        return differences
+
+
+def test_models_match_migrations(db_engine: Engine) -> None:
+    assert schema_differences(db_engine) == []
+
+
+def test_migrated_database_is_at_head(db_engine: Engine) -> None:
+    assert current_revision(db_engine) == "0001"
+
+
+def test_downgrade_to_base_then_upgrade_again(db_engine: Engine) -> None:
+    downgrade(db_engine, "base")
+    assert TABLES.isdisjoint(inspect(db_engine).get_table_names())
+    assert current_revision(db_engine) is None
+
+    upgrade(db_engine)
+    assert set(inspect(db_engine).get_table_names()) >= TABLES
+    assert schema_differences(db_engine) == []
+
+
+def test_upgrade_at_head_changes_nothing(db_engine: Engine) -> None:
+    upgrade(db_engine)
+    assert current_revision(db_engine) == "0001"
+
+
+def test_in_memory_sqlite_can_be_migrated() -> None:
+    engine = make_engine("sqlite://")
+    try:
+        upgrade(engine)
+        assert set(inspect(engine).get_table_names()) >= TABLES
+    finally:
+        engine.dispose()
+
+
+def test_an_unreachable_server_is_named_without_its_password() -> None:
+    engine = make_engine("postgresql://carepath:s3cret@127.0.0.1:1/clinic")
+    try:
+        with pytest.raises(DatabaseUnavailable) as caught:
+            check_connection(engine)
+    finally:
+        engine.dispose()
+    assert caught.value.where == "carepath@127.0.0.1:1/clinic"
+    assert str(caught.value).startswith(
+        "cannot reach the database at carepath@127.0.0.1:1/clinic: "
+    )
+    assert "s3cret" not in str(caught.value)
+
+
+def test_the_database_url_comes_from_the_command_line_then_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CAREPATH_DATABASE_URL", raising=False)
+    assert database_url(None) == DEFAULT_URL
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", "postgresql://clinic@db.example/carepath")
+    assert database_url(None) == "postgresql+psycopg://clinic@db.example/carepath"
+    assert database_url("sqlite:///other.db") == "sqlite:///other.db"
+
+
+def test_a_naive_datetime_is_refused_by_the_column(db_engine: Engine) -> None:
+    with pytest.raises(StatementError, match="naive datetime"), db_engine.begin() as connection:
+        connection.execute(
+            insert(DueTimer).values(
+                episode_id="ep-a",
+                kind="task",
+                due_at=datetime(2025, 3, 3, 9, 0),
+                set_at=datetime(2025, 3, 3, 9, 0, tzinfo=UTC),
+            )
+        )
