@@ -1,0 +1,166 @@
+"""The engine's three entry points: open an episode, apply an event, fire a timer.
+
+Each is a pure function of (episode, input, clock reading, defaults) returning a
+:class:`Step`; the unit of work in :mod:`models.repository` persists the step in one
+transaction. A refusal returns the episode unchanged with the rules and reason.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from engine.chart import bind, initial_configuration
+from engine.clinic_time import add_days, day_start, shift_local, to_utc
+from engine.context import StepContext
+from engine.due import open_task, refresh_task
+from engine.episode import EpisodeState, Patient, Step, TimerRequest
+from engine.errors import InvalidEvent, RuleRefusal
+from engine.events import ClinicalEvent, Opening
+from engine.handlers import HANDLERS, intensive_follow_up
+from engine.settings import PathwayDefaults
+
+PHASE_STARTS = (("subacute", 42, "enter_subacute", "PH-SUBACUTE"),
+                ("chronic", 84, "enter_chronic", "PH-CHRONIC"))
+PATIENT_MARKERS = (("prior_lbp", "PRED-PRIOR-LBP"), ("workers_comp", "PRED-WORKCOMP"))
+PATIENT_POPULATIONS = (("connective_tissue_disorder", "SP-CTD"),
+                       ("pelvic_floor_dysfunction", "SP-PELVIC"))
+
+
+def _context(state: EpisodeState, at: datetime, now: datetime, d: PathwayDefaults) -> StepContext:
+    step = Step(state=state, accepted=True)
+    return StepContext(state, bind(state.configuration, state.history), step, at, now, d)
+
+
+def open_episode(
+    opening: Opening, episode_id: str, now: datetime, defaults: PathwayDefaults
+) -> Step:
+    """Enrol a patient: the phase their onset implies, the first due items and timers."""
+    patient_in = opening.patient
+    flags = {
+        name: bool(getattr(patient_in, name))
+        for name in type(patient_in).model_fields
+        if name not in ("ref", "age", "sex")
+    }
+    enrolled = to_utc(opening.enrolled_at or now)
+    state = EpisodeState(
+        id=episode_id,
+        patient=Patient(patient_in.ref, patient_in.age, patient_in.sex, flags),
+        onset=opening.onset,
+        enrolled_at=enrolled,
+        clinic_timezone=opening.clinic_timezone,
+        coordinator=opening.coordinator,
+        status="active",
+        configuration=initial_configuration(),
+        history={},
+        facts={},
+        tasks={},
+    )
+    ctx = _context(state, enrolled, now, defaults)
+    ctx.step.add_rule("PH-ACUTE")
+    for phase, days, chart_event, rule in PHASE_STARTS:
+        starts = day_start(add_days(state.onset, days), state.tz)
+        if starts <= enrolled:  # late enrolment: start in the phase the onset implies
+            ctx.send(chart_event)
+            ctx.step.add_rule(rule)
+        else:
+            ctx.step.timers.append(TimerRequest("phase", starts, f"phase:{phase}", {"to": phase}))
+    _patient_markers(ctx)
+    first_window = shift_local(enrolled, state.tz, days=14)
+    first_due = first_window if intensive_follow_up(ctx) else shift_local(enrolled, state.tz,
+                                                                          days=28)
+    open_task(state, ctx.step, now, defaults, key="first_follow_up", rule="FU-FIRST",
+              due_at=first_due, window_start=first_window)
+    ctx.step.add_rule("FU-FIRST")
+    review_opens = day_start(add_days(state.onset, defaults.conservative_window_days), state.tz)
+    review = open_task(
+        state, ctx.step, now, defaults, key="six_week_review", rule="FU-6W",
+        due_at=review_opens + timedelta(days=defaults.review_days_to_complete),
+        window_start=review_opens,
+    )
+    if review.status != "upcoming":
+        ctx.send("start_review")
+        ctx.step.add_rule("FU-6W")
+    ctx.step.cancel_refs.clear()  # nothing is booked yet for a new episode
+    return ctx.step
+
+
+def _patient_markers(ctx: StepContext) -> None:
+    patient, facts = ctx.state.patient, ctx.facts
+    markers = [rule for flag, rule in PATIENT_MARKERS if patient.has(flag)]
+    if patient.sex == "female":
+        markers.append("PRED-FEMALE")
+    facts["risk_markers"] = markers
+    populations = [rule for flag, rule in PATIENT_POPULATIONS if patient.has(flag)]
+    if patient.age is not None and patient.age >= ctx.defaults.elderly_age:
+        populations.append("FU-ELDERLY")
+    facts["populations"] = populations
+    ctx.step.add_rule(*markers, *populations)
+
+
+def apply_event(
+    state: EpisodeState, event: ClinicalEvent, now: datetime, defaults: PathwayDefaults
+) -> Step:
+    """Apply one clinical event; a refusal leaves the episode as it was."""
+    if state.is_final:
+        raise InvalidEvent(
+            "type", f"the episode is {state.status}: it accepts no further events"
+        )
+    at = to_utc(event.occurred_at or now)
+    ctx = _context(state.clone(), at, now, defaults)
+    data: dict[str, Any] = event.data.model_dump(mode="json", exclude_none=True)
+    try:
+        HANDLERS[event.type](ctx, data)
+    except RuleRefusal as refusal:
+        return Step(
+            state=state,
+            accepted=False,
+            rules=refusal.rules + [r for r in ctx.step.rules if r not in refusal.rules],
+            reason=refusal.reason,
+            override_possible=refusal.override_possible,
+            eligible_from=refusal.eligible_from,
+        )
+    return ctx.step
+
+
+def fire_timer(
+    state: EpisodeState,
+    kind: str,
+    payload: dict[str, Any],
+    due_at: datetime,
+    now: datetime,
+    defaults: PathwayDefaults,
+) -> Step:
+    """Act on a due timer; a timer whose episode has moved on is a no-op."""
+    if state.is_final:
+        return Step(state=state, accepted=True, noop=True, reason="episode is final")
+    ctx = _context(state.clone(), due_at, now, defaults)
+    if kind == "phase":
+        moved = False
+        for phase, _, chart_event, rule in PHASE_STARTS:
+            if phase == payload.get("to") and ctx.send(chart_event):
+                ctx.step.add_rule(rule)
+                moved = True
+    elif kind == "task":
+        moved = _step_task(ctx, payload["key"])
+    else:
+        raise ValueError(f"unknown timer kind {kind!r}")
+    if not moved:
+        return Step(state=state, accepted=True, noop=True, reason="the episode has moved on")
+    return ctx.step
+
+
+def _step_task(ctx: StepContext, key: str) -> bool:
+    state = ctx.state
+    task = state.tasks.get(key)
+    if task is None or not task.is_open:
+        return False
+    changed = refresh_task(task, ctx.step, ctx.now)
+    ctx.step.add_rule(task.rule)
+    if key == "six_week_review" and task.status != "upcoming" and ctx.send("start_review"):
+        changed = True
+    if key == "referral" and task.status in ("overdue", "escalated") and ctx.send(
+        "deadline_missed"
+    ):
+        changed = True
+    return changed

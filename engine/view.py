@@ -1,0 +1,92 @@
+"""The episode view of CONTRACT.md section 3, and the recommendations it carries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.episode import EpisodeState, iso
+from engine.rules import RECOMMENDED_CARE, cite, rule
+
+PHASE_RULES = {"acute": "PH-ACUTE", "subacute": "PH-SUBACUTE", "chronic": "PH-CHRONIC"}
+# Advisories shown while a fact holds: (rule, predicate over facts and the episode).
+ADVISORIES = (
+    ("RF-MARKERS", lambda s: bool(s.facts.get("markers"))),
+    ("NCS-CHRONIC", lambda s: bool(s.facts.get("ncs_chronic"))),
+    ("FU-6W", lambda s: s.management == "review"),
+    ("CONS-ADEQUATE", lambda s: s.management == "review"),
+    ("SDM-CHOICE", lambda s: s.facts.get("preference") is not None),
+    ("REF-2W-DEFICIT", lambda s: _referral_rule(s) == "REF-2W-DEFICIT"),
+    ("REF-2W-SEVERE", lambda s: _referral_rule(s) == "REF-2W-SEVERE"),
+    ("REF-3M", lambda s: _referral_rule(s) == "REF-3M"),
+    ("MED-NEURO", lambda s: _treated_with(s, "gabapentin", "pregabalin", "tca")),
+    ("MED-OPIOID", lambda s: _treated_with(s, "opioid")),
+    ("REHAB-MDT", lambda s: s.management == "rehabilitation"),
+)
+
+
+def _referral_rule(state: EpisodeState) -> str | None:
+    task = state.tasks.get("referral")
+    return task.rule if task is not None and task.is_open else None
+
+
+def _treated_with(state: EpisodeState, *kinds: str) -> bool:
+    return any(t["kind"] in kinds for t in state.facts.get("treatments", []))
+
+
+def recommendation(rule_id: str, state: EpisodeState | None = None) -> dict[str, Any]:
+    entry = rule(rule_id)
+    text = entry.text
+    care = RECOMMENDED_CARE.get(rule_id)
+    if care:
+        text += " Care plan: " + "; ".join(care) + "."
+    if entry.conflict:
+        text += " Sources differ: " + entry.conflict
+    if rule_id == "SDM-CHOICE" and state is not None:
+        text += f" Recorded preference: {state.facts['preference']}."
+    return {"rule": rule_id, "text": text, "citations": cite(rule_id)}
+
+
+def recommendations(state: EpisodeState) -> list[dict[str, Any]]:
+    if state.is_final:
+        return []
+    ids: list[str] = []
+    if state.phase in PHASE_RULES:
+        ids.append(PHASE_RULES[state.phase])
+    ids += state.facts.get("populations", [])
+    ids += [rule_id for rule_id, holds in ADVISORIES if holds(state)]
+    return [recommendation(rule_id, state) for rule_id in dict.fromkeys(ids)]
+
+
+def red_flag_view(state: EpisodeState) -> dict[str, Any] | None:
+    flag = state.facts.get("red_flag")
+    if not flag:
+        return None
+    return {k: flag[k] for k in ("rule", "kind", "level", "raised_at")}
+
+
+def due_view(state: EpisodeState) -> list[dict[str, Any]]:
+    tasks = sorted(state.tasks.values(), key=lambda t: (t.due_at, t.key))
+    return [t.view() for t in tasks]
+
+
+def episode_view(state: EpisodeState) -> dict[str, Any]:
+    final = state.facts.get("final") or {}
+    return {
+        "id": state.id,
+        "patient_ref": state.patient.ref,
+        "pathway": {"id": state.pathway_id, "version": state.pathway_version},
+        "status": state.status,
+        "configuration": list(state.configuration),
+        "phase": state.phase or final.get("phase"),
+        "management": state.management or final.get("management"),
+        "referral": state.referral or final.get("referral"),
+        "red_flag": red_flag_view(state),
+        "due": due_view(state),
+        "risk_markers": list(state.facts.get("risk_markers", [])),
+        "recommendations": recommendations(state),
+        "version": state.version,
+        "onset": iso(state.onset),
+        "enrolled_at": iso(state.enrolled_at),
+        "coordinator": state.coordinator,
+    }
+
