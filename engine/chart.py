@@ -40,14 +40,14 @@ FINAL_STATES = ("resolved", "closed")
 HISTORY_ID = "routine_history"
 
 
-class PathwayChart(StateChart):  # type: ignore[misc]
+class PathwayChart(StateChart):  # type: ignore[type-arg]
     """Lumbosacral radiculopathy care pathway (PATHWAY.md)."""
 
     catch_errors_as_events = False
     allow_event_without_transition = False
 
-    class care(State.Parallel):  # type: ignore[misc]
-        class phase(State.Compound):  # type: ignore[misc]
+    class care(State.Parallel):
+        class phase(State.Compound):
             acute = State(initial=True)
             subacute = State()
             chronic = State()
@@ -56,9 +56,9 @@ class PathwayChart(StateChart):  # type: ignore[misc]
             enter_subacute = acute.to(subacute)
             enter_chronic = subacute.to(chronic) | acute.to(chronic)
 
-        class track(State.Compound):  # type: ignore[misc]
-            class routine(State.Parallel):  # type: ignore[misc]
-                class management(State.Compound):  # type: ignore[misc]
+        class track(State.Compound):
+            class routine(State.Parallel):
+                class management(State.Compound):
                     conservative = State(initial=True)
                     review = State()
                     imaging = State()
@@ -97,7 +97,7 @@ class PathwayChart(StateChart):  # type: ignore[misc]
                         | rehabilitation.to(shared_care)
                     )
 
-                class referral(State.Compound):  # type: ignore[misc]
+                class referral(State.Compound):
                     not_indicated = State(initial=True)
                     due = State()
                     overdue = State()
@@ -111,15 +111,12 @@ class PathwayChart(StateChart):  # type: ignore[misc]
                         not_indicated.to(referred) | due.to(referred) | overdue.to(referred)
                     )
                     specialist_visit = (
-                        not_indicated.to(seen)
-                        | due.to(seen)
-                        | overdue.to(seen)
-                        | referred.to(seen)
+                        not_indicated.to(seen) | due.to(seen) | overdue.to(seen) | referred.to(seen)
                     )
 
                 routine_history = HistoryState(type="deep")
 
-            class red_flag(State.Compound):  # type: ignore[misc]
+            class red_flag(State.Compound):
                 urgent = State(initial=True)
                 emergency = State()
 

@@ -7,7 +7,7 @@ A handler reads the validated data (a plain dict), changes the episode through t
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from engine.clinic_time import add_days, add_months, day_start, local_date, shift_local
@@ -51,14 +51,24 @@ def raise_flag(ctx: StepContext, kind: str, note: str | None) -> None:
     else:
         ctx.send(f"raise_{level}_flag")
         ctx.facts["red_flag"] = {
-            "rule": rule, "kind": kind, "level": level, "raised_at": _iso(ctx), "kinds": [kind],
+            "rule": rule,
+            "kind": kind,
+            "level": level,
+            "raised_at": _iso(ctx),
+            "kinds": [kind],
         }
     hours = ctx.defaults.ces_task_hours if level == "emergency" else ctx.defaults.urgent_task_hours
     key = "ces_emergency" if level == "emergency" else "urgent_workup"
     if key not in ctx.state.tasks or not ctx.state.tasks[key].is_open:
         open_task(
-            ctx.state, ctx.step, ctx.now, ctx.defaults,
-            key=key, rule=rule, due_at=ctx.at + timedelta(hours=hours), window_start=ctx.at,
+            ctx.state,
+            ctx.step,
+            ctx.now,
+            ctx.defaults,
+            key=key,
+            rule=rule,
+            due_at=ctx.at + timedelta(hours=hours),
+            window_start=ctx.at,
         )
     if note:
         ctx.facts.setdefault("notes", []).append(note)
@@ -69,12 +79,14 @@ def _iso(ctx: StepContext) -> str:
 
 
 def _active_flag(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
-    flag = ctx.facts.get("red_flag")
+    flag: dict[str, Any] | None = ctx.facts.get("red_flag")
     rule = FLAG_RULES[data["kind"]][0]
     if flag is None or not ctx.state.in_red_flag:
         raise RuleRefusal([rule], "no red flag is active on this episode", False)
     if data["kind"] not in flag.get("kinds", [flag["kind"]]):
-        raise RuleRefusal([rule], f"the active red flag is {flag['kind']}, not {data['kind']}", False)
+        raise RuleRefusal(
+            [rule], f"the active red flag is {flag['kind']}, not {data['kind']}", False
+        )
     ctx.step.add_rule(flag["rule"])
     return flag
 
@@ -138,7 +150,8 @@ def on_assessment(ctx: StepContext, data: dict[str, Any]) -> None:
         _referral_triggers(ctx, found.severe_disabling, found.deficit, found.response)
     _assessment_completes_reviews(ctx)
     if local_date(ctx.at, state.tz) >= add_months(state.onset, 3) and found.response in (
-        "stable", "worsening",
+        "stable",
+        "worsening",
     ):
         ctx.step.add_rule("IMG-3M")
 
@@ -194,8 +207,16 @@ def _refer(ctx: StepContext, rule: str, deadline: Any) -> None:
     elif state.referral != "due" or task is None or not task.is_open or task.due_at <= deadline:
         return
     ctx.step.add_rule(rule)
-    open_task(state, ctx.step, ctx.now, ctx.defaults, key="referral", rule=rule,
-              due_at=deadline, window_start=ctx.at)
+    open_task(
+        state,
+        ctx.step,
+        ctx.now,
+        ctx.defaults,
+        key="referral",
+        rule=rule,
+        due_at=deadline,
+        window_start=ctx.at,
+    )
 
 
 def _assessment_completes_reviews(ctx: StepContext) -> None:
@@ -235,8 +256,16 @@ def schedule_periodic_review(ctx: StepContext) -> None:
     count = ctx.facts.get("periodic_reviews", 0) + 1
     ctx.facts["periodic_reviews"] = count
     due_at = day_start(due_day, state.tz)
-    open_task(state, ctx.step, ctx.now, d, key=f"periodic_review_{count}", rule=rule,
-              due_at=due_at, window_start=due_at - timedelta(days=d.review_window_days))
+    open_task(
+        state,
+        ctx.step,
+        ctx.now,
+        d,
+        key=f"periodic_review_{count}",
+        rule=rule,
+        due_at=due_at,
+        window_start=due_at - timedelta(days=d.review_window_days),
+    )
 
 
 # --- candidacy, decisions, treatments ------------------------------------------------------
@@ -278,17 +307,26 @@ def settle(ctx: StepContext, verdict: Verdict, override_reason: str | None) -> N
 def on_treatment(ctx: StepContext, data: dict[str, Any]) -> None:
     settle(ctx, check_treatment(ctx.state, data, ctx.defaults), None)
     start = data.get("start") or local_date(ctx.at, ctx.state.tz).isoformat()
-    course = {"kind": data["kind"], "start": start, "end": data.get("end"),
-              "adherence": data.get("adherence")}
+    course = {
+        "kind": data["kind"],
+        "start": start,
+        "end": data.get("end"),
+        "adherence": data.get("adherence"),
+    }
     ctx.facts.setdefault("treatments", []).append(course)
     if data["kind"] == "opioid":
-        from datetime import date as _date
-
-        limit = add_days(_date.fromisoformat(start), ctx.defaults.opioid_limit_days)
+        limit = add_days(date.fromisoformat(start), ctx.defaults.opioid_limit_days)
         due_at = day_start(limit, ctx.state.tz)
-        open_task(ctx.state, ctx.step, ctx.now, ctx.defaults, key="opioid_review",
-                  rule="MED-OPIOID", due_at=due_at,
-                  window_start=due_at - timedelta(days=ctx.defaults.review_window_days))
+        open_task(
+            ctx.state,
+            ctx.step,
+            ctx.now,
+            ctx.defaults,
+            key="opioid_review",
+            rule="MED-OPIOID",
+            due_at=due_at,
+            window_start=due_at - timedelta(days=ctx.defaults.review_window_days),
+        )
 
 
 def on_order(ctx: StepContext, data: dict[str, Any]) -> None:
@@ -310,8 +348,10 @@ def on_result(ctx: StepContext, data: dict[str, Any]) -> None:
     findings = data.get("findings", [])
     if "correlates_clinically" in data:
         ctx.step.add_rule("IMG-CORRELATE")
-    if data["modality"] == "emg_ncs" and "chronic_reinnervation" in findings and (
-        "active_denervation" not in findings
+    if (
+        data["modality"] == "emg_ncs"
+        and "chronic_reinnervation" in findings
+        and ("active_denervation" not in findings)
     ):
         ctx.facts["ncs_chronic"] = True
         ctx.step.add_rule("NCS-CHRONIC")
@@ -355,7 +395,9 @@ def _finish(ctx: StepContext, chart_event: str, status: str) -> None:
     # The final configuration is a single state: keep where the tracks stood, for the view.
     state = ctx.state
     ctx.facts["final"] = {
-        "phase": state.phase, "management": state.management, "referral": state.referral,
+        "phase": state.phase,
+        "management": state.management,
+        "referral": state.referral,
     }
     ctx.send(chart_event)
     ctx.state.status = status

@@ -20,11 +20,15 @@ from engine.events import ClinicalEvent, Opening
 from engine.handlers import HANDLERS, intensive_follow_up
 from engine.settings import PathwayDefaults
 
-PHASE_STARTS = (("subacute", 42, "enter_subacute", "PH-SUBACUTE"),
-                ("chronic", 84, "enter_chronic", "PH-CHRONIC"))
+PHASE_STARTS = (
+    ("subacute", 42, "enter_subacute", "PH-SUBACUTE"),
+    ("chronic", 84, "enter_chronic", "PH-CHRONIC"),
+)
 PATIENT_MARKERS = (("prior_lbp", "PRED-PRIOR-LBP"), ("workers_comp", "PRED-WORKCOMP"))
-PATIENT_POPULATIONS = (("connective_tissue_disorder", "SP-CTD"),
-                       ("pelvic_floor_dysfunction", "SP-PELVIC"))
+PATIENT_POPULATIONS = (
+    ("connective_tissue_disorder", "SP-CTD"),
+    ("pelvic_floor_dysfunction", "SP-PELVIC"),
+)
 
 
 def _context(state: EpisodeState, at: datetime, now: datetime, d: PathwayDefaults) -> StepContext:
@@ -67,14 +71,28 @@ def open_episode(
             ctx.step.timers.append(TimerRequest("phase", starts, f"phase:{phase}", {"to": phase}))
     _patient_markers(ctx)
     first_window = shift_local(enrolled, state.tz, days=14)
-    first_due = first_window if intensive_follow_up(ctx) else shift_local(enrolled, state.tz,
-                                                                          days=28)
-    open_task(state, ctx.step, now, defaults, key="first_follow_up", rule="FU-FIRST",
-              due_at=first_due, window_start=first_window)
+    first_due = (
+        first_window if intensive_follow_up(ctx) else shift_local(enrolled, state.tz, days=28)
+    )
+    open_task(
+        state,
+        ctx.step,
+        now,
+        defaults,
+        key="first_follow_up",
+        rule="FU-FIRST",
+        due_at=first_due,
+        window_start=first_window,
+    )
     ctx.step.add_rule("FU-FIRST")
     review_opens = day_start(add_days(state.onset, defaults.conservative_window_days), state.tz)
     review = open_task(
-        state, ctx.step, now, defaults, key="six_week_review", rule="FU-6W",
+        state,
+        ctx.step,
+        now,
+        defaults,
+        key="six_week_review",
+        rule="FU-6W",
         due_at=review_opens + timedelta(days=defaults.review_days_to_complete),
         window_start=review_opens,
     )
@@ -103,9 +121,7 @@ def apply_event(
 ) -> Step:
     """Apply one clinical event; a refusal leaves the episode as it was."""
     if state.is_final:
-        raise InvalidEvent(
-            "type", f"the episode is {state.status}: it accepts no further events"
-        )
+        raise InvalidEvent("type", f"the episode is {state.status}: it accepts no further events")
     at = to_utc(event.occurred_at or now)
     ctx = _context(state.clone(), at, now, defaults)
     data: dict[str, Any] = event.data.model_dump(mode="json", exclude_none=True)
@@ -159,8 +175,10 @@ def _step_task(ctx: StepContext, key: str) -> bool:
     ctx.step.add_rule(task.rule)
     if key == "six_week_review" and task.status != "upcoming" and ctx.send("start_review"):
         changed = True
-    if key == "referral" and task.status in ("overdue", "escalated") and ctx.send(
-        "deadline_missed"
+    if (
+        key == "referral"
+        and task.status in ("overdue", "escalated")
+        and ctx.send("deadline_missed")
     ):
         changed = True
     return changed

@@ -89,4 +89,3 @@ def episode_view(state: EpisodeState) -> dict[str, Any]:
         "enrolled_at": iso(state.enrolled_at),
         "coordinator": state.coordinator,
     }
-

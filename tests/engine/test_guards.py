@@ -109,16 +109,23 @@ def test_injection_after_failed_care_with_correlating_imaging() -> None:
     ep.send(43, "assessment", vas_leg=7, odi=44)
     ep.send(43, "candidacy", injection_candidate=True)
     ep.send(50, "order", kind="mri")
-    ep.send(55, "result", modality="mri", levels=["L5-S1"], findings=["herniation"],
-            correlates_clinically=True)
+    ep.send(
+        55,
+        "result",
+        modality="mri",
+        levels=["L5-S1"],
+        findings=["herniation"],
+        correlates_clinically=True,
+    )
     order = ep.send(56, "order", kind="esi", image_guided=True, level="L5-S1")
     assert order.accepted
     assert ep.state.management == "interventional"
     unconfirmed = ep.send(60, "procedure", kind="esi", approach="transforaminal", level="L5-S1")
     assert not unconfirmed.accepted
     assert unconfirmed.rules[0] == "ESI-CONFIRM"
-    done = ep.send(60, "procedure", kind="esi", approach="transforaminal", level="L5-S1",
-                   target_confirmed=True)
+    done = ep.send(
+        60, "procedure", kind="esi", approach="transforaminal", level="L5-S1", target_confirmed=True
+    )
     assert done.accepted
     assert ep.state.management == "rehabilitation"
 
@@ -127,8 +134,14 @@ def test_injection_on_uncorrelated_imaging_is_refused() -> None:
     ep = Episode()
     adequate_care(ep)
     ep.send(43, "assessment", vas_leg=7, odi=44)
-    ep.send(50, "result", modality="mri", levels=["L4-L5"], findings=["herniation"],
-            correlates_clinically=False)
+    ep.send(
+        50,
+        "result",
+        modality="mri",
+        levels=["L4-L5"],
+        findings=["herniation"],
+        correlates_clinically=False,
+    )
     step = ep.send(56, "order", kind="esi", image_guided=True)
     assert step.rules == ["IMG-CORRELATE"]
     assert step.override_possible
@@ -153,8 +166,14 @@ def test_red_flag_waives_biopsychosocial_gate() -> None:
 
 def test_fusion_for_routine_herniation_refused_unless_indicated() -> None:
     ep = Episode()
-    ep.send(50, "result", modality="mri", levels=["L5-S1"], findings=["herniation"],
-            correlates_clinically=True)
+    ep.send(
+        50,
+        "result",
+        modality="mri",
+        levels=["L5-S1"],
+        findings=["herniation"],
+        correlates_clinically=True,
+    )
     refused = ep.send(90, "procedure", kind="fusion", level="L5-S1")
     assert refused.rules == ["SURG-NO-FUSION"]
     step = ep.send(90, "procedure", kind="fusion", level="L5-S1", fusion_indication="instability")

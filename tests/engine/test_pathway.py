@@ -84,8 +84,14 @@ def test_special_populations_in_recommendations() -> None:
     from engine.view import episode_view
 
     ep = Episode(age=80, connective_tissue_disorder=True, pelvic_floor_dysfunction=True)
-    ep.send(1, "assessment", vas_leg=5, odi=30, dermatomes=["L4", "L5", "S1"],
-            neurogenic_claudication=True)
+    ep.send(
+        1,
+        "assessment",
+        vas_leg=5,
+        odi=30,
+        dermatomes=["L4", "L5", "S1"],
+        neurogenic_claudication=True,
+    )
     rules = [r["rule"] for r in episode_view(ep.state)["recommendations"]]
     for rule in ("PH-ACUTE", "SP-CTD", "SP-PELVIC", "FU-ELDERLY", "SP-PLEXUS", "SP-STENOSIS"):
         assert rule in rules
@@ -96,9 +102,12 @@ def test_nothing_accepted_after_a_final_state() -> None:
     ep = Episode()
     ep.send(10, "close", reason="transferred")
     with pytest.raises(InvalidEvent) as err:
-        apply_event(ep.state, parse_event({"type": "assessment",
-                                           "data": {"vas_leg": 3, "odi": 10}}),
-                    ep.day(11), DEFAULTS)
+        apply_event(
+            ep.state,
+            parse_event({"type": "assessment", "data": {"vas_leg": 3, "odi": 10}}),
+            ep.day(11),
+            DEFAULTS,
+        )
     assert err.value.field == "type"
 
 

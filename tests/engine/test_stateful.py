@@ -30,8 +30,15 @@ EVENTS: list[tuple[str, dict[str, Any]]] = [
     ("treatment", {"kind": "physio_formal", "start": "2026-01-06", "adherence": "good"}),
     ("treatment", {"kind": "opioid"}),
     ("candidacy", {"injection_candidate": True}),
-    ("result", {"modality": "mri", "levels": ["L5-S1"], "findings": ["herniation"],
-                "correlates_clinically": True}),
+    (
+        "result",
+        {
+            "modality": "mri",
+            "levels": ["L5-S1"],
+            "findings": ["herniation"],
+            "correlates_clinically": True,
+        },
+    ),
     ("biopsychosocial_assessment", {"note": "done"}),
     ("referral_sent", {"service": "spine"}),
     ("specialist_seen", {"service": "spine", "outcome": "shared_care"}),
@@ -54,9 +61,7 @@ class PathwayMachine(RuleBasedStateMachine):
         self.ep.run_until(self.ep.day(self.day))
         final_before = self.ep.state.is_final
         acute_before = self.ep.state.phase == "acute"
-        waived = self.ep.state.facts.get("red_flag") or self.ep.state.facts.get(
-            "severe_disabling"
-        )
+        waived = self.ep.state.facts.get("red_flag") or self.ep.state.facts.get("severe_disabling")
         try:
             step = self.ep.send(self.day, kind, **data)
         except InvalidEvent:
@@ -79,7 +84,9 @@ class PathwayMachine(RuleBasedStateMachine):
 
 
 PathwayMachine.TestCase.settings = settings(
-    max_examples=60, stateful_step_count=25, deadline=None,
+    max_examples=60,
+    stateful_step_count=25,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestPathway = PathwayMachine.TestCase
