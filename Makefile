@@ -28,7 +28,7 @@ lint: setup
 	$(BIN)/mypy engine
 
 bench: setup
-	$(BIN)/python -m bench.events --episodes 1000 --events 10
+	$(BIN)/python -m bench.events --episodes 1000 --events 10 --backend both
 
 diagrams: setup
 	$(BIN)/carepath diagram --out diagrams

@@ -1,0 +1,169 @@
+"""Events applied per second through the full persisted path, beside a naive baseline.
+
+    .venv/bin/python -m bench.events --episodes 1000 --events 10 [--backend sqlite|postgresql|both]
+
+The full path is what the service does for each event: load the episode (and its due items)
+under a lock, validate, run the engine, write the state, due items, timers, the event row and
+the hash-chained audit row, commit. The naive baseline does the least a persisted statechart
+can: ORM load, a fresh StateChart bound to the stored configuration, one send, one audit row,
+commit. Both run in the same process on the same database, so the figure is a ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import create_engine, select, text
+from statemachine.exceptions import TransitionNotAllowed
+
+from engine.chart import bind, snapshot
+from engine.events import parse_opening
+from models.audit import append_audit
+from models.db import make_engine, make_session_factory, upgrade
+from models.repository import EpisodeRepository
+from models.tables import Episode
+
+PG_SERVER = os.environ.get(
+    "CAREPATH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+START = datetime(2026, 1, 19, 9, tzinfo=UTC)
+# One episode's ten events: visits, treatments and orders a clinic would record.
+SCRIPT: list[tuple[int, dict[str, Any]]] = [
+    (0, {"type": "assessment", "data": {"vas_leg": 7, "odi": 44, "slr_positive": True}}),
+    (0, {"type": "treatment", "data": {"kind": "nsaid", "start": "2026-01-19"}}),
+    (1, {"type": "treatment", "data": {"kind": "physio_formal", "start": "2026-01-20",
+                                       "adherence": "good"}}),
+    (5, {"type": "order", "data": {"kind": "mri"}}),  # refused: IMG-NO-EARLY
+    (16, {"type": "assessment", "data": {"vas_leg": 6, "odi": 40}}),
+    (20, {"type": "shared_decision", "data": {"preference": "conservative"}}),
+    (30, {"type": "assessment", "data": {"vas_leg": 6, "odi": 38}}),
+    (31, {"type": "candidacy", "data": {"injection_candidate": True}}),
+    (32, {"type": "biopsychosocial_assessment", "data": {"note": "done"}}),
+    (33, {"type": "assessment", "data": {"vas_leg": 5, "odi": 35}}),
+]
+
+
+def fresh_database(backend: str, workdir: str) -> tuple[str, Any]:
+    if backend == "sqlite":
+        return f"sqlite:///{workdir}/bench.db", None
+    admin = create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
+    name = f"carepath_bench_{os.getpid()}"
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    return PG_SERVER.rsplit("/", 1)[0] + "/" + name, (admin, name)
+
+
+def drop_database(handle: Any) -> None:
+    if handle is None:
+        return
+    admin, name = handle
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    admin.dispose()
+
+
+def open_episodes(repo: EpisodeRepository, count: int) -> list[str]:
+    ids = []
+    for i in range(count):
+        opening = parse_opening(
+            {"patient": {"ref": f"bench-{i}", "age": 50}, "onset": "2026-01-05",
+             "enrolled_at": START.isoformat()}
+        )
+        ids.append(repo.open(opening, START)["id"])
+    return ids
+
+
+def run_full(repo: EpisodeRepository, ids: list[str], events: int) -> list[float]:
+    latencies = []
+    for day, payload in SCRIPT[:events]:
+        now = START + timedelta(days=day, hours=1)
+        for episode_id in ids:
+            began = time.perf_counter()
+            repo.apply(episode_id, payload, now)
+            latencies.append(time.perf_counter() - began)
+    return latencies
+
+
+def run_naive(session_factory: Any, ids: list[str], events: int) -> list[float]:
+    latencies = []
+    for _ in range(events):
+        for episode_id in ids:
+            began = time.perf_counter()
+            with session_factory() as session, session.begin():
+                row = session.scalars(select(Episode).where(Episode.id == episode_id)).one()
+                chart = bind(list(row.configuration), dict(row.history))
+                before = list(row.configuration)
+                try:
+                    chart.send("start_review")
+                except TransitionNotAllowed:
+                    pass
+                row.configuration = snapshot(chart)[0]
+                append_audit(
+                    session, episode_id=episode_id, trigger="event", type="naive",
+                    actor="bench", occurred_at=START, recorded_at=START, accepted=True,
+                    configuration_before=before, configuration_after=row.configuration,
+                    rules=[], reason=None, payload={}, pathway_id=row.pathway_id,
+                    pathway_version=row.pathway_version,
+                )
+            latencies.append(time.perf_counter() - began)
+    return latencies
+
+
+def summarise(latencies: list[float]) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {
+        "events": len(ordered),
+        "per_second": len(ordered) / sum(ordered),
+        "p50_ms": statistics.median(ordered) * 1000,
+        "p99_ms": ordered[int(len(ordered) * 0.99) - 1] * 1000,
+    }
+
+
+def bench(backend: str, episodes: int, events: int) -> dict[str, dict[str, float]]:
+    with tempfile.TemporaryDirectory() as workdir:
+        url, handle = fresh_database(backend, workdir)
+        try:
+            engine = make_engine(url)
+            upgrade(engine)
+            factory = make_session_factory(engine)
+            repo = EpisodeRepository(factory)
+            full_ids = open_episodes(repo, episodes)
+            naive_ids = open_episodes(repo, episodes)
+            result = {
+                "full": summarise(run_full(repo, full_ids, events)),
+                "naive": summarise(run_naive(factory, naive_ids, events)),
+            }
+            engine.dispose()
+            return result
+        finally:
+            drop_database(handle)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--episodes", type=int, default=1000)
+    parser.add_argument("--events", type=int, default=10, choices=range(1, len(SCRIPT) + 1))
+    parser.add_argument("--backend", default="both", choices=["sqlite", "postgresql", "both"])
+    args = parser.parse_args()
+    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    for backend in backends:
+        print(f"{backend}: {args.episodes} episodes x {args.events} events ...", flush=True)
+        result = bench(backend, args.episodes, args.events)
+        for path, figures in result.items():
+            print(
+                f"  {path:5}  {figures['per_second']:8.0f} events/s   "
+                f"p50 {figures['p50_ms']:.2f} ms   p99 {figures['p99_ms']:.2f} ms"
+            )
+        ratio = result["full"]["per_second"] / result["naive"]["per_second"]
+        print(f"  full / naive throughput: {ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,382 @@
+"""The `carepath` command: database, episodes, events, simulation, audit, worker, diagram.
+
+Output is JSON on stdout. Exit status: 0 ok, 1 refused or invalid (one line on stderr
+naming the rule or the field), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from sqlalchemy import inspect
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from engine.clinic_time import SystemClock
+from engine.errors import (
+    CarepathError,
+    EpisodeNotFound,
+    InvalidConfiguration,
+    InvalidEvent,
+    StaleEpisode,
+)
+from engine.events import parse_opening
+from engine.settings import PathwayDefaults
+from models.db import (
+    DatabaseUnavailable,
+    check_connection,
+    database_url,
+    make_engine,
+    make_session_factory,
+    upgrade,
+)
+
+app = typer.Typer(
+    name="carepath",
+    help="Care-pathway engine for lumbosacral radiculopathy.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+episode_app = typer.Typer(help="Open and show episodes.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(episode_app, name="episode")
+app.add_typer(audit_app, name="audit")
+
+CLOCK = SystemClock()
+
+
+class _Options:
+    db: str | None = None
+
+
+OPTIONS = _Options()
+
+
+@app.callback()
+def main(
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db", help="SQLAlchemy URL (default: CAREPATH_DATABASE_URL or ./carepath.db)"
+        ),
+    ] = None,
+) -> None:
+    OPTIONS.db = db
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _print(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+def _engine() -> Engine:
+    engine = make_engine(database_url(OPTIONS.db))
+    try:
+        check_connection(engine)
+    except DatabaseUnavailable as exc:
+        engine.dispose()
+        _fail(f"error: {exc}")
+    return engine
+
+
+def _require_schema(engine: Engine) -> None:
+    if not inspect(engine).has_table("episode"):
+        engine.dispose()
+        _fail("error: database not migrated: run carepath db upgrade")
+
+
+def _repository(engine: Engine) -> Any:
+    from models.repository import EpisodeRepository
+
+    try:
+        defaults = PathwayDefaults.from_env()
+    except (ValueError, TypeError) as exc:
+        _fail(f"invalid: CAREPATH_DEFAULTS: {exc}", 2)
+    return EpisodeRepository(make_session_factory(engine), defaults)
+
+
+def _handle(exc: Exception) -> NoReturn:
+    if isinstance(exc, InvalidEvent):
+        _fail(f"invalid: {exc.field}: {exc.reason}")
+    if isinstance(exc, EpisodeNotFound):
+        _fail(f"not found: {exc}")
+    if isinstance(exc, StaleEpisode):
+        _fail(f"stale: {exc}")
+    if isinstance(exc, InvalidConfiguration):
+        _fail(f"error: {exc}")
+    if isinstance(exc, (OperationalError, ProgrammingError)):
+        _fail(f"error: database: {str(exc.orig).splitlines()[0]}")
+    if isinstance(exc, CarepathError):
+        _fail(f"error: {exc}")
+    raise exc
+
+
+def _parse_time(value: str | None, field: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        _fail(f"invalid: {field}: must be an ISO 8601 time with offset, got {value!r}")
+    if parsed.tzinfo is None:
+        _fail(f"invalid: {field}: needs a UTC offset (e.g. 'Z'), got {value!r}")
+    return parsed.isoformat()
+
+
+# --------------------------------------------------------------------------------------------
+# db
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the schema up to date (Alembic upgrade head)."""
+    engine = _engine()
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    typer.echo("database upgraded to head", err=True)
+
+
+# --------------------------------------------------------------------------------------------
+# episode
+
+
+@episode_app.command("open")
+def episode_open(
+    patient_ref: Annotated[str, typer.Option("--patient-ref", help="The patient's reference")],
+    onset: Annotated[str, typer.Option("--onset", help="Symptom onset date, YYYY-MM-DD")],
+    enrolled_at: Annotated[str | None, typer.Option("--enrolled-at")] = None,
+    age: Annotated[int | None, typer.Option("--age")] = None,
+    sex: Annotated[str | None, typer.Option("--sex")] = None,
+    flag: Annotated[
+        list[str] | None, typer.Option("--flag", help="Repeatable patient flag")
+    ] = None,
+    coordinator: Annotated[str | None, typer.Option("--coordinator")] = None,
+    clinic_timezone: Annotated[str | None, typer.Option("--clinic-timezone")] = None,
+    actor: Annotated[str | None, typer.Option("--actor")] = None,
+) -> None:
+    """Enrol a patient and print the episode view."""
+    patient: dict[str, Any] = {"ref": patient_ref}
+    if age is not None:
+        patient["age"] = age
+    if sex is not None:
+        patient["sex"] = sex
+    for name in flag or []:
+        patient[name] = True
+    payload: dict[str, Any] = {"patient": patient, "onset": onset}
+    if enrolled_at is not None:
+        payload["enrolled_at"] = enrolled_at
+    if coordinator is not None:
+        payload["coordinator"] = coordinator
+    if clinic_timezone is not None:
+        payload["clinic_timezone"] = clinic_timezone
+    try:
+        opening = parse_opening(payload)
+    except InvalidEvent as exc:
+        # A patient flag that does not exist is reported as the option the user typed.
+        field = exc.field
+        if field.startswith("patient.") and field[8:] in (flag or []):
+            field = f"--flag {field[8:]}"
+        _fail(f"invalid: {field}: {exc.reason}")
+    engine = _engine()
+    try:
+        _require_schema(engine)
+        view = _repository(engine).open(opening, CLOCK.now(), actor=actor)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - rendered for the user
+        _handle(exc)
+    finally:
+        engine.dispose()
+    _print(view)
+
+
+@episode_app.command("show")
+def episode_show(episode_id: Annotated[str, typer.Argument(help="Episode id")]) -> None:
+    """Print an episode view."""
+    engine = _engine()
+    try:
+        _require_schema(engine)
+        view = _repository(engine).view(episode_id)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        _handle(exc)
+    finally:
+        engine.dispose()
+    _print(view)
+
+
+# --------------------------------------------------------------------------------------------
+# event
+
+
+@app.command("event")
+def event(
+    episode_id: Annotated[str, typer.Argument(help="Episode id")],
+    type_: Annotated[str, typer.Argument(metavar="TYPE", help="Event type")],
+    data: Annotated[str | None, typer.Option("--data", help="Event data as a JSON object")] = None,
+    actor: Annotated[str | None, typer.Option("--actor")] = None,
+    occurred_at: Annotated[str | None, typer.Option("--occurred-at")] = None,
+    if_version: Annotated[int | None, typer.Option("--if-version")] = None,
+) -> None:
+    """Apply one event and print the step result."""
+    payload: dict[str, Any] = {"type": type_}
+    if data is not None:
+        try:
+            payload["data"] = json.loads(data)
+        except json.JSONDecodeError as exc:
+            _fail(f"invalid: data: not valid JSON: {exc}")
+    if actor is not None:
+        payload["actor"] = actor
+    if occurred_at is not None:
+        payload["occurred_at"] = _parse_time(occurred_at, "occurred_at")
+    engine = _engine()
+    try:
+        _require_schema(engine)
+        entry = _repository(engine).apply_entry(episode_id, payload, CLOCK.now(), if_version)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        _handle(exc)
+    finally:
+        engine.dispose()
+    _print(entry)
+    if not entry["accepted"]:
+        _fail(f"refused: {', '.join(entry['rules'])}: {entry['reason']}")
+
+
+# --------------------------------------------------------------------------------------------
+# simulate
+
+
+@app.command("simulate")
+def simulate_command(
+    file: Annotated[Path, typer.Argument(help="Scenario file, YAML or JSON ('-' for stdin)")],
+) -> None:
+    """Play a scenario on a private in-memory database and print the timeline."""
+    from cli.simulate import SimulationError, simulate
+
+    if str(file) == "-":
+        text = sys.stdin.read()
+    else:
+        if not file.is_file():
+            _fail(f"no such file: {file}", 2)
+        text = file.read_text(encoding="utf-8")
+    try:
+        result = simulate(text)
+    except (InvalidEvent, SimulationError) as exc:
+        _fail(f"invalid: {exc.field}: {exc.reason}")
+    except CarepathError as exc:
+        _fail(f"error: {exc}")
+    _print(result)
+
+
+# --------------------------------------------------------------------------------------------
+# audit
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the hash chain; name the first bad row."""
+    from models.audit import verify_chain
+
+    engine = _engine()
+    try:
+        _require_schema(engine)
+        with make_session_factory(engine)() as session:
+            result = verify_chain(session)
+    finally:
+        engine.dispose()
+    if not result.ok:
+        _fail(f"audit log broken at row {result.first_bad_seq}: {result.problem}")
+    typer.echo(f"audit log intact: {result.rows_checked} rows")
+
+
+# --------------------------------------------------------------------------------------------
+# worker, serve, diagram
+
+
+@app.command("worker")
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="Sweep once and exit")] = False,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between sweeps")] = 30.0,
+) -> None:
+    """Fire due timers: once, or on an interval until interrupted."""
+    engine = _engine()
+    try:
+        _require_schema(engine)
+        repo = _repository(engine)
+        if once:
+            entries = repo.fire_due(CLOCK.now())
+            typer.echo(f"fired {len(entries)} timer(s)")
+            return
+        import time
+
+        typer.echo(f"worker sweeping every {interval:g}s; Ctrl-C to stop", err=True)
+        try:
+            while True:
+                entries = repo.fire_due(CLOCK.now())
+                if entries:
+                    typer.echo(f"fired {len(entries)} timer(s)")
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            pass
+    finally:
+        engine.dispose()
+
+
+@app.command("serve")
+def serve(demo: Annotated[bool, typer.Option("--demo")] = False) -> None:
+    """Start the HTTP API (when available)."""
+    try:
+        import api.app  # noqa: F401
+    except ImportError:
+        _fail("the HTTP API is not available yet in this build (api.app missing)", 2)
+    _fail("serve: the HTTP API entry point is not wired into the command line yet", 2)
+
+
+@app.command("diagram")
+def diagram(
+    format_: Annotated[str, typer.Option("--format", help="svg, png, mermaid or dot")] = "svg",
+    out: Annotated[Path | None, typer.Option("--out", help="Output file (default: stdout)")] = None,
+) -> None:
+    """Draw the pathway statechart."""
+    from cli.diagram import render
+
+    if format_ not in ("svg", "png", "mermaid", "dot"):
+        _fail(f"invalid: --format: must be svg, png, mermaid or dot, not {format_!r}", 2)
+    if format_ == "png" and out is None:
+        _fail("invalid: --out: png output needs a file", 2)
+    try:
+        content = render(format_)
+    except Exception as exc:  # noqa: BLE001 - graphviz missing, etc.
+        _fail(f"error: cannot draw the diagram as {format_}: {exc}")
+    if out is not None:
+        out.write_bytes(content if isinstance(content, bytes) else content.encode())
+        typer.echo(f"wrote {out}", err=True)
+    elif isinstance(content, bytes):
+        sys.stdout.buffer.write(content)
+    else:
+        typer.echo(content)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
