@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from engine.chart import PathwayChart
 
 
@@ -15,11 +18,42 @@ def render(fmt: str) -> str | bytes:
     if fmt == "mermaid":
         return MermaidGraphMachine(PathwayChart).get_mermaid()  # type: ignore[no-untyped-call]
     graph = DotGraphMachine(PathwayChart)()  # type: ignore[no-untyped-call]
+    # The library names pseudo-states and clusters after object ids: renumber them so the
+    # drawing is the same on every run and a stale diagrams/ can be detected.
+    dot = stable_ids(str(graph.to_string()))
     if fmt == "dot":
-        return str(graph.to_string())
+        return dot
+    import pydot
+
+    graph = pydot.graph_from_dot_data(dot)[0]
     if fmt == "png":
         return bytes(graph.create_png())
     if fmt == "svg":
         svg = graph.create_svg()
         return svg.decode("utf-8") if isinstance(svg, bytes) else str(svg)
     raise ValueError(f"unknown diagram format {fmt!r}")
+
+
+# What `carepath diagram --out DIR` writes; tests/cli/test_diagrams.py fails when stale.
+FILES = {"pathway.svg": "svg", "pathway.mmd": "mermaid", "pathway.dot": "dot"}
+
+
+def write_all(directory: Path) -> list[Path]:
+    """Write the statechart in every text format into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, fmt in FILES.items():
+        content = render(fmt)
+        path = directory / name
+        path.write_text(content if isinstance(content, str) else content.decode())
+        written.append(path)
+    return written
+
+
+def stable_ids(dot: str) -> str:
+    numbers: dict[str, str] = {}
+
+    def renumber(match: re.Match[str]) -> str:
+        return match.group(1) + numbers.setdefault(match.group(2), str(len(numbers) + 1))
+
+    return re.sub(r"(__[a-z]+_)(\d{6,})", renumber, dot)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -344,13 +344,42 @@ def worker(
 
 
 @app.command("serve")
-def serve(demo: Annotated[bool, typer.Option("--demo")] = False) -> None:
-    """Start the HTTP API (when available)."""
-    try:
-        import api.app  # noqa: F401
-    except ImportError:
-        _fail("the HTTP API is not available yet in this build (api.app missing)", 2)
-    _fail("serve: the HTTP API entry point is not wired into the command line yet", 2)
+def serve(
+    demo: Annotated[bool, typer.Option("--demo", help="Seed demo episodes first")] = False,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between sweeps")] = 15.0,
+) -> None:
+    """Run the service: the scheduler worker (the HTTP API is not part of this version)."""
+    if demo:
+        engine = _engine()
+        try:
+            _require_schema(engine)
+            for view in seed_demo(_repository(engine), CLOCK.now()):
+                typer.echo(
+                    f"demo episode {view['id']} ({view['patient_ref']}): {view['phase']}, "
+                    f"management {view['management']}, referral {view['referral']}"
+                )
+        finally:
+            engine.dispose()
+        typer.echo("inspect one with: carepath episode show ID", err=True)
+    typer.echo("HTTP API: not part of this version; running the scheduler worker", err=True)
+    worker(once=False, interval=interval)
+
+
+def seed_demo(repo: Any, now: datetime) -> list[dict[str, Any]]:
+    """A few episodes at different points of the pathway, opened relative to today."""
+
+    views = []
+    for ref, weeks_ago, extra in (
+        ("demo-acute", 2, {"age": 45, "sex": "female", "prior_lbp": True}),
+        ("demo-review", 7, {"age": 70}),
+        ("demo-chronic", 14, {"age": 52, "workers_comp": True}),
+    ):
+        onset = (now - timedelta(weeks=weeks_ago)).date().isoformat()
+        opening = parse_opening(
+            {"patient": {"ref": ref, **extra}, "onset": onset, "coordinator": "demo"}
+        )
+        views.append(repo.open(opening, now))
+    return views
 
 
 @app.command("diagram")
@@ -358,8 +387,13 @@ def diagram(
     format_: Annotated[str, typer.Option("--format", help="svg, png, mermaid or dot")] = "svg",
     out: Annotated[Path | None, typer.Option("--out", help="Output file (default: stdout)")] = None,
 ) -> None:
-    """Draw the pathway statechart."""
-    from cli.diagram import render
+    """Draw the pathway statechart; --out DIR writes SVG, Mermaid and DOT into DIR."""
+    from cli.diagram import render, write_all
+
+    if out is not None and (out.is_dir() or str(out).endswith("/")):
+        for path in write_all(out):
+            typer.echo(f"wrote {path}", err=True)
+        return
 
     if format_ not in ("svg", "png", "mermaid", "dot"):
         _fail(f"invalid: --format: must be svg, png, mermaid or dot, not {format_!r}", 2)
