@@ -12,6 +12,7 @@ commit. Both run in the same process on the same database, so the figure is a ra
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import tempfile
@@ -100,10 +101,8 @@ def run_naive(session_factory: Any, ids: list[str], events: int) -> list[float]:
                 row = session.scalars(select(Episode).where(Episode.id == episode_id)).one()
                 chart = bind(list(row.configuration), dict(row.history))
                 before = list(row.configuration)
-                try:
+                with contextlib.suppress(TransitionNotAllowed):
                     chart.send("start_review")
-                except TransitionNotAllowed:
-                    pass
                 row.configuration = snapshot(chart)[0]
                 append_audit(
                     session, episode_id=episode_id, trigger="event", type="naive",

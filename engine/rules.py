@@ -309,9 +309,10 @@ _RULE_LIST: tuple[Rule, ...] = (
         title="Injection target confirmed on imaging",
         text=(
             "The record of an epidural injection has to state that imaging confirmed the "
-            "intended target was reached; the engine warns when that statement is missing."
+            "intended target was reached; without that statement the engine refuses the record "
+            "unless a clinician documents why (refusal with override is our default strength)."
         ),
-        strength=_S.WARN,
+        strength=_S.REFUSE_WITH_OVERRIDE,
         citations=_c("S1", 1),
     ),
     Rule(
