@@ -13,6 +13,7 @@ The library keeps configuration and history in memory only; :func:`bind` and
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from statemachine import State, StateChart
@@ -188,15 +189,28 @@ def validate_configuration(configuration: list[str]) -> None:
             raise InvalidConfiguration(configuration, f"{sid}: {detail}")
 
 
+_charts = threading.local()
+
+
 def bind(configuration: list[str], history: dict[str, list[str]]) -> PathwayChart:
-    """Build a chart standing in a stored configuration, without running entry actions."""
+    """A chart standing in a stored configuration, without running entry actions.
+
+    Building a StateChart registers every callback anew, which costs more than the step
+    itself; each thread keeps one chart and re-points it at the stored configuration.
+    """
     validate_configuration(configuration)
     for key, values in history.items():
         if key != HISTORY_ID or any(v not in PathwayChart.states_map for v in values):
             raise InvalidConfiguration(configuration, f"invalid stored history {key}: {values}")
-    holder = _Holder()
-    holder.state = OrderedSet(configuration)
-    chart = PathwayChart(model=holder)
+    chart: PathwayChart | None = getattr(_charts, "chart", None)
+    # A chart that entered a final state has stopped its engine for good: replace it.
+    if chart is None or chart.is_terminated:
+        holder = _Holder()
+        holder.state = OrderedSet(configuration)
+        chart = PathwayChart(model=holder)
+        _charts.chart = chart
+    else:
+        chart.model.state = OrderedSet(configuration)
     states = PathwayChart.states_map
     chart.history_values = {key: [states[v] for v in values] for key, values in history.items()}
     return chart

@@ -129,6 +129,8 @@ class EpisodeRepository:
         tasks = list(
             session.scalars(select(Task).where(Task.episode_id == episode_id).order_by(Task.id))
         )
+        # Kept for the write of this step, so the tasks are not read twice.
+        session.info[("tasks", episode_id)] = {t.key: t for t in tasks}
         return state_from_row(row, tasks)
 
     def _row(self, session: Session, episode_id: str, for_update: bool) -> Episode:
@@ -357,7 +359,8 @@ class EpisodeRepository:
 
     def _save(self, session: Session, step: Step, now: datetime) -> None:
         state = step.state
-        row = self._row(session, state.id, for_update=False)
+        row = session.get(Episode, state.id)  # loaded by this session: no second query
+        assert row is not None
         row.configuration = list(state.configuration)
         row.history = {k: list(v) for k, v in state.history.items()}
         row.facts = state.facts
@@ -370,9 +373,11 @@ class EpisodeRepository:
         self._book_timers(session, state.id, step, now)
 
     def _sync_tasks(self, session: Session, state: EpisodeState, now: datetime) -> None:
-        existing = {
-            t.key: t for t in session.scalars(select(Task).where(Task.episode_id == state.id))
-        }
+        existing = session.info.get(("tasks", state.id))
+        if existing is None:
+            existing = {
+                t.key: t for t in session.scalars(select(Task).where(Task.episode_id == state.id))
+            }
         for key, item in state.tasks.items():
             row = existing.get(key)
             if row is None:

@@ -125,3 +125,13 @@ def test_corrupted_configuration_is_refused(configuration: list[str]) -> None:
         validate_configuration(configuration)
     with pytest.raises(InvalidConfiguration):
         bind(configuration, {})
+
+
+def test_a_resolved_episode_does_not_stop_the_next_episode_moving() -> None:
+    # The chart is reused between steps; one that reached a final state must not be.
+    first = Episode()
+    first.send(10, "resolve", reason="recovered")
+    second = Episode()
+    second.run_until(second.day(42))
+    assert second.state.management == "review"
+    assert second.state.phase == "subacute"
