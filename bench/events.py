@@ -18,12 +18,14 @@ import statistics
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import create_engine, select, text
 from statemachine.exceptions import TransitionNotAllowed
+from statemachine.orderedset import OrderedSet
 
-from engine.chart import bind, snapshot
+from engine.chart import PathwayChart, snapshot
 from engine.events import parse_opening
 from models.audit import append_audit
 from models.db import make_engine, make_session_factory, upgrade
@@ -99,7 +101,8 @@ def run_naive(session_factory: Any, ids: list[str], events: int) -> list[float]:
             began = time.perf_counter()
             with session_factory() as session, session.begin():
                 row = session.scalars(select(Episode).where(Episode.id == episode_id)).one()
-                chart = bind(list(row.configuration), dict(row.history))
+                holder = SimpleNamespace(state=OrderedSet(row.configuration))
+                chart = PathwayChart(model=holder)  # a fresh chart per event
                 before = list(row.configuration)
                 with contextlib.suppress(TransitionNotAllowed):
                     chart.send("start_review")
