@@ -177,7 +177,9 @@ def _check_imaging(
     label = "MRI" if kind.startswith("mri") else kind.upper().replace("_", " ")
     if red_flag_active(state):
         verdict.note(state.facts["red_flag"]["rule"], "red flag: urgent imaging indicated")
-    elif state.facts.get("severe_disabling") and day_of_episode(state, now) < 42:
+    elif state.facts.get("severe_disabling") and day_of_episode(state, now) < (
+        defaults.conservative_window_days
+    ):
         verdict.note("REF-2W-SEVERE", "severe disabling pain waives the six-week wait")
     elif not _early_window(verdict, state, now, defaults, "IMG-NO-EARLY", label) and (
         kind in CROSS_SECTIONAL
