@@ -244,6 +244,11 @@ _RULE_LIST: tuple[Rule, ...] = (
         ),
         strength=_S.TRIGGER,
         citations=_c("S0", 1) + _c("S1", 1, 2) + _c("S3", 6, 8),
+        default=(
+            "Our default: the review item opens at onset + 42 days and is overdue 7 days later "
+            "(review_days_to_complete); an assessment or a candidacy decision in that window "
+            "completes it."
+        ),
     ),
     Rule(
         id="IMG-6W",
@@ -384,7 +389,8 @@ _RULE_LIST: tuple[Rule, ...] = (
         text=(
             "Severe pain that disables the patient and stops everyday activities calls for a "
             "specialist referral due within 2 weeks of presentation. An injection or surgery may "
-            "then be considered before the 6-week mark if the patient chooses it."
+            "then be considered before the 6-week mark if the patient chooses it. Our default: "
+            "the 2 weeks run from the finding that triggers the referral."
         ),
         strength=_S.TRIGGER,
         citations=_c("S0", 1, 2) + _c("S1", 1),
@@ -439,6 +445,11 @@ _RULE_LIST: tuple[Rule, ...] = (
         ),
         strength=_S.WARN,
         citations=_c("S0", 1, 2) + _c("S1", 1) + _c("S2", 1, 2, 4) + _c("S3", 3, 6),
+        default=(
+            "Our default: because the sources disagree on timing, unmet S2 criteria are shown "
+            "as a warning on the surgical referral, never a refusal. Significant functional "
+            "impairment is taken as an Oswestry score of at least 40 (significant_odi)."
+        ),
         conflict=(
             "The sources differ on when to refer for surgery. S2 expects 3-6 months of failed "
             "conservative care first. S0 and S1 refer within 2 weeks for severe disabling pain "
@@ -653,6 +664,13 @@ _RULE_LIST: tuple[Rule, ...] = (
         ),
         strength=_S.TRIGGER,
         citations=_c("S3", 2),
+        default=(
+            "Our default: the first assessment on a day after the enrolment day completes the "
+            "first follow-up; for FU-ELDERLY (elderly_age) and PRED-WORKCOMP it is due when the "
+            "window opens "
+            "(14 days). A window already past at enrolment comes up at once, due by the end "
+            "of that day, once."
+        ),
     ),
     Rule(
         id="FU-ACTIVE",
