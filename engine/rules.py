@@ -686,7 +686,8 @@ _RULE_LIST: tuple[Rule, ...] = (
         default=(
             "Our default: 4 weeks, and 2 weeks for FU-ELDERLY and PRED-WORKCOMP (the sources "
             "give a range of 2-4 weeks); configurable as periodic_review_weeks and "
-            "intensive_review_weeks."
+            "intensive_review_weeks. The first follow-up (FU-FIRST) stands in for the first "
+            "periodic review, so periodic reviews start from the assessment that completes it."
         ),
     ),
     Rule(
