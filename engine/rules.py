@@ -401,7 +401,7 @@ _RULE_LIST: tuple[Rule, ...] = (
         text=(
             "A neurological deficit in the root's territory (a motor or sensory change), found "
             "and stable, for instance at the first assessment, makes a specialist referral due "
-            "at once, with a deadline 2 weeks later."
+            "at once, with a deadline 2 weeks after the finding (our default anchor)."
         ),
         strength=_S.TRIGGER,
         citations=_c("S0", 1, 2) + _c("S1", 1),
