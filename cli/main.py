@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -111,6 +114,28 @@ def _repository(engine: Engine) -> Any:
     return EpisodeRepository(make_session_factory(engine), defaults)
 
 
+@contextmanager
+def _database() -> Iterator[Engine]:
+    """An engine on the migrated carepath database, disposed afterwards."""
+    engine = _engine()
+    try:
+        _require_schema(engine)
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _reported() -> Iterator[None]:
+    """Render carepath and database errors as one line on stderr with exit status 1."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - rendered for the user
+        _handle(exc)
+
+
 def _handle(exc: Exception) -> NoReturn:
     if isinstance(exc, InvalidEvent):
         _fail(f"invalid: {exc.field}: {exc.reason}")
@@ -195,32 +220,16 @@ def episode_open(
         if field.startswith("patient.") and field[8:] in (flag or []):
             field = f"--flag {field[8:]}"
         _fail(f"invalid: {field}: {exc.reason}")
-    engine = _engine()
-    try:
-        _require_schema(engine)
+    with _database() as engine, _reported():
         view = _repository(engine).open(opening, CLOCK.now(), actor=actor)
-    except typer.Exit:
-        raise
-    except Exception as exc:  # noqa: BLE001 - rendered for the user
-        _handle(exc)
-    finally:
-        engine.dispose()
     _print(view)
 
 
 @episode_app.command("show")
 def episode_show(episode_id: Annotated[str, typer.Argument(help="Episode id")]) -> None:
     """Print an episode view."""
-    engine = _engine()
-    try:
-        _require_schema(engine)
+    with _database() as engine, _reported():
         view = _repository(engine).view(episode_id)
-    except typer.Exit:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        _handle(exc)
-    finally:
-        engine.dispose()
     _print(view)
 
 
@@ -248,16 +257,8 @@ def event(
         payload["actor"] = actor
     if occurred_at is not None:
         payload["occurred_at"] = _parse_time(occurred_at, "occurred_at")
-    engine = _engine()
-    try:
-        _require_schema(engine)
+    with _database() as engine, _reported():
         entry = _repository(engine).apply_entry(episode_id, payload, CLOCK.now(), if_version)
-    except typer.Exit:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        _handle(exc)
-    finally:
-        engine.dispose()
     _print(entry)
     if not entry["accepted"]:
         _fail(f"refused: {', '.join(entry['rules'])}: {entry['reason']}")
@@ -298,13 +299,8 @@ def audit_verify() -> None:
     """Recompute the hash chain; name the first bad row."""
     from models.audit import verify_chain
 
-    engine = _engine()
-    try:
-        _require_schema(engine)
-        with make_session_factory(engine)() as session:
-            result = verify_chain(session)
-    finally:
-        engine.dispose()
+    with _database() as engine, make_session_factory(engine)() as session:
+        result = verify_chain(session)
     if not result.ok:
         _fail(f"audit log broken at row {result.first_bad_seq}: {result.problem}")
     typer.echo(f"audit log intact: {result.rows_checked} rows")
@@ -320,27 +316,20 @@ def worker(
     interval: Annotated[float, typer.Option("--interval", help="Seconds between sweeps")] = 30.0,
 ) -> None:
     """Fire due timers: once, or on an interval until interrupted."""
-    engine = _engine()
-    try:
-        _require_schema(engine)
+    with _database() as engine:
         repo = _repository(engine)
-        if once:
-            entries = repo.fire_due(CLOCK.now())
-            typer.echo(f"fired {len(entries)} timer(s)")
-            return
-        import time
-
-        typer.echo(f"worker sweeping every {interval:g}s; Ctrl-C to stop", err=True)
+        if not once:
+            typer.echo(f"worker sweeping every {interval:g}s; Ctrl-C to stop", err=True)
         try:
             while True:
                 entries = repo.fire_due(CLOCK.now())
-                if entries:
+                if once or entries:
                     typer.echo(f"fired {len(entries)} timer(s)")
+                if once:
+                    return
                 time.sleep(interval)
         except KeyboardInterrupt:
             pass
-    finally:
-        engine.dispose()
 
 
 @app.command("serve")
@@ -350,16 +339,12 @@ def serve(
 ) -> None:
     """Run the service: the scheduler worker (the HTTP API is not part of this version)."""
     if demo:
-        engine = _engine()
-        try:
-            _require_schema(engine)
+        with _database() as engine:
             for view in seed_demo(_repository(engine), CLOCK.now()):
                 typer.echo(
                     f"demo episode {view['id']} ({view['patient_ref']}): {view['phase']}, "
                     f"management {view['management']}, referral {view['referral']}"
                 )
-        finally:
-            engine.dispose()
         typer.echo("inspect one with: carepath episode show ID", err=True)
     typer.echo("HTTP API: not part of this version; running the scheduler worker", err=True)
     worker(once=False, interval=interval)
