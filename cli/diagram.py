@@ -25,13 +25,14 @@ def render(fmt: str) -> str | bytes:
         return dot
     import pydot
 
-    graph = pydot.graph_from_dot_data(dot)[0]
-    if fmt == "png":
-        return bytes(graph.create_png())
-    if fmt == "svg":
-        svg = graph.create_svg()
-        return svg.decode("utf-8") if isinstance(svg, bytes) else str(svg)
-    raise ValueError(f"unknown diagram format {fmt!r}")
+    if fmt not in ("png", "svg"):
+        raise ValueError(f"unknown diagram format {fmt!r}")
+    graphs = pydot.graph_from_dot_data(dot)
+    assert graphs, "the statechart's DOT source did not parse"
+    drawn = graphs[0].create(format=fmt)
+    if isinstance(drawn, str):
+        return drawn
+    return drawn if fmt == "png" else drawn.decode("utf-8")
 
 
 # What `carepath diagram --out DIR` writes; tests/cli/test_diagrams.py fails when stale.
