@@ -16,6 +16,23 @@ def adequate_care(ep: Episode, day: int = 1) -> None:
     ep.send(day, "treatment", kind="physio_formal", start="2026-01-06", adherence="good")
 
 
+def failed_adequate_care(ep: Episode) -> None:
+    """Six weeks of formal physiotherapy, and leg pain unchanged at day 43."""
+    adequate_care(ep)
+    ep.send(43, "assessment", vas_leg=7, odi=44)
+
+
+def herniation_on_mri(ep: Episode, day: int, level: str, *, correlates: bool) -> None:
+    ep.send(
+        day,
+        "result",
+        modality="mri",
+        levels=[level],
+        findings=["herniation"],
+        correlates_clinically=correlates,
+    )
+
+
 def test_mri_in_week_two_is_refused_with_eligible_date() -> None:
     ep = Episode()
     step = ep.send(14, "order", kind="mri")
@@ -66,8 +83,7 @@ def test_mri_after_six_weeks_needs_adequate_failed_care_and_candidacy() -> None:
 
 def test_mri_after_six_weeks_accepted_with_adequate_care_and_candidate() -> None:
     ep = Episode()
-    adequate_care(ep)
-    ep.send(43, "assessment", vas_leg=7, odi=44)
+    failed_adequate_care(ep)
     ep.send(43, "candidacy", injection_candidate=True)
     step = ep.send(50, "order", kind="mri", ordered_by="primary_care")
     assert step.accepted
@@ -105,18 +121,10 @@ def test_injection_before_six_weeks_refused_with_override() -> None:
 
 def test_injection_after_failed_care_with_correlating_imaging() -> None:
     ep = Episode()
-    adequate_care(ep)
-    ep.send(43, "assessment", vas_leg=7, odi=44)
+    failed_adequate_care(ep)
     ep.send(43, "candidacy", injection_candidate=True)
     ep.send(50, "order", kind="mri")
-    ep.send(
-        55,
-        "result",
-        modality="mri",
-        levels=["L5-S1"],
-        findings=["herniation"],
-        correlates_clinically=True,
-    )
+    herniation_on_mri(ep, 55, "L5-S1", correlates=True)
     order = ep.send(56, "order", kind="esi", image_guided=True, level="L5-S1")
     assert order.accepted
     assert ep.state.management == "interventional"
@@ -132,16 +140,8 @@ def test_injection_after_failed_care_with_correlating_imaging() -> None:
 
 def test_injection_on_uncorrelated_imaging_is_refused() -> None:
     ep = Episode()
-    adequate_care(ep)
-    ep.send(43, "assessment", vas_leg=7, odi=44)
-    ep.send(
-        50,
-        "result",
-        modality="mri",
-        levels=["L4-L5"],
-        findings=["herniation"],
-        correlates_clinically=False,
-    )
+    failed_adequate_care(ep)
+    herniation_on_mri(ep, 50, "L4-L5", correlates=False)
     step = ep.send(56, "order", kind="esi", image_guided=True)
     assert step.rules == ["IMG-CORRELATE"]
     assert step.override_possible
@@ -166,14 +166,7 @@ def test_red_flag_waives_biopsychosocial_gate() -> None:
 
 def test_fusion_for_routine_herniation_refused_unless_indicated() -> None:
     ep = Episode()
-    ep.send(
-        50,
-        "result",
-        modality="mri",
-        levels=["L5-S1"],
-        findings=["herniation"],
-        correlates_clinically=True,
-    )
+    herniation_on_mri(ep, 50, "L5-S1", correlates=True)
     refused = ep.send(90, "procedure", kind="fusion", level="L5-S1")
     assert refused.rules == ["SURG-NO-FUSION"]
     step = ep.send(90, "procedure", kind="fusion", level="L5-S1", fusion_indication="instability")
