@@ -7,14 +7,14 @@ A handler reads the validated data (a plain dict), changes the episode through t
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from engine.clinic_time import add_days, add_months, day_start, local_date, shift_local
 from engine.context import StepContext
 from engine.due import finish_task, open_task, open_tasks
 from engine.errors import RuleRefusal
-from engine.findings import motor_scores, read_assessment
+from engine.findings import Findings, motor_scores, read_assessment
 from engine.guards import Verdict, check_order, check_procedure, check_treatment
 
 FLAG_RULES = {
@@ -169,7 +169,7 @@ def _risk_markers(ctx: StepContext, data: dict[str, Any], slr: bool) -> None:
         ctx.step.add_rule("PRED-HIGH-VAS")
 
 
-def _populations(ctx: StepContext, found: Any) -> None:
+def _populations(ctx: StepContext, found: Findings) -> None:
     populations: list[str] = ctx.facts.setdefault("populations", [])
     not_improving = ctx.facts.get("response") in ("stable", "worsening")
     for rule, present in (
@@ -198,7 +198,7 @@ def _referral_triggers(ctx: StepContext, severe: bool, deficit: bool, response: 
             ctx.step.add_rule("REF-3M")
 
 
-def _refer(ctx: StepContext, rule: str, deadline: Any) -> None:
+def _refer(ctx: StepContext, rule: str, deadline: datetime) -> None:
     """Make the referral due, or bring its deadline forward to the stricter trigger."""
     state = ctx.state
     task = state.tasks.get("referral")
