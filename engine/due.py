@@ -55,8 +55,9 @@ def open_task(
         escalate_at=due_at + escalation_grace(rule, defaults),
     )
     task.status = task.status_at(now)
+    if key in state.tasks:  # moving an item: drop the timer booked for its old dates
+        step.cancel_refs.append(task_ref(key))
     state.tasks[key] = task
-    step.cancel_refs.append(task_ref(key))
     _book_next(task, step, now)
     return task
 

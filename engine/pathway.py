@@ -99,7 +99,6 @@ def open_episode(
     if review.status != "upcoming":
         ctx.send("start_review")
         ctx.step.add_rule("FU-6W")
-    ctx.step.cancel_refs.clear()  # nothing is booked yet for a new episode
     return ctx.step
 
 
