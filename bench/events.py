@@ -27,10 +27,10 @@ from statemachine.orderedset import OrderedSet
 
 from engine.chart import PathwayChart, snapshot
 from engine.events import parse_opening
-from models.audit import append_audit
+from models.audit import entry_hash, payload_digest
 from models.db import make_engine, make_session_factory, upgrade
 from models.repository import EpisodeRepository
-from models.tables import Episode
+from models.tables import AuditEntry, AuditHead, Episode
 
 PG_SERVER = os.environ.get(
     "CAREPATH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -94,6 +94,21 @@ def run_full(repo: EpisodeRepository, ids: list[str], events: int) -> list[float
     return latencies
 
 
+def naive_audit(session: Any, row: Episode, before: list[str]) -> None:
+    """The audit row the ORM way: read the head, add the hashed row, move the head."""
+    head = session.scalars(select(AuditHead).with_for_update()).one()
+    fields = {
+        "seq": head.last_seq + 1, "episode_id": row.id, "trigger": "event", "type": "naive",
+        "actor": "bench", "occurred_at": START, "recorded_at": START, "accepted": True,
+        "configuration_before": before, "configuration_after": row.configuration,
+        "rules": [], "reason": None, "payload_digest": payload_digest({}),
+        "pathway_id": row.pathway_id, "pathway_version": row.pathway_version,
+    }
+    digest = entry_hash(fields, head.last_hash)
+    session.add(AuditEntry(**fields, prev_hash=head.last_hash, hash=digest))
+    head.last_seq, head.last_hash = fields["seq"], digest
+
+
 def run_naive(session_factory: Any, ids: list[str], events: int) -> list[float]:
     latencies = []
     for _ in range(events):
@@ -107,13 +122,7 @@ def run_naive(session_factory: Any, ids: list[str], events: int) -> list[float]:
                 with contextlib.suppress(TransitionNotAllowed):
                     chart.send("start_review")
                 row.configuration = snapshot(chart)[0]
-                append_audit(
-                    session, episode_id=episode_id, trigger="event", type="naive",
-                    actor="bench", occurred_at=START, recorded_at=START, accepted=True,
-                    configuration_before=before, configuration_after=row.configuration,
-                    rules=[], reason=None, payload={}, pathway_id=row.pathway_id,
-                    pathway_version=row.pathway_version,
-                )
+                naive_audit(session, row, before)
             latencies.append(time.perf_counter() - began)
     return latencies
 

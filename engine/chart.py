@@ -157,12 +157,24 @@ def snapshot(chart: PathwayChart) -> tuple[list[str], dict[str, list[str]]]:
     return configuration, history
 
 
+# Configurations already found valid: a chart has few, and every step checks one twice.
+_valid_configurations: set[tuple[str, ...]] = set()
+
+
 def validate_configuration(configuration: list[str]) -> None:
     """Refuse a stored configuration the chart could never be in.
 
     Raises:
         InvalidConfiguration: unknown ids, two siblings active, a missing parent or region.
     """
+    key = tuple(configuration)
+    if key in _valid_configurations:
+        return
+    _check_configuration(configuration)
+    _valid_configurations.add(key)
+
+
+def _check_configuration(configuration: list[str]) -> None:
     states = PathwayChart.states_map
     unknown = [sid for sid in configuration if sid not in states]
     if unknown:

@@ -7,7 +7,6 @@ The engine's memory of the episode (baseline scores, treatments, results, flags)
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
@@ -118,8 +117,8 @@ class EpisodeState:
         return replace(
             self,
             configuration=list(self.configuration),
-            history=copy.deepcopy(self.history),
-            facts=copy.deepcopy(self.facts),
+            history={key: list(values) for key, values in self.history.items()},
+            facts=_copy_json(self.facts),
             tasks={k: replace(t) for k, t in self.tasks.items()},
             patient=replace(self.patient, flags=dict(self.patient.flags)),
         )
@@ -177,3 +176,12 @@ def iso(value: datetime | date | None) -> str | None:
     if isinstance(value, datetime):
         return value.isoformat().replace("+00:00", "Z")
     return value.isoformat()
+
+
+def _copy_json(value: Any) -> Any:
+    """A deep copy of a JSON document (dicts, lists, scalars), far cheaper than deepcopy."""
+    if isinstance(value, dict):
+        return {key: _copy_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy_json(item) for item in value]
+    return value

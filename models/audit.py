@@ -13,9 +13,9 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from models.tables import AUDIT_TRIGGERS, AuditEntry, AuditHead
@@ -85,8 +85,24 @@ def entry_hash(fields: Mapping[str, Any], prev_hash: str) -> str:
     return _sha256(canonical_json(content))
 
 
-def append_audit(
-    session: Session,
+AUDIT_HEAD = cast(Table, AuditHead.__table__)
+AUDIT_LOG = cast(Table, AuditEntry.__table__)
+READ_HEAD = (
+    select(AUDIT_HEAD.c.last_seq, AUDIT_HEAD.c.last_hash)
+    .where(AUDIT_HEAD.c.id == 1)
+    .with_for_update()
+)
+MOVE_HEAD = (
+    update(AUDIT_HEAD)
+    .where(AUDIT_HEAD.c.id == 1)
+    .values(last_seq=bindparam("seq"), last_hash=bindparam("hash"))
+)
+INSERT_ENTRY = insert(AUDIT_LOG)
+
+
+def chain_row(
+    last_seq: int,
+    last_hash: str,
     *,
     episode_id: str | None,
     trigger: str,
@@ -102,29 +118,12 @@ def append_audit(
     payload: Mapping[str, Any],
     pathway_id: str,
     pathway_version: str,
-) -> AuditEntry:
-    """Add the next row of the chain to ``session``; the caller commits.
-
-    The head row is locked (``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite the
-    transaction's ``BEGIN IMMEDIATE`` already serialises writers), so concurrent appenders
-    take turns and commit in ``seq`` order.
-    """
+) -> dict[str, Any]:
+    """The next row of the chain after the head ``(last_seq, last_hash)``, hash included."""
     if trigger not in AUDIT_TRIGGERS:
         raise ValueError(f"trigger must be one of {', '.join(AUDIT_TRIGGERS)}, not {trigger!r}")
-    # The head may be in the identity map from an earlier transaction (expire_on_commit is
-    # off): flush our own changes, then re-read it under the lock.
-    session.flush()
-    head = session.execute(
-        select(AuditHead)
-        .where(AuditHead.id == 1)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
-    if head is None:
-        raise RuntimeError("audit_head row is missing: run `carepath db upgrade`")
-
     fields: dict[str, Any] = {
-        "seq": head.last_seq + 1,
+        "seq": last_seq + 1,
         "episode_id": episode_id,
         "trigger": trigger,
         "type": type,
@@ -141,12 +140,33 @@ def append_audit(
         "pathway_id": pathway_id,
         "pathway_version": pathway_version,
     }
-    digest = entry_hash(fields, head.last_hash)
-    entry = AuditEntry(**fields, prev_hash=head.last_hash, hash=digest)
-    session.add(entry)
-    head.last_seq = entry.seq
-    head.last_hash = digest
-    return entry
+    digest = entry_hash(fields, last_hash)
+    return {**fields, "prev_hash": last_hash, "hash": digest}
+
+
+def append_audit(target: Session | Connection, **facts: Any) -> AuditEntry:
+    """Write the next row of the chain in the caller's transaction; the caller commits.
+
+    ``facts`` are :func:`chain_row`'s keyword arguments. The head row is locked
+    (``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite the transaction's
+    ``BEGIN IMMEDIATE`` already serialises writers), so concurrent appenders take turns and
+    commit in ``seq`` order. Returns the row written (not attached to any session).
+    """
+    if isinstance(target, Session):
+        target.flush()  # the caller's pending rows go first, as they were written first
+        connection = target.connection()
+    else:
+        connection = target
+    head = connection.execute(READ_HEAD).first()
+    if head is None:
+        raise RuntimeError(HEAD_MISSING)
+    row = chain_row(head[0], head[1], **facts)
+    connection.execute(INSERT_ENTRY, row)
+    connection.execute(MOVE_HEAD, {"seq": row["seq"], "hash": row["hash"]})
+    return AuditEntry(**row)
+
+
+HEAD_MISSING = "audit_head row is missing: run `carepath db upgrade`"
 
 
 @dataclass(frozen=True)

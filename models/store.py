@@ -1,0 +1,362 @@
+"""One episode's rows, read and written in the step's transaction.
+
+The unit of work in :mod:`models.repository` runs for every event and every timer. It reads
+the episode and its due items in one statement each, then writes only what the step
+changed: the episode row (guarded by its version), new or moved due items, cancelled and new
+timers, the event as received and the audit row. The statements are SQLAlchemy Core built
+from the mapped tables and run as :class:`~models.statements.Prepared` statements on the
+driver's cursor (see that module for why).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
+from typing import Any, cast
+
+from sqlalchemy import Dialect, Engine, Table, bindparam, insert, select, update
+from sqlalchemy.exc import DBAPIError
+
+from engine.chart import validate_configuration
+from engine.episode import EpisodeState, Patient, Step, TaskItem
+from engine.errors import EpisodeNotFound
+from models.audit import HEAD_MISSING, INSERT_ENTRY, MOVE_HEAD, READ_HEAD, chain_row
+from models.statements import Cursor, Prepared, Rows
+from models.tables import ClinicalEventRow, DueTimer, Episode, Task
+
+EPISODE = cast(Table, Episode.__table__)
+TASK = cast(Table, Task.__table__)
+TIMER = cast(Table, DueTimer.__table__)
+EVENT = cast(Table, ClinicalEventRow.__table__)
+
+# What a due item's row says about it; a row is rewritten only when one of these moved.
+TASK_FIELDS = ("rule", "status", "due_at", "window_start", "escalate_at", "completed_at", "owner")
+
+
+def _insert(table: Table, *names: str) -> Any:
+    """An INSERT of the named columns only, so the key is left to the database."""
+    return insert(table).values({name: bindparam(name) for name in names})
+
+
+_EPISODE_COLUMNS = tuple(c.key for c in EPISODE.columns)
+_TASK_COLUMNS = ("episode_id", "key", "created_at", "updated_at", *TASK_FIELDS)
+_TIMER_COLUMNS = ("episode_id", "kind", "ref", "due_at", "payload", "status", "set_at")
+_EVENT_COLUMNS = tuple(c.key for c in EVENT.columns if c.key != "id")
+_READ_EPISODE = select(EPISODE).where(EPISODE.c.id == bindparam("b_id"))
+_READ_TASKS = select(TASK).where(TASK.c.episode_id == bindparam("b_id")).order_by(TASK.c.id)
+_EPISODE_CHANGES = ("configuration", "history", "facts", "status", "version", "updated_at")
+_SAVE_EPISODE = (
+    update(EPISODE)
+    .where(EPISODE.c.id == bindparam("b_id"))
+    .values({name: bindparam(name) for name in _EPISODE_CHANGES})
+)
+_MOVE_TASK = (
+    update(TASK)
+    .where(TASK.c.id == bindparam("b_id"))
+    .values({name: bindparam(name) for name in (*TASK_FIELDS, "updated_at")})
+)
+_CANCEL_ALL_TIMERS = (
+    update(TIMER)
+    .where(TIMER.c.episode_id == bindparam("b_episode_id"), TIMER.c.status == "pending")
+    .values(status="cancelled", fired_at=bindparam("now"), outcome="cancelled by the engine")
+)
+_CANCEL_TIMER = _CANCEL_ALL_TIMERS.where(TIMER.c.ref == bindparam("b_ref"))
+_NEXT_TIMER = (
+    select(TIMER)
+    .where(TIMER.c.status == "pending", TIMER.c.due_at <= bindparam("now"))
+    .order_by(TIMER.c.due_at, TIMER.c.id)
+    .limit(1)
+)
+_MARK_TIMER = (
+    update(TIMER)
+    .where(TIMER.c.id == bindparam("b_id"))
+    .values({name: bindparam(name) for name in ("status", "fired_at", "outcome")})
+)
+
+
+class Statements:
+    """The step's statements, compiled once for one dialect."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        postgres = dialect.name == "postgresql"
+
+        def prepare(statement: Any) -> Prepared:
+            return Prepared(statement, dialect)
+
+        self.read_episode = prepare(_READ_EPISODE)
+        # On PostgreSQL the row lock serialises writers of one episode; SQLite's
+        # BEGIN IMMEDIATE has already serialised every writer.
+        self.read_episode_locked = prepare(
+            _READ_EPISODE.with_for_update() if postgres else _READ_EPISODE
+        )
+        self.read_tasks = prepare(_READ_TASKS)
+        self.insert_episode = prepare(_insert(EPISODE, *_EPISODE_COLUMNS))
+        self.save_episode = prepare(_SAVE_EPISODE)
+        self.insert_task = prepare(_insert(TASK, *_TASK_COLUMNS))
+        self.move_task = prepare(_MOVE_TASK)
+        self.cancel_all_timers = prepare(_CANCEL_ALL_TIMERS)
+        self.cancel_timer = prepare(_CANCEL_TIMER)
+        self.insert_timer = prepare(_insert(TIMER, *_TIMER_COLUMNS))
+        self.next_timer = prepare(
+            _NEXT_TIMER.with_for_update(skip_locked=True) if postgres else _NEXT_TIMER
+        )
+        self.mark_timer = prepare(_MARK_TIMER)
+        self.insert_event = prepare(_insert(EVENT, *_EVENT_COLUMNS))
+        self.read_head = prepare(READ_HEAD)
+        self.insert_entry = prepare(INSERT_ENTRY)
+        self.move_head = prepare(MOVE_HEAD)
+
+
+@cache
+def statements_for(dialect: Dialect) -> Statements:
+    return Statements(dialect)
+
+
+@dataclass
+class Loaded:
+    """An episode as read under the step's lock, with the rows its due items came from."""
+
+    state: EpisodeState
+    task_rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def state_from_rows(row: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]) -> EpisodeState:
+    """Rebuild the engine's value from stored rows, refusing an impossible configuration."""
+    configuration = list(row["configuration"])
+    validate_configuration(configuration)
+    patient = row["patient"] or {}
+    return EpisodeState(
+        id=row["id"],
+        patient=Patient(
+            row["patient_ref"],
+            patient.get("age"),
+            patient.get("sex"),
+            dict(patient.get("flags", {})),
+        ),
+        onset=row["onset"],
+        enrolled_at=row["enrolled_at"],
+        clinic_timezone=row["clinic_timezone"],
+        coordinator=row["coordinator"],
+        status=row["status"],
+        configuration=configuration,
+        history={k: list(v) for k, v in (row["history"] or {}).items()},
+        facts=dict(row["facts"] or {}),
+        tasks={
+            t["key"]: TaskItem(
+                key=t["key"],
+                rule=t["rule"],
+                due_at=t["due_at"],
+                window_start=t["window_start"],
+                escalate_at=t["escalate_at"],
+                status=t["status"],
+                completed_at=t["completed_at"],
+            )
+            for t in tasks
+        },
+        version=row["version"],
+        pathway_id=row["pathway_id"],
+        pathway_version=row["pathway_version"],
+    )
+
+
+class EpisodeStore:
+    """The rows of a step's transaction: what the unit of work reads and writes."""
+
+    def __init__(self, cursor: Cursor, sql: Statements) -> None:
+        self.cursor = cursor
+        self.sql = sql
+        # The audit chain's head, read (and on PostgreSQL locked) with the episode.
+        self._head: Rows | None = None
+
+    # Reading
+
+    def read(self, episode_id: str, for_update: bool = False) -> Loaded:
+        """The episode and its due items.
+
+        Raises:
+            EpisodeNotFound: no such episode.
+            InvalidConfiguration: the stored configuration cannot be bound to the chart.
+        """
+        query = self.sql.read_episode_locked if for_update else self.sql.read_episode
+        # Both sent before either is read: one round trip on PostgreSQL.
+        episode = self.cursor.query(query, {"b_id": episode_id})
+        task_rows = self.cursor.query(self.sql.read_tasks, {"b_id": episode_id})
+        if for_update:
+            self._head = self.cursor.query(self.sql.read_head, {})
+        row, tasks = episode.first(), task_rows.all()
+        if row is None:
+            raise EpisodeNotFound(episode_id)
+        return Loaded(state_from_rows(row, tasks), {t["key"]: t for t in tasks})
+
+    def next_timer(self, now: datetime) -> dict[str, Any] | None:
+        """The earliest pending timer due at ``now``, locked (skipping locked ones)."""
+        return self.cursor.query(self.sql.next_timer, {"now": now}).first()
+
+    # Writing
+
+    def insert_episode(self, state: EpisodeState, now: datetime) -> None:
+        values = {
+            "id": state.id,
+            "patient_ref": state.patient.ref,
+            "patient": state.patient.as_json(),
+            "onset": state.onset,
+            "enrolled_at": state.enrolled_at,
+            "clinic_timezone": state.clinic_timezone,
+            "coordinator": state.coordinator,
+            "pathway_id": state.pathway_id,
+            "pathway_version": state.pathway_version,
+            "status": state.status,
+            "configuration": list(state.configuration),
+            "history": state.history,
+            "facts": state.facts,
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+        self.cursor.run(self.sql.insert_episode, values)
+        state.version = 1
+
+    def save_step(self, loaded: Loaded, step: Step, now: datetime) -> None:
+        """Write what an accepted step changed: episode row, due items, timers.
+
+        The episode was read under a lock that lasts until commit (PostgreSQL's row lock,
+        SQLite's write lock), so its version cannot have moved since.
+        """
+        state = step.state
+        version = loaded.state.version
+        self.cursor.run(
+            self.sql.save_episode,
+            {
+                "b_id": state.id,
+                "configuration": list(state.configuration),
+                "history": {k: list(v) for k, v in state.history.items()},
+                "facts": state.facts,
+                "status": state.status,
+                "version": version + 1,
+                "updated_at": now,
+            },
+        )
+        state.version = version + 1
+        self.write_tasks(state, loaded.task_rows, now)
+        self.cancel_timers(state.id, step.cancel_refs, now)
+        self.book_timers(state.id, step, now)
+
+    def write_tasks(
+        self, state: EpisodeState, stored: Mapping[str, Mapping[str, Any]], now: datetime
+    ) -> None:
+        """Insert new due items and rewrite the ones that moved; leave the rest alone."""
+        inserts: list[dict[str, Any]] = []
+        moves: list[dict[str, Any]] = []
+        for key, item in state.tasks.items():
+            values = {
+                "rule": item.rule,
+                "status": item.status,
+                "due_at": item.due_at,
+                "window_start": item.window_start,
+                "escalate_at": item.escalate_at,
+                "completed_at": item.completed_at,
+                "owner": state.coordinator,
+                "updated_at": now,
+            }
+            row = stored.get(key)
+            if row is None:
+                inserts.append({**values, "episode_id": state.id, "key": key, "created_at": now})
+            elif any(row[name] != values[name] for name in TASK_FIELDS):
+                moves.append({**values, "b_id": row["id"]})
+        self.cursor.run_many(self.sql.insert_task, inserts)
+        self.cursor.run_many(self.sql.move_task, moves)
+
+    def cancel_timers(self, episode_id: str, refs: list[str], now: datetime) -> None:
+        """Cancel the episode's pending timers with these refs (``"*"``: all of them)."""
+        if "*" in refs:
+            self.cursor.run(self.sql.cancel_all_timers, {"b_episode_id": episode_id, "now": now})
+            return
+        self.cursor.run_many(
+            self.sql.cancel_timer,
+            [{"b_episode_id": episode_id, "now": now, "b_ref": ref} for ref in refs],
+        )
+
+    def book_timers(self, episode_id: str, step: Step, now: datetime) -> None:
+        self.cursor.run_many(
+            self.sql.insert_timer,
+            [
+                {
+                    "episode_id": episode_id,
+                    "kind": request.kind,
+                    "ref": request.ref,
+                    "due_at": request.due_at,
+                    "payload": dict(request.payload),
+                    "status": "pending",
+                    "set_at": now,
+                }
+                for request in step.timers
+            ],
+        )
+
+    def mark_timer(self, timer_id: int, status: str, fired_at: datetime, outcome: str) -> None:
+        self.cursor.run(
+            self.sql.mark_timer,
+            {"b_id": timer_id, "status": status, "fired_at": fired_at, "outcome": outcome},
+        )
+
+    def record_event(self, values: Mapping[str, Any]) -> None:
+        """The event as received, accepted or refused."""
+        self.cursor.run(self.sql.insert_event, values)
+
+    def append_audit(self, **facts: Any) -> dict[str, Any]:
+        """The next row of the hash chain (:func:`models.audit.chain_row`'s arguments)."""
+        pending, self._head = self._head, None
+        head = (pending or self.cursor.query(self.sql.read_head, {})).first()
+        if head is None:
+            raise RuntimeError(HEAD_MISSING)
+        row = chain_row(head["last_seq"], head["last_hash"], **facts)
+        self.cursor.run(self.sql.insert_entry, row)
+        self.cursor.run(self.sql.move_head, {"seq": row["seq"], "hash": row["hash"]})
+        return row
+
+
+@contextmanager
+def transaction(engine: Engine, read_only: bool = False) -> Iterator[EpisodeStore]:
+    """One step's transaction on a pooled connection: committed when the block ends.
+
+    On SQLite a writer's transaction starts with ``BEGIN IMMEDIATE`` (the write lock up
+    front, as :func:`models.db.make_engine` does), a reader's with a plain ``BEGIN``. On
+    PostgreSQL it runs in pipeline mode: statements go out without waiting for each answer,
+    so a step's reads share a round trip, and so do its writes and the commit. A driver
+    error comes out as SQLAlchemy's :class:`~sqlalchemy.exc.DBAPIError`, and a connection
+    the database dropped is discarded from the pool instead of being handed out again.
+    """
+    dialect = engine.dialect
+    connection = engine.raw_connection()
+    driver = connection.driver_connection
+    cursor: Cursor | None = None
+    try:
+        with _pipeline(driver, dialect):
+            cursor = Cursor(driver)
+            if dialect.name == "sqlite":
+                cursor.writer.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
+            yield EpisodeStore(cursor, statements_for(dialect))
+            cast(Any, driver).commit()
+    except BaseException as exc:
+        error = dialect.loaded_dbapi.Error
+        if isinstance(exc, error) and dialect.is_disconnect(exc, driver, None):
+            connection.invalidate(exc)
+        else:
+            with suppress(error):
+                connection.rollback()
+        if isinstance(exc, error):
+            raise DBAPIError.instance(None, None, exc, error, dialect=dialect) from exc
+        raise
+    finally:
+        if cursor is not None and connection.is_valid:
+            cursor.close()
+        connection.close()
+
+
+def _pipeline(driver: Any, dialect: Dialect) -> AbstractContextManager[Any]:
+    if dialect.name == "postgresql":
+        return cast(AbstractContextManager[Any], driver.pipeline())
+    return nullcontext()

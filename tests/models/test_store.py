@@ -1,0 +1,123 @@
+"""The step's transaction on the driver's cursor: values round-trip, failures undo everything."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import Engine, bindparam, func, select
+from sqlalchemy.exc import IntegrityError
+
+from engine.events import parse_opening
+from engine.settings import PathwayDefaults
+from models.repository import EpisodeRepository
+from models.statements import Prepared
+from models.store import EPISODE, TIMER, transaction
+from models.tables import AuditEntry, Episode
+
+PARIS_WINTER = timezone(timedelta(hours=1))
+
+
+def opening(ref: str = "r-1") -> object:
+    return parse_opening(
+        {
+            "patient": {"ref": ref, "age": 44},
+            "onset": "2026-01-05",
+            "enrolled_at": "2026-01-06T09:00:00+00:00",
+        }
+    )
+
+
+def count(engine: Engine, model: type) -> int:
+    with engine.connect() as connection:
+        return connection.scalar(select(func.count()).select_from(model)) or 0
+
+
+def test_values_round_trip_through_the_column_types(db_engine: Engine) -> None:
+    repo = EpisodeRepository(db_engine, PathwayDefaults())
+    view = repo.open(opening(), datetime(2026, 1, 6, 9, 0, 0, 123456, tzinfo=UTC))  # type: ignore[arg-type]
+    with transaction(db_engine, read_only=True) as store:
+        loaded = store.read(view["id"])
+    state = loaded.state
+    assert state.onset == date(2026, 1, 5)
+    assert state.enrolled_at == datetime(2026, 1, 6, 9, tzinfo=UTC)
+    assert state.patient.age == 44
+    assert state.configuration == view["configuration"]
+    # Instants come back aware, in UTC, microseconds kept.
+    created = loaded.task_rows["first_follow_up"]["created_at"]
+    assert created == datetime(2026, 1, 6, 9, 0, 0, 123456, tzinfo=UTC)
+    assert created.tzinfo is not None
+
+
+def test_a_literal_in_a_statement_is_filled_in_and_a_missing_value_is_named(
+    db_engine: Engine,
+) -> None:
+    statement = select(TIMER.c.id).where(
+        TIMER.c.status == "pending", TIMER.c.episode_id == bindparam("b_episode")
+    )
+    prepared = Prepared(statement, db_engine.dialect)
+    parameters = prepared.parameters({"b_episode": "e-1"})
+    values = list(parameters.values()) if isinstance(parameters, dict) else list(parameters)
+    assert "pending" in values
+    assert "e-1" in values
+    with pytest.raises(KeyError, match="b_episode"):
+        prepared.parameters({})
+
+
+def test_an_aware_instant_in_any_zone_is_stored_in_utc(db_engine: Engine) -> None:
+    repo = EpisodeRepository(db_engine, PathwayDefaults())
+    local = datetime(2026, 1, 6, 10, 0, tzinfo=PARIS_WINTER)
+    view = repo.open(opening(), local)  # type: ignore[arg-type]
+    with db_engine.connect() as connection:
+        stored = connection.scalar(select(EPISODE.c.created_at).where(EPISODE.c.id == view["id"]))
+    assert stored == datetime(2026, 1, 6, 9, 0, tzinfo=UTC)
+
+
+def test_a_failed_step_writes_nothing_and_its_connection_is_reusable(db_engine: Engine) -> None:
+    repo = EpisodeRepository(db_engine, PathwayDefaults())
+    now = datetime(2026, 1, 6, 9, tzinfo=UTC)
+    repo.open(opening(), now, episode_id="e-1")  # type: ignore[arg-type]
+    episodes, audit = count(db_engine, Episode), count(db_engine, AuditEntry)
+    # The same id again: the episode insert fails after its tasks and timers were sent.
+    with pytest.raises(IntegrityError):
+        repo.open(opening("r-2"), now, episode_id="e-1")  # type: ignore[arg-type]
+    assert (count(db_engine, Episode), count(db_engine, AuditEntry)) == (episodes, audit)
+    # Every pooled connection still works, and the next step commits.
+    repo.open(opening("r-3"), now, episode_id="e-3")  # type: ignore[arg-type]
+    assert count(db_engine, Episode) == episodes + 1
+
+
+def test_an_exception_in_the_block_rolls_the_step_back(db_engine: Engine) -> None:
+    repo = EpisodeRepository(db_engine, PathwayDefaults())
+    now = datetime(2026, 1, 6, 9, tzinfo=UTC)
+    view = repo.open(opening(), now)  # type: ignore[arg-type]
+    audit = count(db_engine, AuditEntry)
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupted_step() -> None:
+        with transaction(db_engine) as store:
+            loaded = store.read(view["id"], for_update=True)
+            store.append_audit(
+                episode_id=view["id"],
+                trigger="event",
+                type="note",
+                actor="t",
+                occurred_at=now,
+                recorded_at=now,
+                accepted=True,
+                configuration_before=loaded.state.configuration,
+                configuration_after=loaded.state.configuration,
+                rules=[],
+                reason=None,
+                payload={},
+                pathway_id="p",
+                pathway_version="1",
+            )
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        interrupted_step()
+    assert count(db_engine, AuditEntry) == audit
+    assert repo.view(view["id"])["version"] == 1
