@@ -8,6 +8,8 @@ way, one transaction per timer.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +23,7 @@ from engine.events import Opening, check_event_time, event_payload_json, parse_e
 from engine.pathway import apply_event, fire_timer, open_episode
 from engine.settings import PathwayDefaults
 from engine.view import episode_view
-from models.store import EpisodeStore, transaction
+from models.store import AuditChain, EpisodeStore, Loaded, transaction
 
 
 def opening_json(opening: Opening) -> dict[str, Any]:
@@ -207,7 +209,7 @@ class EpisodeRepository:
     def fire_due(
         self, now: datetime, limit: int | None = None, on_time: bool = False
     ) -> list[dict[str, Any]]:
-        """Fire every pending timer due at ``now``, one transaction each.
+        """Fire every pending timer due at ``now``, in due order, batch after batch.
 
         Args:
             now: the current instant.
@@ -218,24 +220,65 @@ class EpisodeRepository:
         Returns:
             One timeline entry per timer that changed an episode.
         """
-        now = to_utc(now)
         entries: list[dict[str, Any]] = []
         fired = 0
         while limit is None or fired < limit:
-            with transaction(self.engine) as store:
-                timer = store.next_timer(now)
-                if timer is None:
-                    break
-                fired += 1
-                entry = self._fire(store, timer, timer["due_at"] if on_time else now)
-            if entry is not None:
-                entries.append(entry)
+            size = FIRE_BATCH if limit is None else min(FIRE_BATCH, limit - fired)
+            batch = self.fire_batch(now, size, on_time)
+            entries.extend(batch.entries)
+            fired += batch.fired
+            if batch.claimed == 0 or (batch.fired == 0 and batch.held == batch.claimed):
+                break
         return entries
 
+    def fire_batch(self, now: datetime, limit: int, on_time: bool = False) -> FiredBatch:
+        """Claim up to ``limit`` due timers and fire them in one transaction.
+
+        Each timer goes through the engine in due order: its episode's state, due items,
+        follow-on timers, the timer marked fired (or a no-op when the episode has moved
+        on) and an audit row recording both the due and the fired instant. An episode
+        whose earlier timer another worker holds is left for the next batch, and so is
+        the rest of an episode whose step booked a timer that is already due: each
+        episode's timers apply in due order, whoever claims them.
+        """
+        now = to_utc(now)
+        batch = FiredBatch()
+        with transaction(self.engine) as store:
+            timers = store.claim_timers(now, limit)
+            batch.claimed = len(timers)
+            if not timers:
+                return batch
+            episodes = store.read_many([t["episode_id"] for t in timers])
+            deferred = store.held_elsewhere(timers)
+            chain = store.audit_chain()
+            for timer in timers:
+                episode_id = timer["episode_id"]
+                if episode_id in deferred:
+                    batch.held += 1
+                    continue
+                at = timer["due_at"] if on_time else now
+                step, saved, entry = self._fire(store, chain, episodes[episode_id], timer, at)
+                batch.fired += 1
+                batch.noops += step.noop
+                batch.lags.append((now - timer["due_at"]).total_seconds())
+                if entry is not None:
+                    batch.entries.append(entry)
+                episodes[episode_id] = saved
+                if any(request.due_at <= now for request in step.timers):
+                    deferred.add(episode_id)
+            chain.close()
+        return batch
+
     def _fire(
-        self, store: EpisodeStore, timer: dict[str, Any], now: datetime
-    ) -> dict[str, Any] | None:
-        loaded = store.read(timer["episode_id"], for_update=True)
+        self,
+        store: EpisodeStore,
+        chain: AuditChain,
+        loaded: Loaded,
+        timer: Mapping[str, Any],
+        now: datetime,
+    ) -> tuple[Step, Loaded, dict[str, Any] | None]:
+        """Fire one timer; returns the step, the episode as now stored, and the timeline
+        entry (None for a no-op)."""
         state = loaded.state
         kind, payload, due_at = timer["kind"], dict(timer["payload"] or {}), timer["due_at"]
         step = fire_timer(state, kind, payload, due_at, max(now, due_at), self.defaults)
@@ -251,9 +294,8 @@ class EpisodeRepository:
             (step.reason or "no-op") if step.noop else ", ".join(step.rules) or "fired",
         )
         configuration_before = list(state.configuration)
-        if not step.noop:
-            store.save_step(loaded, step, now)
-        store.append_audit(
+        saved = loaded if step.noop else store.save_step(loaded, step, now)
+        chain.append(
             episode_id=state.id,
             trigger="timer",
             type=type_,
@@ -270,8 +312,25 @@ class EpisodeRepository:
             pathway_version=state.pathway_version,
         )
         if step.noop:
-            return None
-        return timeline_entry(step, due_at, "timer", type_)
+            return step, saved, None
+        return step, saved, timeline_entry(step, due_at, "timer", type_)
+
+
+# Timers fired per transaction: enough to amortise the commit, few enough that a batch
+# holds its episodes' locks only briefly.
+FIRE_BATCH = 100
+
+
+@dataclass
+class FiredBatch:
+    """What one batch did: timers claimed, fired (no-ops included), and left for later."""
+
+    claimed: int = 0
+    fired: int = 0
+    noops: int = 0
+    held: int = 0
+    lags: list[float] = field(default_factory=list)
+    entries: list[dict[str, Any]] = field(default_factory=list)
 
 
 __all__ = [

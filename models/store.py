@@ -55,7 +55,7 @@ _SAVE_EPISODE = (
 )
 _MOVE_TASK = (
     update(TASK)
-    .where(TASK.c.id == bindparam("b_id"))
+    .where(TASK.c.episode_id == bindparam("b_episode_id"), TASK.c.key == bindparam("b_key"))
     .values({name: bindparam(name) for name in (*TASK_FIELDS, "updated_at")})
 )
 _CANCEL_ALL_TIMERS = (
@@ -64,10 +64,21 @@ _CANCEL_ALL_TIMERS = (
     .values(status="cancelled", fired_at=bindparam("now"), outcome="cancelled by the engine")
 )
 _CANCEL_TIMER = _CANCEL_ALL_TIMERS.where(TIMER.c.ref == bindparam("b_ref"))
-_NEXT_TIMER = (
+_DUE_TIMERS = (
     select(TIMER)
     .where(TIMER.c.status == "pending", TIMER.c.due_at <= bindparam("now"))
     .order_by(TIMER.c.due_at, TIMER.c.id)
+    .limit(bindparam("b_limit"))
+)
+# A pending timer of the episode due before the given one: another worker holds it.
+_EARLIER_TIMER = (
+    select(TIMER.c.id)
+    .where(
+        TIMER.c.episode_id == bindparam("b_episode_id"),
+        TIMER.c.status == "pending",
+        (TIMER.c.due_at < bindparam("b_due_at"))
+        | ((TIMER.c.due_at == bindparam("b_due_at")) & (TIMER.c.id < bindparam("b_id"))),
+    )
     .limit(1)
 )
 _MARK_TIMER = (
@@ -100,9 +111,11 @@ class Statements:
         self.cancel_all_timers = prepare(_CANCEL_ALL_TIMERS)
         self.cancel_timer = prepare(_CANCEL_TIMER)
         self.insert_timer = prepare(_insert(TIMER, *_TIMER_COLUMNS))
-        self.next_timer = prepare(
-            _NEXT_TIMER.with_for_update(skip_locked=True) if postgres else _NEXT_TIMER
+        # Claimed rows stay locked until commit; other workers skip them.
+        self.claim_timers = prepare(
+            _DUE_TIMERS.with_for_update(skip_locked=True) if postgres else _DUE_TIMERS
         )
+        self.earlier_timer = prepare(_EARLIER_TIMER)
         self.mark_timer = prepare(_MARK_TIMER)
         self.insert_event = prepare(_insert(EVENT, *_EVENT_COLUMNS))
         self.read_head = prepare(READ_HEAD)
@@ -120,7 +133,7 @@ class Loaded:
     """An episode as read under the step's lock, with the rows its due items came from."""
 
     state: EpisodeState
-    task_rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    task_rows: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 def state_from_rows(row: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]) -> EpisodeState:
@@ -191,9 +204,47 @@ class EpisodeStore:
             raise EpisodeNotFound(episode_id)
         return Loaded(state_from_rows(row, tasks), {t["key"]: t for t in tasks})
 
-    def next_timer(self, now: datetime) -> dict[str, Any] | None:
-        """The earliest pending timer due at ``now``, locked (skipping locked ones)."""
-        return self.cursor.query(self.sql.next_timer, {"now": now}).first()
+    def claim_timers(self, now: datetime, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` pending timers due at ``now``, in due order, locked until commit.
+
+        On PostgreSQL timers another transaction holds are skipped, so workers share the
+        backlog; SQLite has one writer at a time.
+        """
+        return self.cursor.query(self.sql.claim_timers, {"now": now, "b_limit": limit}).all()
+
+    def read_many(self, episode_ids: Sequence[str]) -> dict[str, Loaded]:
+        """Several episodes, locked in id order (so two workers never wait on each other
+        in a cycle), read in one round trip on PostgreSQL."""
+        ordered = sorted(set(episode_ids))
+        pending = [
+            (
+                self.cursor.query(self.sql.read_episode_locked, {"b_id": episode_id}),
+                self.cursor.query(self.sql.read_tasks, {"b_id": episode_id}),
+            )
+            for episode_id in ordered
+        ]
+        loaded: dict[str, Loaded] = {}
+        for episode_id, (episode, task_rows) in zip(ordered, pending, strict=True):
+            row, tasks = episode.first(), task_rows.all()
+            if row is None:
+                raise EpisodeNotFound(episode_id)
+            loaded[episode_id] = Loaded(state_from_rows(row, tasks), {t["key"]: t for t in tasks})
+        return loaded
+
+    def held_elsewhere(self, timers: Sequence[Mapping[str, Any]]) -> set[str]:
+        """Episodes with a pending timer due before the first of ``timers``: another
+        worker holds it, and the episode's timers must apply in due order."""
+        first: dict[str, Mapping[str, Any]] = {}
+        for timer in timers:
+            first.setdefault(timer["episode_id"], timer)
+        answers = {
+            episode_id: self.cursor.query(
+                self.sql.earlier_timer,
+                {"b_episode_id": episode_id, "b_due_at": t["due_at"], "b_id": t["id"]},
+            )
+            for episode_id, t in first.items()
+        }
+        return {episode_id for episode_id, rows in answers.items() if rows.first() is not None}
 
     # Writing
 
@@ -219,11 +270,12 @@ class EpisodeStore:
         self.cursor.run(self.sql.insert_episode, values)
         state.version = 1
 
-    def save_step(self, loaded: Loaded, step: Step, now: datetime) -> None:
+    def save_step(self, loaded: Loaded, step: Step, now: datetime) -> Loaded:
         """Write what an accepted step changed: episode row, due items, timers.
 
         The episode was read under a lock that lasts until commit (PostgreSQL's row lock,
-        SQLite's write lock), so its version cannot have moved since.
+        SQLite's write lock), so its version cannot have moved since. Returns the episode
+        as now stored, for a later step in the same transaction.
         """
         state = step.state
         version = loaded.state.version
@@ -240,16 +292,21 @@ class EpisodeStore:
             },
         )
         state.version = version + 1
-        self.write_tasks(state, loaded.task_rows, now)
+        stored = self.write_tasks(state, loaded.task_rows, now)
         self.cancel_timers(state.id, step.cancel_refs, now)
         self.book_timers(state.id, step, now)
+        return Loaded(state, stored)
 
     def write_tasks(
         self, state: EpisodeState, stored: Mapping[str, Mapping[str, Any]], now: datetime
-    ) -> None:
-        """Insert new due items and rewrite the ones that moved; leave the rest alone."""
+    ) -> dict[str, Mapping[str, Any]]:
+        """Insert new due items and rewrite the ones that moved; leave the rest alone.
+
+        Returns the due items' rows as they now stand.
+        """
         inserts: list[dict[str, Any]] = []
         moves: list[dict[str, Any]] = []
+        now_stored = dict(stored)
         for key, item in state.tasks.items():
             values = {
                 "rule": item.rule,
@@ -265,9 +322,13 @@ class EpisodeStore:
             if row is None:
                 inserts.append({**values, "episode_id": state.id, "key": key, "created_at": now})
             elif any(row[name] != values[name] for name in TASK_FIELDS):
-                moves.append({**values, "b_id": row["id"]})
+                moves.append({**values, "b_episode_id": state.id, "b_key": key})
+            else:
+                continue
+            now_stored[key] = values
         self.cursor.run_many(self.sql.insert_task, inserts)
         self.cursor.run_many(self.sql.move_task, moves)
+        return now_stored
 
     def cancel_timers(self, episode_id: str, refs: list[str], now: datetime) -> None:
         """Cancel the episode's pending timers with these refs (``"*"``: all of them)."""
@@ -308,14 +369,38 @@ class EpisodeStore:
 
     def append_audit(self, **facts: Any) -> dict[str, Any]:
         """The next row of the hash chain (:func:`models.audit.chain_row`'s arguments)."""
+        chain = self.audit_chain()
+        row = chain.append(**facts)
+        chain.close()
+        return row
+
+    def audit_chain(self) -> AuditChain:
+        """The chain's head, locked until commit, to append several rows to."""
         pending, self._head = self._head, None
         head = (pending or self.cursor.query(self.sql.read_head, {})).first()
         if head is None:
             raise RuntimeError(HEAD_MISSING)
-        row = chain_row(head["last_seq"], head["last_hash"], **facts)
-        self.cursor.run(self.sql.insert_entry, row)
-        self.cursor.run(self.sql.move_head, {"seq": row["seq"], "hash": row["hash"]})
+        return AuditChain(self, head["last_seq"], head["last_hash"])
+
+
+class AuditChain:
+    """Rows appended to the audit log in one transaction; :meth:`close` moves the head."""
+
+    def __init__(self, store: EpisodeStore, last_seq: int, last_hash: str) -> None:
+        self.store = store
+        self.last_seq = last_seq
+        self.last_hash = last_hash
+
+    def append(self, **facts: Any) -> dict[str, Any]:
+        row = chain_row(self.last_seq, self.last_hash, **facts)
+        self.store.cursor.run(self.store.sql.insert_entry, row)
+        self.last_seq, self.last_hash = row["seq"], row["hash"]
         return row
+
+    def close(self) -> None:
+        self.store.cursor.run(
+            self.store.sql.move_head, {"seq": self.last_seq, "hash": self.last_hash}
+        )
 
 
 @contextmanager

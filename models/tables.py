@@ -112,10 +112,12 @@ class DueTimer(Base):
         CheckConstraint(_one_of("status", TIMER_STATUSES), name="status"),
         # The worker's sweep: pending timers in due order.
         Index("ix_due_timer_status_due_at", "status", "due_at"),
+        # One episode's pending timers: to cancel them, and to keep them in due order.
+        Index("ix_due_timer_episode_id_status_due_at", "episode_id", "status", "due_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    episode_id: Mapped[str] = mapped_column(ForeignKey("episode.id"), index=True)
+    episode_id: Mapped[str] = mapped_column(ForeignKey("episode.id"))
     kind: Mapped[str] = mapped_column(String(64))
     # What the timer is for (e.g. "task:six_week_review"): the engine cancels by it.
     ref: Mapped[str | None] = mapped_column(String(128))
