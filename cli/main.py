@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -312,24 +311,44 @@ def audit_verify() -> None:
 
 @app.command("worker")
 def worker(
-    once: Annotated[bool, typer.Option("--once", help="Sweep once and exit")] = False,
-    interval: Annotated[float, typer.Option("--interval", help="Seconds between sweeps")] = 30.0,
+    once: Annotated[bool, typer.Option("--once", help="Sweep what is due now and exit")] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.01, help="Seconds between sweeps")
+    ] = 15.0,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Timers fired per transaction")
+    ] = 100,
+    metrics_port: Annotated[
+        int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics on this port")
+    ] = None,
+    log_format: Annotated[
+        str, typer.Option("--log-format", help="json (one object per line) or text")
+    ] = "json",
 ) -> None:
-    """Fire due timers: once, or on an interval until interrupted."""
+    """Fire due timers and send reminders: once, or every INTERVAL seconds until SIGTERM.
+
+    Several workers may run against one PostgreSQL database; each timer fires once.
+    """
+    from schedulers import logs
+    from schedulers.worker import Worker
+
+    if log_format not in ("json", "text"):
+        _fail(f"invalid: --log-format: {log_format!r} is not json or text", 2)
+    logs.configure(json_lines=log_format == "json")
     with _database() as engine:
-        repo = _repository(engine)
-        if not once:
-            typer.echo(f"worker sweeping every {interval:g}s; Ctrl-C to stop", err=True)
-        try:
-            while True:
-                entries = repo.fire_due(CLOCK.now())
-                if once or entries:
-                    typer.echo(f"fired {len(entries)} timer(s)")
-                if once:
-                    return
-                time.sleep(interval)
-        except KeyboardInterrupt:
-            pass
+        runner = Worker(_repository(engine), CLOCK, batch_size=batch_size)
+        if metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            start_http_server(metrics_port, registry=runner.metrics.registry)
+        if once:
+            with _reported():
+                report = runner.sweep()
+            typer.echo(
+                json.dumps({"fired": report.fired, "noops": report.noops, "held": report.held})
+            )
+            return
+        runner.run(interval)
 
 
 @app.command("serve")
@@ -347,7 +366,7 @@ def serve(
                 )
         typer.echo("inspect one with: carepath episode show ID", err=True)
     typer.echo("HTTP API: not part of this version; running the scheduler worker", err=True)
-    worker(once=False, interval=interval)
+    worker(once=False, interval=interval, batch_size=100, metrics_port=None, log_format="text")
 
 
 def seed_demo(repo: Any, now: datetime) -> list[dict[str, Any]]:

@@ -192,13 +192,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{path}"
         return
 
-    copies: PostgresCopies = request.getfixturevalue("postgres_copies")
-    server_url: URL = request.getfixturevalue("postgres_server_url")
-    name = copies.take()
-    try:
-        yield server_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        copies.give_back(name)
+    yield request.getfixturevalue("postgres_url")
 
 
 @pytest.fixture
@@ -211,3 +205,14 @@ def db_engine(db_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def session_factory(db_engine: Engine) -> sessionmaker[Session]:
     return make_session_factory(db_engine)
+
+
+@pytest.fixture
+def postgres_url(postgres_copies: PostgresCopies, postgres_server_url: URL) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database, for what only PostgreSQL can show (several
+    worker processes sharing one database). Mark such tests ``postgres``."""
+    name = postgres_copies.take()
+    try:
+        yield postgres_server_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        postgres_copies.give_back(name)

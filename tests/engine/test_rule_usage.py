@@ -8,8 +8,10 @@ from pathlib import Path
 from engine.rules import RULES, Strength
 
 ENGINE = Path(__file__).resolve().parents[2] / "engine"
-RULE_ID = re.compile(r'"((?:PH|CONS|FU|IMG|SP|ESI|PRF|SURG|SDM|REHAB|SCS|REF|RF|ORD|MED|NCS|PRED)'
-                     r'-[A-Z0-9-]+)"')
+RULE_ID = re.compile(
+    r'"((?:PH|CONS|FU|IMG|SP|ESI|PRF|SURG|SDM|REHAB|SCS|REF|RF|ORD|MED|NCS|PRED)'
+    r'-[A-Z0-9-]+)"'
+)
 
 
 def test_every_rule_the_engine_names_is_registered() -> None:

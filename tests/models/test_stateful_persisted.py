@@ -38,8 +38,11 @@ def test_random_sequences_keep_the_chain_and_configuration_valid(
         repo = EpisodeRepository(factory)
         start = clinic_noon(ONSET, UTC)  # type: ignore[arg-type]
         opening = parse_opening(
-            {"patient": {"ref": "prop"}, "onset": ONSET.isoformat(),
-             "enrolled_at": start.isoformat()}
+            {
+                "patient": {"ref": "prop"},
+                "onset": ONSET.isoformat(),
+                "enrolled_at": start.isoformat(),
+            }
         )
         episode_id = repo.open(opening, start)["id"]
         day = 0
