@@ -415,7 +415,11 @@ def transaction(engine: Engine, read_only: bool = False) -> Iterator[EpisodeStor
     the database dropped is discarded from the pool instead of being handed out again.
     """
     dialect = engine.dialect
-    connection = engine.raw_connection()
+    error = dialect.loaded_dbapi.Error
+    try:
+        connection = engine.raw_connection()
+    except error as exc:  # the database cannot be reached: say so as SQLAlchemy would
+        raise DBAPIError.instance(None, None, exc, error, dialect=dialect) from exc
     driver = connection.driver_connection
     cursor: Cursor | None = None
     try:
@@ -426,7 +430,6 @@ def transaction(engine: Engine, read_only: bool = False) -> Iterator[EpisodeStor
             yield EpisodeStore(cursor, statements_for(dialect))
             cast(Any, driver).commit()
     except BaseException as exc:
-        error = dialect.loaded_dbapi.Error
         if isinstance(exc, error) and dialect.is_disconnect(exc, driver, None):
             connection.invalidate(exc)
         else:
