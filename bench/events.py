@@ -40,8 +40,13 @@ START = datetime(2026, 1, 19, 9, tzinfo=UTC)
 SCRIPT: list[tuple[int, dict[str, Any]]] = [
     (0, {"type": "assessment", "data": {"vas_leg": 7, "odi": 44, "slr_positive": True}}),
     (0, {"type": "treatment", "data": {"kind": "nsaid", "start": "2026-01-19"}}),
-    (1, {"type": "treatment", "data": {"kind": "physio_formal", "start": "2026-01-20",
-                                       "adherence": "good"}}),
+    (
+        1,
+        {
+            "type": "treatment",
+            "data": {"kind": "physio_formal", "start": "2026-01-20", "adherence": "good"},
+        },
+    ),
     (5, {"type": "order", "data": {"kind": "mri"}}),  # refused: IMG-NO-EARLY
     (16, {"type": "assessment", "data": {"vas_leg": 6, "odi": 40}}),
     (20, {"type": "shared_decision", "data": {"preference": "conservative"}}),
@@ -76,8 +81,11 @@ def open_episodes(repo: EpisodeRepository, count: int) -> list[str]:
     ids = []
     for i in range(count):
         opening = parse_opening(
-            {"patient": {"ref": f"bench-{i}", "age": 50}, "onset": "2026-01-05",
-             "enrolled_at": START.isoformat()}
+            {
+                "patient": {"ref": f"bench-{i}", "age": 50},
+                "onset": "2026-01-05",
+                "enrolled_at": START.isoformat(),
+            }
         )
         ids.append(repo.open(opening, START)["id"])
     return ids
@@ -98,11 +106,21 @@ def naive_audit(session: Any, row: Episode, before: list[str]) -> None:
     """The audit row the ORM way: read the head, add the hashed row, move the head."""
     head = session.scalars(select(AuditHead).with_for_update()).one()
     fields = {
-        "seq": head.last_seq + 1, "episode_id": row.id, "trigger": "event", "type": "naive",
-        "actor": "bench", "occurred_at": START, "recorded_at": START, "accepted": True,
-        "configuration_before": before, "configuration_after": row.configuration,
-        "rules": [], "reason": None, "payload_digest": payload_digest({}),
-        "pathway_id": row.pathway_id, "pathway_version": row.pathway_version,
+        "seq": head.last_seq + 1,
+        "episode_id": row.id,
+        "trigger": "event",
+        "type": "naive",
+        "actor": "bench",
+        "occurred_at": START,
+        "recorded_at": START,
+        "accepted": True,
+        "configuration_before": before,
+        "configuration_after": row.configuration,
+        "rules": [],
+        "reason": None,
+        "payload_digest": payload_digest({}),
+        "pathway_id": row.pathway_id,
+        "pathway_version": row.pathway_version,
     }
     digest = entry_hash(fields, head.last_hash)
     session.add(AuditEntry(**fields, prev_hash=head.last_hash, hash=digest))

@@ -344,9 +344,8 @@ def worker(
         if once:
             with _reported():
                 report = runner.sweep()
-            typer.echo(
-                json.dumps({"fired": report.fired, "noops": report.noops, "held": report.held})
-            )
+            summary = {"fired": report.fired, "noops": report.noops, "held": report.held}
+            typer.echo(json.dumps({**summary, "duration_s": round(report.duration_s, 3)}))
             return
         runner.run(interval)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,6 +51,7 @@ class SweepReport:
     noops: int = 0
     held: int = 0
     deliveries: dict[tuple[str, str], int] = field(default_factory=dict)
+    duration_s: float = 0.0
 
     def add(self, batch: FiredBatch) -> None:
         self.batches += 1
@@ -99,10 +101,12 @@ class Worker:
 
         Stops between batches when asked to stop, so a shutdown never cuts a batch short.
         """
-        now = self.clock.now()
+        started = time.perf_counter()
         report = SweepReport()
         waits = 0
         while not self.stopping.is_set():
+            # Read per batch: a long catch-up records when each timer really fired.
+            now = self.clock.now()
             batch = self.repo.fire_batch(now, self.batch_size)
             report.add(batch)
             self.metrics.timers_fired.inc(batch.fired - batch.noops)
@@ -119,11 +123,13 @@ class Worker:
                     break
                 continue
             waits = 0
+        now = self.clock.now()
         if self.deliver is not None and not self.stopping.is_set():
             report.deliveries = self.deliver(now)
             for (channel, outcome), count in report.deliveries.items():
                 self.metrics.deliveries.labels(channel, outcome).inc(count)
         self.metrics.lag.set(self.lag(now))
+        report.duration_s = time.perf_counter() - started
         return report
 
     def lag(self, now: datetime) -> float:
@@ -156,6 +162,7 @@ class Worker:
                     "noops": report.noops,
                     "held_by_others": report.held,
                     "batches": report.batches,
+                    "duration_s": round(report.duration_s, 3),
                     "deliveries": {f"{c}:{o}": n for (c, o), n in report.deliveries.items()},
                 },
             )

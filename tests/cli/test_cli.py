@@ -162,7 +162,8 @@ def test_worker_once_fires_nothing_before_anything_is_due(
 ) -> None:
     result = run(runner, db, "worker", "--once")
     assert result.exit_code == 0
-    assert json.loads(result.stdout) == {"fired": 0, "noops": 0, "held": 0}
+    summary = json.loads(result.stdout)
+    assert (summary["fired"], summary["noops"], summary["held"]) == (0, 0, 0)
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.stem)
