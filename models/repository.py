@@ -23,7 +23,7 @@ from engine.events import Opening, check_event_time, event_payload_json, parse_e
 from engine.pathway import apply_event, fire_timer, open_episode
 from engine.settings import PathwayDefaults
 from engine.view import episode_view
-from models.store import AuditChain, EpisodeStore, Loaded, transaction
+from models.store import EpisodeStore, Loaded, transaction
 
 
 def opening_json(opening: Opening) -> dict[str, Any]:
@@ -250,14 +250,14 @@ class EpisodeRepository:
                 return batch
             episodes = store.read_many([t["episode_id"] for t in timers])
             deferred = store.held_elsewhere(timers)
-            chain = store.audit_chain()
+            audit: list[dict[str, Any]] = []
             for timer in timers:
                 episode_id = timer["episode_id"]
                 if episode_id in deferred:
                     batch.held += 1
                     continue
                 at = timer["due_at"] if on_time else now
-                step, saved, entry = self._fire(store, chain, episodes[episode_id], timer, at)
+                step, saved, entry = self._fire(store, audit, episodes[episode_id], timer, at)
                 batch.fired += 1
                 batch.noops += step.noop
                 batch.lags.append((now - timer["due_at"]).total_seconds())
@@ -266,13 +266,18 @@ class EpisodeRepository:
                 episodes[episode_id] = saved
                 if any(request.due_at <= now for request in step.timers):
                     deferred.add(episode_id)
+            # The chain's head is locked last and only for the appends: workers queue for
+            # it for the length of an insert, not of a batch.
+            chain = store.audit_chain()
+            for facts in audit:
+                chain.append(**facts)
             chain.close()
         return batch
 
     def _fire(
         self,
         store: EpisodeStore,
-        chain: AuditChain,
+        audit: list[dict[str, Any]],
         loaded: Loaded,
         timer: Mapping[str, Any],
         now: datetime,
@@ -295,21 +300,23 @@ class EpisodeRepository:
         )
         configuration_before = list(state.configuration)
         saved = loaded if step.noop else store.save_step(loaded, step, now)
-        chain.append(
-            episode_id=state.id,
-            trigger="timer",
-            type=type_,
-            actor="scheduler",
-            occurred_at=due_at,
-            recorded_at=now,
-            accepted=True,
-            configuration_before=configuration_before,
-            configuration_after=step.state.configuration,
-            rules=step.rules,
-            reason=step.reason if step.noop else None,
-            payload={"kind": kind, "ref": timer["ref"], "payload": payload},
-            pathway_id=state.pathway_id,
-            pathway_version=state.pathway_version,
+        audit.append(
+            {
+                "episode_id": state.id,
+                "trigger": "timer",
+                "type": type_,
+                "actor": "scheduler",
+                "occurred_at": due_at,
+                "recorded_at": now,
+                "accepted": True,
+                "configuration_before": configuration_before,
+                "configuration_after": step.state.configuration,
+                "rules": step.rules,
+                "reason": step.reason if step.noop else None,
+                "payload": {"kind": kind, "ref": timer["ref"], "payload": payload},
+                "pathway_id": state.pathway_id,
+                "pathway_version": state.pathway_version,
+            }
         )
         if step.noop:
             return step, saved, None
