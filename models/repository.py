@@ -23,7 +23,7 @@ from engine.events import Opening, check_event_time, event_payload_json, parse_e
 from engine.pathway import apply_event, fire_timer, open_episode
 from engine.settings import PathwayDefaults
 from engine.view import episode_view
-from models.store import EpisodeStore, Loaded, transaction
+from models.store import EpisodeChanges, transaction
 
 
 def opening_json(opening: Opening) -> dict[str, Any]:
@@ -248,24 +248,30 @@ class EpisodeRepository:
             batch.claimed = len(timers)
             if not timers:
                 return batch
-            episodes = store.read_many([t["episode_id"] for t in timers])
+            loaded = store.read_many([t["episode_id"] for t in timers])
+            changes = {episode_id: EpisodeChanges(one) for episode_id, one in loaded.items()}
             deferred = store.held_elsewhere(timers)
+            marks: list[dict[str, Any]] = []
             audit: list[dict[str, Any]] = []
             for timer in timers:
-                episode_id = timer["episode_id"]
-                if episode_id in deferred:
+                episode = changes[timer["episode_id"]]
+                if timer["episode_id"] in deferred:
                     batch.held += 1
                     continue
                 at = timer["due_at"] if on_time else now
-                step, saved, entry = self._fire(store, audit, episodes[episode_id], timer, at)
+                step, mark, facts = self._fire(episode.state, timer, at)
+                marks.append(mark)
+                audit.append(facts)
                 batch.fired += 1
-                batch.noops += step.noop
                 batch.lags.append((now - timer["due_at"]).total_seconds())
-                if entry is not None:
-                    batch.entries.append(entry)
-                episodes[episode_id] = saved
+                if step.noop:
+                    batch.noops += 1
+                    continue
+                episode.absorb(step)
+                batch.entries.append(timeline_entry(step, timer["due_at"], "timer", facts["type"]))
                 if any(request.due_at <= now for request in step.timers):
-                    deferred.add(episode_id)
+                    deferred.add(timer["episode_id"])
+            store.write_batch(list(changes.values()), marks, now)
             # The chain's head is locked last and only for the appends: workers queue for
             # it for the length of an insert, not of a batch.
             chain = store.audit_chain()
@@ -275,16 +281,10 @@ class EpisodeRepository:
         return batch
 
     def _fire(
-        self,
-        store: EpisodeStore,
-        audit: list[dict[str, Any]],
-        loaded: Loaded,
-        timer: Mapping[str, Any],
-        now: datetime,
-    ) -> tuple[Step, Loaded, dict[str, Any] | None]:
-        """Fire one timer; returns the step, the episode as now stored, and the timeline
-        entry (None for a no-op)."""
-        state = loaded.state
+        self, state: EpisodeState, timer: Mapping[str, Any], now: datetime
+    ) -> tuple[Step, dict[str, Any], dict[str, Any]]:
+        """Run one timer through the engine: the step, the timer's row as fired (or found
+        stale), and the facts of its audit row."""
         kind, payload, due_at = timer["kind"], dict(timer["payload"] or {}), timer["due_at"]
         step = fire_timer(state, kind, payload, due_at, max(now, due_at), self.defaults)
         type_ = kind
@@ -292,35 +292,29 @@ class EpisodeRepository:
             type_ = f"{kind}:{payload['key']}"
         elif "to" in payload:
             type_ = f"{kind}:{payload['to']}"
-        store.mark_timer(
-            timer["id"],
-            "noop" if step.noop else "fired",
-            now,
-            (step.reason or "no-op") if step.noop else ", ".join(step.rules) or "fired",
-        )
-        configuration_before = list(state.configuration)
-        saved = loaded if step.noop else store.save_step(loaded, step, now)
-        audit.append(
-            {
-                "episode_id": state.id,
-                "trigger": "timer",
-                "type": type_,
-                "actor": "scheduler",
-                "occurred_at": due_at,
-                "recorded_at": now,
-                "accepted": True,
-                "configuration_before": configuration_before,
-                "configuration_after": step.state.configuration,
-                "rules": step.rules,
-                "reason": step.reason if step.noop else None,
-                "payload": {"kind": kind, "ref": timer["ref"], "payload": payload},
-                "pathway_id": state.pathway_id,
-                "pathway_version": state.pathway_version,
-            }
-        )
-        if step.noop:
-            return step, saved, None
-        return step, saved, timeline_entry(step, due_at, "timer", type_)
+        mark = {
+            "b_id": timer["id"],
+            "status": "noop" if step.noop else "fired",
+            "fired_at": now,
+            "outcome": (step.reason or "no-op") if step.noop else ", ".join(step.rules) or "fired",
+        }
+        facts = {
+            "episode_id": state.id,
+            "trigger": "timer",
+            "type": type_,
+            "actor": "scheduler",
+            "occurred_at": due_at,
+            "recorded_at": now,
+            "accepted": True,
+            "configuration_before": list(state.configuration),
+            "configuration_after": step.state.configuration,
+            "rules": step.rules,
+            "reason": step.reason if step.noop else None,
+            "payload": {"kind": kind, "ref": timer["ref"], "payload": payload},
+            "pathway_id": state.pathway_id,
+            "pathway_version": state.pathway_version,
+        }
+        return step, mark, facts
 
 
 # Timers fired per transaction: enough to amortise the commit, few enough that a batch

@@ -21,7 +21,7 @@ from sqlalchemy import Dialect, Engine, Table, bindparam, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
 from engine.chart import validate_configuration
-from engine.episode import EpisodeState, Patient, Step, TaskItem
+from engine.episode import EpisodeState, Patient, Step, TaskItem, TimerRequest
 from engine.errors import EpisodeNotFound
 from models.audit import HEAD_MISSING, INSERT_ENTRY, MOVE_HEAD, READ_HEAD, chain_row
 from models.statements import Cursor, Prepared, Rows
@@ -134,6 +134,39 @@ class Loaded:
 
     state: EpisodeState
     task_rows: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class EpisodeChanges:
+    """What a batch of steps did to one episode, netted: written once at the end.
+
+    A timer booked and cancelled within the batch is never written; cancellations apply
+    to the timers stored before the batch; the episode row and its due items are written
+    as they stand after the last step.
+    """
+
+    initial: Loaded
+    state: EpisodeState = field(init=False)
+    steps: int = 0
+    booked: list[TimerRequest] = field(default_factory=list)
+    cancelled: set[str] = field(default_factory=set)
+    cancel_all: bool = False
+
+    def __post_init__(self) -> None:
+        self.state = self.initial.state
+
+    def absorb(self, step: Step) -> None:
+        self.state = step.state
+        self.steps += 1
+        step.state.version = self.initial.state.version + self.steps
+        if "*" in step.cancel_refs:
+            self.cancel_all = True
+            self.booked.clear()
+        elif step.cancel_refs:
+            refs = set(step.cancel_refs)
+            self.cancelled |= refs
+            self.booked = [t for t in self.booked if t.ref not in refs]
+        self.booked.extend(step.timers)
 
 
 def state_from_rows(row: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]) -> EpisodeState:
@@ -270,65 +303,26 @@ class EpisodeStore:
         self.cursor.run(self.sql.insert_episode, values)
         state.version = 1
 
-    def save_step(self, loaded: Loaded, step: Step, now: datetime) -> Loaded:
+    def save_step(self, loaded: Loaded, step: Step, now: datetime) -> None:
         """Write what an accepted step changed: episode row, due items, timers.
 
         The episode was read under a lock that lasts until commit (PostgreSQL's row lock,
-        SQLite's write lock), so its version cannot have moved since. Returns the episode
-        as now stored, for a later step in the same transaction.
+        SQLite's write lock), so its version cannot have moved since.
         """
         state = step.state
-        version = loaded.state.version
-        self.cursor.run(
-            self.sql.save_episode,
-            {
-                "b_id": state.id,
-                "configuration": list(state.configuration),
-                "history": {k: list(v) for k, v in state.history.items()},
-                "facts": state.facts,
-                "status": state.status,
-                "version": version + 1,
-                "updated_at": now,
-            },
-        )
-        state.version = version + 1
-        stored = self.write_tasks(state, loaded.task_rows, now)
+        state.version = loaded.state.version + 1
+        self.cursor.run(self.sql.save_episode, _episode_values(state, now))
+        self.write_tasks(state, loaded.task_rows, now)
         self.cancel_timers(state.id, step.cancel_refs, now)
         self.book_timers(state.id, step, now)
-        return Loaded(state, stored)
 
     def write_tasks(
         self, state: EpisodeState, stored: Mapping[str, Mapping[str, Any]], now: datetime
-    ) -> dict[str, Mapping[str, Any]]:
-        """Insert new due items and rewrite the ones that moved; leave the rest alone.
-
-        Returns the due items' rows as they now stand.
-        """
-        inserts: list[dict[str, Any]] = []
-        moves: list[dict[str, Any]] = []
-        now_stored = dict(stored)
-        for key, item in state.tasks.items():
-            values = {
-                "rule": item.rule,
-                "status": item.status,
-                "due_at": item.due_at,
-                "window_start": item.window_start,
-                "escalate_at": item.escalate_at,
-                "completed_at": item.completed_at,
-                "owner": state.coordinator,
-                "updated_at": now,
-            }
-            row = stored.get(key)
-            if row is None:
-                inserts.append({**values, "episode_id": state.id, "key": key, "created_at": now})
-            elif any(row[name] != values[name] for name in TASK_FIELDS):
-                moves.append({**values, "b_episode_id": state.id, "b_key": key})
-            else:
-                continue
-            now_stored[key] = values
+    ) -> None:
+        """Insert new due items and rewrite the ones that moved; leave the rest alone."""
+        inserts, moves = task_changes(state, stored, now)
         self.cursor.run_many(self.sql.insert_task, inserts)
         self.cursor.run_many(self.sql.move_task, moves)
-        return now_stored
 
     def cancel_timers(self, episode_id: str, refs: list[str], now: datetime) -> None:
         """Cancel the episode's pending timers with these refs (``"*"``: all of them)."""
@@ -343,24 +337,43 @@ class EpisodeStore:
     def book_timers(self, episode_id: str, step: Step, now: datetime) -> None:
         self.cursor.run_many(
             self.sql.insert_timer,
-            [
-                {
-                    "episode_id": episode_id,
-                    "kind": request.kind,
-                    "ref": request.ref,
-                    "due_at": request.due_at,
-                    "payload": dict(request.payload),
-                    "status": "pending",
-                    "set_at": now,
-                }
-                for request in step.timers
-            ],
+            [_timer_values(episode_id, request, now) for request in step.timers],
         )
 
-    def mark_timer(self, timer_id: int, status: str, fired_at: datetime, outcome: str) -> None:
-        self.cursor.run(
-            self.sql.mark_timer,
-            {"b_id": timer_id, "status": status, "fired_at": fired_at, "outcome": outcome},
+    def write_batch(
+        self, changes: Sequence[EpisodeChanges], marks: Sequence[Mapping[str, Any]], now: datetime
+    ) -> None:
+        """Write a batch of timer steps, one statement per kind of row (each run for many
+        rows): fired timers, episodes, due items, cancelled and booked timers."""
+        self.cursor.run_many(self.sql.mark_timer, marks)
+        changed = [c for c in changes if c.steps]
+        self.cursor.run_many(
+            self.sql.save_episode, [_episode_values(c.state, now) for c in changed]
+        )
+        inserts: list[dict[str, Any]] = []
+        moves: list[dict[str, Any]] = []
+        for c in changed:
+            new, moved = task_changes(c.state, c.initial.task_rows, now)
+            inserts += new
+            moves += moved
+        self.cursor.run_many(self.sql.insert_task, inserts)
+        self.cursor.run_many(self.sql.move_task, moves)
+        self.cursor.run_many(
+            self.sql.cancel_all_timers,
+            [{"b_episode_id": c.state.id, "now": now} for c in changed if c.cancel_all],
+        )
+        self.cursor.run_many(
+            self.sql.cancel_timer,
+            [
+                {"b_episode_id": c.state.id, "now": now, "b_ref": ref}
+                for c in changed
+                if not c.cancel_all
+                for ref in sorted(c.cancelled)
+            ],
+        )
+        self.cursor.run_many(
+            self.sql.insert_timer,
+            [_timer_values(c.state.id, request, now) for c in changed for request in c.booked],
         )
 
     def record_event(self, values: Mapping[str, Any]) -> None:
@@ -381,6 +394,55 @@ class EpisodeStore:
         if head is None:
             raise RuntimeError(HEAD_MISSING)
         return AuditChain(self, head["last_seq"], head["last_hash"])
+
+
+def _episode_values(state: EpisodeState, now: datetime) -> dict[str, Any]:
+    return {
+        "b_id": state.id,
+        "configuration": list(state.configuration),
+        "history": {k: list(v) for k, v in state.history.items()},
+        "facts": state.facts,
+        "status": state.status,
+        "version": state.version,
+        "updated_at": now,
+    }
+
+
+def _timer_values(episode_id: str, request: TimerRequest, now: datetime) -> dict[str, Any]:
+    return {
+        "episode_id": episode_id,
+        "kind": request.kind,
+        "ref": request.ref,
+        "due_at": request.due_at,
+        "payload": dict(request.payload),
+        "status": "pending",
+        "set_at": now,
+    }
+
+
+def task_changes(
+    state: EpisodeState, stored: Mapping[str, Mapping[str, Any]], now: datetime
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Due items to insert, and those to rewrite because they moved."""
+    inserts: list[dict[str, Any]] = []
+    moves: list[dict[str, Any]] = []
+    for key, item in state.tasks.items():
+        values = {
+            "rule": item.rule,
+            "status": item.status,
+            "due_at": item.due_at,
+            "window_start": item.window_start,
+            "escalate_at": item.escalate_at,
+            "completed_at": item.completed_at,
+            "owner": state.coordinator,
+            "updated_at": now,
+        }
+        row = stored.get(key)
+        if row is None:
+            inserts.append({**values, "episode_id": state.id, "key": key, "created_at": now})
+        elif any(row[name] != values[name] for name in TASK_FIELDS):
+            moves.append({**values, "b_episode_id": state.id, "b_key": key})
+    return inserts, moves
 
 
 class AuditChain:
