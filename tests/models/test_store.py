@@ -8,11 +8,13 @@ import pytest
 from sqlalchemy import Engine, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
+from engine.episode import Step, TimerRequest
 from engine.events import parse_opening
+from engine.pathway import open_episode
 from engine.settings import PathwayDefaults
 from models.repository import EpisodeRepository
 from models.statements import Prepared
-from models.store import EPISODE, TIMER, transaction
+from models.store import EPISODE, TIMER, EpisodeChanges, Loaded, transaction
 from models.tables import AuditEntry, Episode
 
 PARIS_WINTER = timezone(timedelta(hours=1))
@@ -121,3 +123,27 @@ def test_an_exception_in_the_block_rolls_the_step_back(db_engine: Engine) -> Non
         interrupted_step()
     assert count(db_engine, AuditEntry) == audit
     assert repo.view(view["id"])["version"] == 1
+
+
+def test_a_batch_nets_each_episodes_timers_before_writing() -> None:
+    base = parse_opening(
+        {"patient": {"ref": "n-1"}, "onset": "2026-01-05", "enrolled_at": "2026-01-06T09:00:00Z"}
+    )
+    opened = open_episode(base, "e-1", datetime(2026, 1, 6, 9, tzinfo=UTC), PathwayDefaults())
+    changes = EpisodeChanges(Loaded(opened.state))
+    at = datetime(2026, 2, 1, tzinfo=UTC)
+
+    def step(cancel: list[str], *refs: str) -> Step:
+        made = Step(state=opened.state.clone(), accepted=True)
+        made.cancel_refs = cancel
+        made.timers = [TimerRequest("task", at, ref) for ref in refs]
+        return made
+
+    changes.absorb(step([], "task:a", "task:b"))
+    changes.absorb(step(["task:a"], "task:a2"))  # a booked then cancelled: never written
+    assert [t.ref for t in changes.booked] == ["task:b", "task:a2"]
+    assert changes.cancelled == {"task:a"}  # still cancels a stored timer with that ref
+    assert changes.state.version == opened.state.version + 2
+    changes.absorb(step(["*"]))
+    assert changes.booked == []
+    assert changes.cancel_all
