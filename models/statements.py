@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.selectable import Select
+from sqlalchemy.sql.selectable import Select, TextualSelect
 
 Processor = Callable[[Any], Any] | None
 
@@ -48,7 +48,7 @@ class Prepared:
             if not bind.required:
                 self.literals[name] = bind.effective_value
         self.columns: list[tuple[str, Processor]] = []
-        if isinstance(statement, Select):
+        if isinstance(statement, Select | TextualSelect):
             for column in statement.selected_columns:
                 impl = column.type.dialect_impl(dialect)
                 self.columns.append((str(column.key), impl.result_processor(dialect, None)))

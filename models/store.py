@@ -10,14 +10,28 @@ driver's cursor (see that module for why).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Dialect, Engine, Table, bindparam, insert, select, update
+from sqlalchemy import (
+    DateTime,
+    Dialect,
+    Engine,
+    Integer,
+    String,
+    Table,
+    any_,
+    bindparam,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 
 from engine.chart import validate_configuration
@@ -116,11 +130,45 @@ class Statements:
             _DUE_TIMERS.with_for_update(skip_locked=True) if postgres else _DUE_TIMERS
         )
         self.earlier_timer = prepare(_EARLIER_TIMER)
+        # PostgreSQL reads a batch's episodes with one statement per table (= ANY(array));
+        # SQLite, in process, reads them one by one at no cost worth saving.
+        self.batch_reads: BatchReads | None = BatchReads(prepare) if postgres else None
         self.mark_timer = prepare(_MARK_TIMER)
         self.insert_event = prepare(_insert(EVENT, *_EVENT_COLUMNS))
         self.read_head = prepare(READ_HEAD)
         self.insert_entry = prepare(INSERT_ENTRY)
         self.move_head = prepare(MOVE_HEAD)
+
+
+class BatchReads:
+    """A batch's episodes, due items and held-elsewhere check, each in one statement."""
+
+    def __init__(self, prepare: Callable[[Any], Prepared]) -> None:
+        ids = bindparam("b_ids", type_=ARRAY(String))
+        self.episodes = prepare(
+            select(EPISODE)
+            .where(EPISODE.c.id == any_(ids))
+            .order_by(EPISODE.c.id)
+            # Locked in id order, so two workers never wait on each other in a cycle.
+            .with_for_update()
+        )
+        self.tasks = prepare(select(TASK).where(TASK.c.episode_id == any_(ids)).order_by(TASK.c.id))
+        # For each episode, its first claimed timer (id, due instant): is an earlier one
+        # of the episode still pending, held by another worker?
+        self.held = prepare(
+            text(
+                "SELECT DISTINCT first.episode_id FROM unnest(:b_ids, :b_due, :b_timer) "
+                "AS first(episode_id, due_at, id) JOIN due_timer AS t "
+                "ON t.episode_id = first.episode_id AND t.status = 'pending' "
+                "AND (t.due_at < first.due_at OR (t.due_at = first.due_at AND t.id < first.id))"
+            )
+            .bindparams(
+                bindparam("b_ids", type_=ARRAY(String)),
+                bindparam("b_due", type_=ARRAY(DateTime(timezone=True))),
+                bindparam("b_timer", type_=ARRAY(Integer)),
+            )
+            .columns(episode_id=String)
+        )
 
 
 @cache
@@ -249,6 +297,8 @@ class EpisodeStore:
         """Several episodes, locked in id order (so two workers never wait on each other
         in a cycle), read in one round trip on PostgreSQL."""
         ordered = sorted(set(episode_ids))
+        if self.sql.batch_reads is not None:
+            return self._read_set(ordered, self.sql.batch_reads)
         pending = [
             (
                 self.cursor.query(self.sql.read_episode_locked, {"b_id": episode_id}),
@@ -264,12 +314,41 @@ class EpisodeStore:
             loaded[episode_id] = Loaded(state_from_rows(row, tasks), {t["key"]: t for t in tasks})
         return loaded
 
+    def _read_set(self, ordered: list[str], reads: BatchReads) -> dict[str, Loaded]:
+        episodes = self.cursor.query(reads.episodes, {"b_ids": ordered})
+        task_rows = self.cursor.query(reads.tasks, {"b_ids": ordered})
+        rows = {row["id"]: row for row in episodes.all()}
+        tasks: dict[str, list[dict[str, Any]]] = {episode_id: [] for episode_id in ordered}
+        for task in task_rows.all():
+            tasks[task["episode_id"]].append(task)
+        missing = [episode_id for episode_id in ordered if episode_id not in rows]
+        if missing:
+            raise EpisodeNotFound(missing[0])
+        return {
+            episode_id: Loaded(
+                state_from_rows(rows[episode_id], tasks[episode_id]),
+                {t["key"]: t for t in tasks[episode_id]},
+            )
+            for episode_id in ordered
+        }
+
     def held_elsewhere(self, timers: Sequence[Mapping[str, Any]]) -> set[str]:
         """Episodes with a pending timer due before the first of ``timers``: another
         worker holds it, and the episode's timers must apply in due order."""
         first: dict[str, Mapping[str, Any]] = {}
         for timer in timers:
             first.setdefault(timer["episode_id"], timer)
+        reads = self.sql.batch_reads
+        if reads is not None:
+            found = self.cursor.query(
+                reads.held,
+                {
+                    "b_ids": list(first),
+                    "b_due": [t["due_at"] for t in first.values()],
+                    "b_timer": [t["id"] for t in first.values()],
+                },
+            )
+            return {row["episode_id"] for row in found.all()}
         answers = {
             episode_id: self.cursor.query(
                 self.sql.earlier_timer,
