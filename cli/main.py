@@ -328,15 +328,27 @@ def worker(
     """Fire due timers and send reminders: once, or every INTERVAL seconds until SIGTERM.
 
     Several workers may run against one PostgreSQL database; each timer fires once.
+    Reminders go to the channels the environment configures: CAREPATH_WEBHOOK_URL with
+    CAREPATH_WEBHOOK_SECRET, and CAREPATH_SMTP_HOST with CAREPATH_SMTP_FROM, CAREPATH_SMTP_TO
+    (CAREPATH_SMTP_PORT, default 25).
     """
+    from functools import partial
+
     from schedulers import logs
+    from schedulers.channels import ChannelSettingError, channels_from_env
+    from schedulers.reminders import deliver_due
     from schedulers.worker import Worker
 
     if log_format not in ("json", "text"):
         _fail(f"invalid: --log-format: {log_format!r} is not json or text", 2)
+    try:
+        channels = channels_from_env()
+    except ChannelSettingError as exc:
+        _fail(f"invalid: {exc}", 2)
     logs.configure(json_lines=log_format == "json")
     with _database() as engine:
-        runner = Worker(_repository(engine), CLOCK, batch_size=batch_size)
+        deliver = partial(deliver_due, engine, channels) if channels else None
+        runner = Worker(_repository(engine), CLOCK, batch_size=batch_size, deliver=deliver)
         if metrics_port is not None:
             from prometheus_client import start_http_server
 
@@ -344,7 +356,12 @@ def worker(
         if once:
             with _reported():
                 report = runner.sweep()
-            summary = {"fired": report.fired, "noops": report.noops, "held": report.held}
+            summary: dict[str, Any] = {
+                "fired": report.fired,
+                "noops": report.noops,
+                "held": report.held,
+                "deliveries": {f"{c}:{o}": n for (c, o), n in report.deliveries.items()},
+            }
             typer.echo(json.dumps({**summary, "duration_s": round(report.duration_s, 3)}))
             return
         runner.run(interval)

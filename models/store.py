@@ -32,6 +32,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
 from engine.chart import validate_configuration
@@ -39,12 +41,29 @@ from engine.episode import EpisodeState, Patient, Step, TaskItem, TimerRequest
 from engine.errors import EpisodeNotFound
 from models.audit import HEAD_MISSING, INSERT_ENTRY, MOVE_HEAD, READ_HEAD, chain_row
 from models.statements import Cursor, Prepared, Rows
-from models.tables import ClinicalEventRow, DueTimer, Episode, Task
+from models.tables import ClinicalEventRow, DueTimer, Episode, Reminder, Task
 
 EPISODE = cast(Table, Episode.__table__)
 TASK = cast(Table, Task.__table__)
 TIMER = cast(Table, DueTimer.__table__)
 EVENT = cast(Table, ClinicalEventRow.__table__)
+REMINDER = cast(Table, Reminder.__table__)
+
+# The due-item statuses a coordinator is told about (our default): "upcoming" is the item's
+# creation and "done" the coordinator's own act, so neither is announced.
+NOTIFY_STATUSES = frozenset({"due", "overdue", "escalated", "cancelled"})
+_REMINDER_COLUMNS = (
+    "idempotency_key",
+    "episode_id",
+    "patient_ref",
+    "task_key",
+    "rule",
+    "task_status",
+    "due_at",
+    "escalate_at",
+    "owner",
+    "created_at",
+)
 
 # What a due item's row says about it; a row is rewritten only when one of these moved.
 TASK_FIELDS = ("rule", "status", "due_at", "window_start", "escalate_at", "completed_at", "owner")
@@ -135,6 +154,13 @@ class Statements:
         self.batch_reads: BatchReads | None = BatchReads(prepare) if postgres else None
         self.mark_timer = prepare(_MARK_TIMER)
         self.insert_event = prepare(_insert(EVENT, *_EVENT_COLUMNS))
+        # The same change written twice (a retried step) still makes one reminder.
+        dialect_insert = postgresql_insert if postgres else sqlite_insert
+        self.insert_reminder = prepare(
+            dialect_insert(REMINDER)
+            .values({name: bindparam(name) for name in _REMINDER_COLUMNS})
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        )
         self.read_head = prepare(READ_HEAD)
         self.insert_entry = prepare(INSERT_ENTRY)
         self.move_head = prepare(MOVE_HEAD)
@@ -402,6 +428,7 @@ class EpisodeStore:
         inserts, moves = task_changes(state, stored, now)
         self.cursor.run_many(self.sql.insert_task, inserts)
         self.cursor.run_many(self.sql.move_task, moves)
+        self.cursor.run_many(self.sql.insert_reminder, reminders_for(state, stored, now))
 
     def cancel_timers(self, episode_id: str, refs: list[str], now: datetime) -> None:
         """Cancel the episode's pending timers with these refs (``"*"``: all of them)."""
@@ -431,12 +458,15 @@ class EpisodeStore:
         )
         inserts: list[dict[str, Any]] = []
         moves: list[dict[str, Any]] = []
+        reminders: list[dict[str, Any]] = []
         for c in changed:
             new, moved = task_changes(c.state, c.initial.task_rows, now)
             inserts += new
             moves += moved
+            reminders += reminders_for(c.state, c.initial.task_rows, now)
         self.cursor.run_many(self.sql.insert_task, inserts)
         self.cursor.run_many(self.sql.move_task, moves)
+        self.cursor.run_many(self.sql.insert_reminder, reminders)
         self.cursor.run_many(
             self.sql.cancel_all_timers,
             [{"b_episode_id": c.state.id, "now": now} for c in changed if c.cancel_all],
@@ -522,6 +552,33 @@ def task_changes(
         elif any(row[name] != values[name] for name in TASK_FIELDS):
             moves.append({**values, "b_episode_id": state.id, "b_key": key})
     return inserts, moves
+
+
+def reminders_for(
+    state: EpisodeState, stored: Mapping[str, Mapping[str, Any]], now: datetime
+) -> list[dict[str, Any]]:
+    """A reminder for each due item whose status changed to one a coordinator is told
+    about. References and the rule only: no clinical free text leaves in a reminder."""
+    rows = []
+    for key, item in state.tasks.items():
+        before = stored.get(key)
+        if item.status not in NOTIFY_STATUSES or (before and before["status"] == item.status):
+            continue
+        rows.append(
+            {
+                "idempotency_key": f"{state.id}:{key}:{item.status}:{item.due_at.isoformat()}",
+                "episode_id": state.id,
+                "patient_ref": state.patient.ref,
+                "task_key": key,
+                "rule": item.rule,
+                "task_status": item.status,
+                "due_at": item.due_at,
+                "escalate_at": item.escalate_at,
+                "owner": state.coordinator,
+                "created_at": now,
+            }
+        )
+    return rows
 
 
 class AuditChain:

@@ -197,3 +197,51 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     last_seq: Mapped[int] = mapped_column(Integer)
     last_hash: Mapped[str] = mapped_column(String(64))
+
+
+REMINDER_DELIVERY_STATUSES = ("pending", "retrying", "sent")
+
+
+class Reminder(Base):
+    """A due item's change of status that a coordinator is told about, once.
+
+    Written in the same transaction as the change. It carries references and the rule, never
+    clinical free text: reminders leave the clinic's systems by webhook and e-mail.
+    """
+
+    __tablename__ = "reminder"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # episode, due item, status and due instant: the same change cannot be told twice.
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    episode_id: Mapped[str] = mapped_column(ForeignKey("episode.id"), index=True)
+    patient_ref: Mapped[str] = mapped_column(String(128))
+    task_key: Mapped[str] = mapped_column(String(64))
+    rule: Mapped[str] = mapped_column(String(32))
+    task_status: Mapped[str] = mapped_column(String(16))
+    due_at: Mapped[datetime]
+    escalate_at: Mapped[datetime | None]
+    owner: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+
+
+class ReminderDelivery(Base):
+    """One reminder through one channel: retried until sent, never dropped."""
+
+    __tablename__ = "reminder_delivery"
+    __table_args__ = (
+        UniqueConstraint("reminder_id", "channel"),
+        CheckConstraint(_one_of("status", REMINDER_DELIVERY_STATUSES), name="status"),
+        # The deliverer's sweep: what is waiting, soonest first.
+        Index("ix_reminder_delivery_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    reminder_id: Mapped[int] = mapped_column(ForeignKey("reminder.id"))
+    channel: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
