@@ -29,6 +29,22 @@ DATABASE_URL_ENV = "CAREPATH_DATABASE_URL"
 MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+SQLITE_AUTOCHECKPOINT_PAGES = 10_000
+
+
+def checkpoint_sqlite(engine: Engine) -> None:
+    """Fold SQLite's write-ahead log back into the database without waiting on anyone
+    (a no-op on PostgreSQL and for in-memory databases)."""
+    if engine.dialect.name != "sqlite" or _is_memory_sqlite(engine.url):
+        return
+    # On the driver's connection, outside any transaction: a checkpoint cannot run in one.
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        cursor.close()
+    finally:
+        connection.close()
 
 
 class DatabaseUnavailable(CarepathError):
@@ -108,6 +124,10 @@ def make_engine(url: str | URL, *, begin_immediate: bool = True, **kwargs: Any) 
             cursor.execute("PRAGMA foreign_keys = ON")
             if not memory:
                 cursor.execute("PRAGMA journal_mode = WAL")
+                # Copying the log back into the database costs milliseconds; leave it to
+                # the worker's sweeps (checkpoint_sqlite) instead of the request that
+                # happens to cross SQLite's default of 1,000 pages. This is the backstop.
+                cursor.execute(f"PRAGMA wal_autocheckpoint = {SQLITE_AUTOCHECKPOINT_PAGES}")
             cursor.execute("PRAGMA synchronous = NORMAL")
         finally:
             cursor.close()

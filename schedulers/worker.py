@@ -23,6 +23,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import DBAPIError
 
 from engine.clinic_time import Clock
+from models.db import checkpoint_sqlite
 from models.repository import EpisodeRepository, FiredBatch
 from models.tables import DueTimer
 from schedulers.metrics import WorkerMetrics
@@ -129,6 +130,7 @@ class Worker:
             for (channel, outcome), count in report.deliveries.items():
                 self.metrics.deliveries.labels(channel, outcome).inc(count)
         self.metrics.lag.set(self.lag(now))
+        checkpoint_sqlite(self.engine)
         report.duration_s = time.perf_counter() - started
         return report
 
