@@ -224,14 +224,16 @@ class EpisodeRepository:
         fired = 0
         while limit is None or fired < limit:
             size = FIRE_BATCH if limit is None else min(FIRE_BATCH, limit - fired)
-            batch = self.fire_batch(now, size, on_time)
+            batch = self.fire_batch(now, size, on_time, timeline=True)
             entries.extend(batch.entries)
             fired += batch.fired
             if batch.claimed == 0 or (batch.fired == 0 and batch.held == batch.claimed):
                 break
         return entries
 
-    def fire_batch(self, now: datetime, limit: int, on_time: bool = False) -> FiredBatch:
+    def fire_batch(
+        self, now: datetime, limit: int, on_time: bool = False, timeline: bool = False
+    ) -> FiredBatch:
         """Claim up to ``limit`` due timers and fire them in one transaction.
 
         Each timer goes through the engine in due order: its episode's state, due items,
@@ -239,7 +241,8 @@ class EpisodeRepository:
         on) and an audit row recording both the due and the fired instant. An episode
         whose earlier timer another worker holds is left for the next batch, and so is
         the rest of an episode whose step booked a timer that is already due: each
-        episode's timers apply in due order, whoever claims them.
+        episode's timers apply in due order, whoever claims them. ``timeline`` collects a
+        timeline entry per step that changed an episode (the simulation's output).
         """
         now = to_utc(now)
         batch = FiredBatch()
@@ -268,7 +271,9 @@ class EpisodeRepository:
                     batch.noops += 1
                     continue
                 episode.absorb(step)
-                batch.entries.append(timeline_entry(step, timer["due_at"], "timer", facts["type"]))
+                if timeline:  # the simulation's; the worker has no use for it
+                    entry = timeline_entry(step, timer["due_at"], "timer", facts["type"])
+                    batch.entries.append(entry)
                 if any(request.due_at <= now for request in step.timers):
                     deferred.add(timer["episode_id"])
             store.write_batch(list(changes.values()), marks, now)
