@@ -367,6 +367,17 @@ def worker(
         runner.run(interval)
 
 
+@app.command("reminders")
+def reminders(
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many, newest first")] = 50,
+) -> None:
+    """Reminder deliveries: status (pending, retrying, sent), attempts and the last error."""
+    from schedulers.reminders import delivery_status
+
+    with _database() as engine, _reported():
+        _print(delivery_status(engine, limit))
+
+
 @app.command("serve")
 def serve(
     demo: Annotated[bool, typer.Option("--demo", help="Seed demo episodes first")] = False,

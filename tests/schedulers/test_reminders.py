@@ -299,3 +299,16 @@ def test_the_worker_sends_what_its_sweep_announced(
     assert [body["task_key"] for body in handler.accepted.values()] == ["first_follow_up"]
     exposed = generate_latest(worker.metrics.registry).decode()
     assert 'carepath_reminder_deliveries_total{channel="webhook",outcome="sent"} 1.0' in exposed
+
+
+def test_failing_deliveries_are_visible_from_the_command_line(engine: Engine, db_url: str) -> None:
+    open_episode(engine, "P-7")
+    sweep_to(engine, ENROLLED + timedelta(days=20))
+    channel = EmailChannel("127.0.0.1", free_port(), "carepath@clinic.test", "c@clinic.test")
+    deliver_due(engine, [channel], ENROLLED + timedelta(days=20))
+    result = CliRunner().invoke(app, ["reminders"], env={"CAREPATH_DATABASE_URL": db_url})
+    assert result.exit_code == 0, result.stderr
+    (shown,) = json.loads(result.stdout)
+    assert (shown["channel"], shown["status"], shown["attempts"]) == ("email", "retrying", 1)
+    assert shown["patient_ref"] == "P-7"
+    assert "SMTP 127.0.0.1" in shown["last_error"]
