@@ -25,10 +25,11 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check .
-	$(BIN)/mypy engine
+	$(BIN)/mypy engine models schedulers cli
 
 bench: setup
 	$(BIN)/python -m bench.events --episodes 1000 --events 10 --backend both
+	$(BIN)/python -m bench.worker --timers 100000 --lag-seconds 60
 
 diagrams: setup
 	$(BIN)/carepath diagram --out diagrams
