@@ -80,7 +80,15 @@ _TIMER_COLUMNS = ("episode_id", "kind", "ref", "due_at", "payload", "status", "s
 _EVENT_COLUMNS = tuple(c.key for c in EVENT.columns if c.key != "id")
 _READ_EPISODE = select(EPISODE).where(EPISODE.c.id == bindparam("b_id"))
 _READ_TASKS = select(TASK).where(TASK.c.episode_id == bindparam("b_id")).order_by(TASK.c.id)
-_EPISODE_CHANGES = ("configuration", "history", "facts", "status", "version", "updated_at")
+_EPISODE_CHANGES = (
+    "configuration",
+    "history",
+    "facts",
+    "status",
+    "version",
+    "updated_at",
+    *("phase", "management", "referral", "red_flag"),
+)
 _SAVE_EPISODE = (
     update(EPISODE)
     .where(EPISODE.c.id == bindparam("b_id"))
@@ -404,6 +412,7 @@ class EpisodeStore:
             "version": 1,
             "created_at": now,
             "updated_at": now,
+            **_where(state),
         }
         self.cursor.run(self.sql.insert_episode, values)
         state.version = 1
@@ -514,6 +523,17 @@ def _episode_values(state: EpisodeState, now: datetime) -> dict[str, Any]:
         "status": state.status,
         "version": state.version,
         "updated_at": now,
+        **_where(state),
+    }
+
+
+def _where(state: EpisodeState) -> dict[str, Any]:
+    """Where the episode stands, as the columns the API's list filters use."""
+    return {
+        "phase": state.phase,
+        "management": state.management,
+        "referral": state.referral,
+        "red_flag": state.in_red_flag,
     }
 
 

@@ -80,6 +80,14 @@ class Episode(Base):
     configuration: Mapped[list[str]]
     history: Mapped[dict[str, list[str]]]
     facts: Mapped[dict[str, Any]]
+    # Where the episode stands, copied from the configuration by every write so that the
+    # API's list filters are served by indexes.
+    phase: Mapped[str | None] = mapped_column(String(16), index=True)
+    management: Mapped[str | None] = mapped_column(String(32), index=True)
+    referral: Mapped[str | None] = mapped_column(String(16), index=True)
+    red_flag: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false"), index=True
+    )
     # Optimistic concurrency, bumped by the unit of work (not SQLAlchemy's version_id_col:
     # the engine compares it with the version a client read before it acts).
     version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
@@ -245,3 +253,21 @@ class ReminderDelivery(Base):
     next_attempt_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
+
+
+TOKEN_ROLES = ("coordinator", "service", "auditor", "admin")
+
+
+class ApiToken(Base):
+    """A bearer token for the HTTP API: only its SHA-256 is kept, never the token."""
+
+    __tablename__ = "api_token"
+    __table_args__ = (CheckConstraint(_one_of("role", TOKEN_ROLES), name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    # Who acts with it: the actor on every event and audit row it makes.
+    subject: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
