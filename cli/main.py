@@ -48,9 +48,11 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 episode_app = typer.Typer(help="Open and show episodes.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+token_app = typer.Typer(help="Bearer tokens for the HTTP API.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(episode_app, name="episode")
 app.add_typer(audit_app, name="audit")
+app.add_typer(token_app, name="token")
 
 CLOCK = SystemClock()
 
@@ -381,19 +383,64 @@ def reminders(
 @app.command("serve")
 def serve(
     demo: Annotated[bool, typer.Option("--demo", help="Seed demo episodes first")] = False,
-    interval: Annotated[float, typer.Option("--interval", help="Seconds between sweeps")] = 15.0,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.01, help="Seconds between sweeps")
+    ] = 15.0,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
 ) -> None:
-    """Run the service: the scheduler worker (the HTTP API is not part of this version)."""
-    if demo:
-        with _database() as engine:
+    """Run the service: the HTTP API, with the scheduler worker sweeping in-process."""
+    import uvicorn
+
+    from api.app import create_app
+    from schedulers import logs
+
+    logs.configure(json_lines=False)
+    with _database() as engine:
+        if demo:
             for view in seed_demo(_repository(engine), CLOCK.now()):
                 typer.echo(
                     f"demo episode {view['id']} ({view['patient_ref']}): {view['phase']}, "
                     f"management {view['management']}, referral {view['referral']}"
                 )
-        typer.echo("inspect one with: carepath episode show ID", err=True)
-    typer.echo("HTTP API: not part of this version; running the scheduler worker", err=True)
-    worker(once=False, interval=interval, batch_size=100, metrics_port=None, log_format="text")
+            typer.echo("a token to try the API with: carepath token create --role admin", err=True)
+        app = create_app(engine, CLOCK, _repository(engine).defaults, worker_interval=interval)
+        typer.echo(f"carepath on http://{host}:{port} (API docs at /docs)", err=True)
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+# --------------------------------------------------------------------------------------------
+# tokens
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[str, typer.Option("--role", help="coordinator, service, auditor or admin")],
+    subject: Annotated[
+        str | None, typer.Option("--subject", help="Who acts with it (default: the role)")
+    ] = None,
+) -> None:
+    """Create a token and print it once: only its hash is kept."""
+    from api.tokens import create_token
+
+    with _database() as engine:
+        try:
+            token_id, token = create_token(engine, role, subject or role, CLOCK.now())
+        except ValueError as exc:
+            _fail(f"invalid: --role/--subject: {exc}", 2)
+    _print({"id": token_id, "role": role, "subject": subject or role, "token": token})
+    typer.echo("store it now: it cannot be shown again", err=True)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: Annotated[int, typer.Argument(help="The token's id")]) -> None:
+    """Revoke a token: requests with it are refused from now on."""
+    from api.tokens import revoke_token
+
+    with _database() as engine:
+        if not revoke_token(engine, token_id, CLOCK.now()):
+            _fail(f"invalid: no live token with id {token_id}")
+    typer.echo(f"token {token_id} revoked")
 
 
 def seed_demo(repo: Any, now: datetime) -> list[dict[str, Any]]:

@@ -9,6 +9,8 @@ with ``BEGIN IMMEDIATE`` so two writers queue for the lock instead of one failin
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,26 @@ MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 SQLITE_AUTOCHECKPOINT_PAGES = 10_000
+
+
+def begin_sqlite(driver_connection: Any, sql: str = "BEGIN IMMEDIATE") -> None:
+    """Start a transaction, waiting up to the busy timeout for the write lock.
+
+    Under many concurrent writers SQLite in WAL mode sometimes answers "database is locked"
+    at once instead of calling its busy handler; wait and try again here instead of
+    failing the step.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    pause = 0.001
+    while True:
+        try:
+            driver_connection.execute(sql)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 def checkpoint_sqlite(engine: Engine) -> None:
@@ -136,7 +158,7 @@ def make_engine(url: str | URL, *, begin_immediate: bool = True, **kwargs: Any) 
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
-        connection.exec_driver_sql(begin_sql)
+        begin_sqlite(connection.connection.driver_connection, begin_sql)
 
     return engine
 

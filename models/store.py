@@ -40,6 +40,7 @@ from engine.chart import validate_configuration
 from engine.episode import EpisodeState, Patient, Step, TaskItem, TimerRequest
 from engine.errors import EpisodeNotFound
 from models.audit import HEAD_MISSING, INSERT_ENTRY, MOVE_HEAD, READ_HEAD, chain_row
+from models.db import begin_sqlite
 from models.statements import Cursor, Prepared, Rows
 from models.tables import ClinicalEventRow, DueTimer, Episode, Reminder, Task
 
@@ -644,7 +645,7 @@ def transaction(engine: Engine, read_only: bool = False) -> Iterator[EpisodeStor
         with _pipeline(driver, dialect):
             cursor = Cursor(driver)
             if dialect.name == "sqlite":
-                cursor.writer.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
+                begin_sqlite(driver, "BEGIN" if read_only else "BEGIN IMMEDIATE")
             yield EpisodeStore(cursor, statements_for(dialect))
             cast(Any, driver).commit()
     except BaseException as exc:

@@ -197,19 +197,8 @@ class Worker:
         """
         from apscheduler.schedulers.blocking import BlockingScheduler
 
-        if interval <= 0:
-            raise ValueError(f"interval must be positive, not {interval}")
         scheduler = BlockingScheduler(timezone="UTC")
-        scheduler.add_job(
-            self.sweep_logged,
-            "interval",
-            seconds=interval,
-            id="sweep",
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=None,
-            next_run_time=datetime.now(tz=scheduler.timezone),
-        )
+        self._schedule(scheduler, interval)
 
         def stop(signum: int, _frame: Any) -> None:
             log.info("stopping", extra={"signal": signal.Signals(signum).name})
@@ -225,6 +214,37 @@ class Worker:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         log.info("worker stopped")
+
+    def start(self, interval: float = DEFAULT_INTERVAL) -> Callable[[], None]:
+        """Sweep every ``interval`` seconds on a background thread (inside the API
+        process); returns the function that stops it after the batch in progress."""
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        scheduler = BackgroundScheduler(timezone="UTC")
+        self._schedule(scheduler, interval)
+        scheduler.start()
+        log.info("worker started", extra={"interval_s": interval, "in_process": True})
+
+        def stop() -> None:
+            self.stopping.set()
+            scheduler.shutdown(wait=True)
+            log.info("worker stopped")
+
+        return stop
+
+    def _schedule(self, scheduler: Any, interval: float) -> None:
+        if interval <= 0:
+            raise ValueError(f"interval must be positive, not {interval}")
+        scheduler.add_job(
+            self.sweep_logged,
+            "interval",
+            seconds=interval,
+            id="sweep",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+            next_run_time=datetime.now(tz=scheduler.timezone),
+        )
 
 
 def _delays() -> Any:

@@ -1,0 +1,53 @@
+"""What every route gets: the service's parts, and the caller checked against its roles."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
+
+from api.tokens import Principal, principal_for
+from engine.clinic_time import Clock
+from models.repository import EpisodeRepository
+from schedulers.metrics import WorkerMetrics
+
+
+@dataclass
+class Services:
+    engine: Engine
+    repo: EpisodeRepository
+    clock: Clock
+    metrics: WorkerMetrics
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+_bearer = HTTPBearer(auto_error=False, description="A token from `carepath token create`")
+
+
+def require(*roles: str) -> Callable[..., Principal]:
+    """A dependency admitting a live token of one of ``roles`` (admin is always admitted)."""
+    allowed = {*roles, "admin"}
+
+    def check(
+        parts: ServicesDep,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
+        challenge = {"WWW-Authenticate": "Bearer"}
+        if credentials is None:
+            raise HTTPException(401, "a bearer token is required", headers=challenge)
+        who = principal_for(parts.engine, credentials.credentials)
+        if who is None:
+            raise HTTPException(401, "unknown or revoked token", headers=challenge)
+        if who.role not in allowed:
+            raise HTTPException(403, f"the {who.role} role may not do this")
+        return who
+
+    return check

@@ -1,0 +1,149 @@
+"""Episodes over HTTP: open one, read one, list them, post clinical events."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Any, cast
+
+from fastapi import APIRouter, Body, Depends, Header, Query, Response
+from sqlalchemy import Table, select
+
+from api.deps import ServicesDep, require
+from api.problems import Refused
+from api.tokens import Principal
+from engine.errors import InvalidEvent
+from engine.events import parse_event, parse_opening
+from models.repository import timeline_entry
+from models.tables import Episode
+
+EPISODE = cast(Table, Episode.__table__)
+router = APIRouter(tags=["episodes"])
+Clinical = Annotated[Principal, Depends(require("service", "coordinator"))]
+
+OPENING_EXAMPLE = {
+    "patient": {"ref": "P-17", "age": 52, "sex": "female", "prior_lbp": True},
+    "onset": "2026-01-05",
+    "enrolled_at": "2026-01-06T09:00:00Z",
+    "coordinator": "alex",
+}
+EVENT_EXAMPLES = {
+    "assessment": {
+        "summary": "A follow-up visit",
+        "value": {"type": "assessment", "data": {"vas_leg": 7, "odi": 44, "slr_positive": True}},
+    },
+    "mri": {
+        "summary": "An MRI order (refused before six weeks without a red flag)",
+        "value": {"type": "order", "data": {"kind": "mri"}},
+    },
+}
+SUMMARY_COLUMNS = (
+    "id", "patient_ref", "status", "phase", "management", "referral", "red_flag",
+    "coordinator", "version", "updated_at",
+)  # fmt: skip
+
+
+@router.post("/episodes", status_code=201, summary="Enrol a patient")
+def open_episode(
+    parts: ServicesDep,
+    who: Clinical,
+    response: Response,
+    body: Annotated[dict[str, Any], Body(examples=[OPENING_EXAMPLE])],
+) -> dict[str, Any]:
+    """The simulation's ``patient``, ``onset``, ``enrolled_at`` and ``coordinator``; answers
+    the episode view. Timers and due items are set in the same transaction."""
+    opening = parse_opening(body)
+    view = parts.repo.open(opening, parts.clock.now(), actor=who.subject)
+    response.headers["Location"] = f"/episodes/{view['id']}"
+    response.headers["ETag"] = f'"{view["version"]}"'
+    return view
+
+
+@router.get("/episodes/{episode_id}", summary="The episode view")
+def read_episode(
+    episode_id: str, parts: ServicesDep, _: Clinical, response: Response
+) -> dict[str, Any]:
+    view = parts.repo.view(episode_id)
+    response.headers["ETag"] = f'"{view["version"]}"'
+    return view
+
+
+@router.get("/episodes", summary="Episodes, filtered, a page at a time")
+def list_episodes(
+    parts: ServicesDep,
+    _: Clinical,
+    status: str | None = None,
+    phase: str | None = None,
+    referral: str | None = None,
+    coordinator: str | None = None,
+    red_flag: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> dict[str, Any]:
+    """Summaries in a stable order; ``next_cursor`` fetches the page after (null: the end)."""
+    query = select(*(EPISODE.c[name] for name in SUMMARY_COLUMNS)).order_by(EPISODE.c.id)
+    filters = {"status": status, "phase": phase, "referral": referral,
+               "coordinator": coordinator, "red_flag": red_flag}  # fmt: skip
+    for name, value in filters.items():
+        if value is not None:
+            query = query.where(EPISODE.c[name] == value)
+    if cursor is not None:
+        query = query.where(EPISODE.c.id > _after(cursor))
+    with parts.engine.connect() as connection:
+        rows = [dict(row) for row in connection.execute(query.limit(limit + 1)).mappings()]
+    more = len(rows) > limit
+    items = rows[:limit]
+    for item in items:
+        item["updated_at"] = item["updated_at"].isoformat()
+    next_cursor = _cursor(items[-1]["id"]) if more else None
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.post("/episodes/{episode_id}/events", summary="Record a clinical event")
+def post_event(
+    episode_id: str,
+    parts: ServicesDep,
+    who: Clinical,
+    response: Response,
+    body: Annotated[dict[str, Any], Body(openapi_examples=EVENT_EXAMPLES)],
+    if_match: Annotated[
+        str | None, Header(description="The version last read: 412 if it moved since")
+    ] = None,
+) -> dict[str, Any]:
+    """Validated, applied and audited in one transaction. The actor is the token's subject.
+    A refusal is recorded and answered 409 with the rules, whether a documented override
+    would let it through, and when time lifts it."""
+    payload = {**body, "actor": who.subject}
+    step, view = parts.repo.apply(episode_id, payload, parts.clock.now(), _version(if_match))
+    if not step.accepted:
+        raise Refused(
+            list(step.rules), step.reason, step.override_possible, step.eligible_from,
+            view["version"],
+        )  # fmt: skip
+    event = parse_event(payload)
+    at = event.occurred_at or parts.clock.now()
+    response.headers["ETag"] = f'"{view["version"]}"'
+    return {"episode": view, "transition": timeline_entry(step, at, "event", event.type)}
+
+
+def _version(if_match: str | None) -> int | None:
+    if if_match is None:
+        return None
+    text = if_match.strip().removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise InvalidEvent("If-Match", f"must be an episode version number, not {if_match!r}")
+    return int(text)
+
+
+def _cursor(episode_id: str) -> str:
+    return base64.urlsafe_b64encode(episode_id.encode()).decode()
+
+
+def _after(cursor: str) -> str:
+    try:
+        after = base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        after = ""
+    if not after:
+        raise InvalidEvent("cursor", "not a cursor this API gave out")
+    return after

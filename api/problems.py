@@ -1,0 +1,115 @@
+"""Errors as RFC 9457 problem details (``application/problem+json``).
+
+Every error names what went wrong in terms a caller can act on: the field for bad input,
+the rules for a refusal (with whether an override is possible and when time lifts it), the
+version for a stale write. HTTP errors are made here and nowhere below ``api/``.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from engine.errors import EpisodeNotFound, InvalidConfiguration, InvalidEvent, StaleEpisode
+
+PROBLEM_TYPES = "https://carepath.example/problems/"
+MEDIA_TYPE = "application/problem+json"
+
+
+def problem(
+    status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:  # fmt: skip
+    body = {"type": PROBLEM_TYPES + slug, "title": title, "status": status, "detail": detail}
+    return JSONResponse(
+        {**body, **extra}, status_code=status, media_type=MEDIA_TYPE, headers=headers
+    )
+
+
+class Refused(Exception):
+    """The engine refused the event (recorded, and answered 409)."""
+
+    def __init__(
+        self,
+        rules: list[str],
+        reason: str | None,
+        override_possible: bool,
+        eligible_from: date | None,
+        version: int,
+    ) -> None:
+        self.rules = rules
+        self.reason = reason
+        self.override_possible = override_possible
+        self.eligible_from = eligible_from
+        self.version = version
+
+
+def _field(location: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in location if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or str(location[-1] if location else "body")
+
+
+def install(app: FastAPI) -> None:
+    """Answer every carepath, validation and HTTP error as a problem."""
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"field": _field(tuple(e["loc"])), "reason": e["msg"]} for e in exc.errors()]
+        first = errors[0] if errors else {"field": "body", "reason": "invalid"}
+        detail = f"{first['field']}: {first['reason']}"
+        return problem(422, "invalid-input", "Invalid input", detail, field=first["field"],
+                       errors=errors)  # fmt: skip
+
+    @app.exception_handler(InvalidEvent)
+    async def invalid_event(_: Request, exc: InvalidEvent) -> JSONResponse:
+        detail = f"{exc.field}: {exc.reason}"
+        return problem(422, "invalid-input", "Invalid input", detail, field=exc.field)
+
+    @app.exception_handler(Refused)
+    async def refused(_: Request, exc: Refused) -> JSONResponse:
+        return problem(
+            409,
+            "refused-by-rule",
+            "Refused by the guideline",
+            exc.reason or ", ".join(exc.rules),
+            headers={"ETag": f'"{exc.version}"'},
+            rules=exc.rules,
+            override_possible=exc.override_possible,
+            eligible_from=exc.eligible_from.isoformat() if exc.eligible_from else None,
+        )
+
+    @app.exception_handler(StaleEpisode)
+    async def stale(_: Request, exc: StaleEpisode) -> JSONResponse:
+        return problem(412, "stale-version", "Episode changed", str(exc),
+                       current_version=exc.actual)  # fmt: skip
+
+    @app.exception_handler(EpisodeNotFound)
+    async def not_found(_: Request, exc: EpisodeNotFound) -> JSONResponse:
+        return problem(404, "not-found", "No such episode", str(exc))
+
+    @app.exception_handler(InvalidConfiguration)
+    async def corrupt(_: Request, exc: InvalidConfiguration) -> JSONResponse:
+        return problem(500, "corrupt-episode", "Stored episode is not valid", str(exc))
+
+    @app.exception_handler(DBAPIError)
+    async def database(_: Request, exc: DBAPIError) -> JSONResponse:
+        return problem(503, "database-unavailable", "Database unavailable",
+                       "the database could not complete the request; try again",
+                       headers={"Retry-After": "5"})  # fmt: skip
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        slugs = {401: "unauthenticated", 403: "forbidden", 404: "not-found", 405: "method"}
+        return problem(
+            exc.status_code,
+            slugs.get(exc.status_code, "http-error"),
+            str(exc.detail) if exc.status_code in (401, 403) else "Request failed",
+            str(exc.detail),
+            headers=dict(exc.headers or {}),
+        )

@@ -1,0 +1,210 @@
+"""The episode API: roles on every route, problem+json errors, optimistic concurrency."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
+
+from models.audit import verify_chain
+from models.db import make_session_factory
+from models.tables import AuditEntry, ClinicalEventRow
+
+OPENING = {
+    "patient": {"ref": "P-17", "age": 52, "sex": "female"},
+    "onset": "2026-01-05",
+    "enrolled_at": "2026-01-06T09:00:00Z",
+    "coordinator": "alex",
+}
+ASSESSMENT = {"type": "assessment", "data": {"vas_leg": 6, "odi": 40}}
+
+
+def auth(tokens: dict[str, str], role: str) -> dict[str, str]:
+    return {"Authorization": tokens[role]} if role in tokens else {}
+
+
+def opened(client: TestClient, tokens: dict[str, str], **changes: Any) -> dict[str, Any]:
+    answer = client.post("/episodes", json={**OPENING, **changes}, headers=auth(tokens, "service"))
+    assert answer.status_code == 201, answer.text
+    return dict(answer.json())
+
+
+ROUTES = [
+    ("POST", "/episodes", OPENING),
+    ("GET", "/episodes/{id}", None),
+    ("GET", "/episodes", None),
+    ("POST", "/episodes/{id}/events", ASSESSMENT),
+    ("GET", "/metrics", None),
+]
+ALLOWED = {
+    "/episodes": {"coordinator", "service", "admin"},
+    "/episodes/{id}": {"coordinator", "service", "admin"},
+    "/episodes/{id}/events": {"coordinator", "service", "admin"},
+    "/metrics": {"service", "admin"},
+}
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ROUTES, ids=lambda v: str(v)[:24])
+@pytest.mark.parametrize(
+    "role", ["coordinator", "service", "auditor", "admin", "revoked", "forged", "none"]
+)
+def test_every_route_admits_its_roles_and_no_one_else(
+    client: TestClient, tokens: dict[str, str], method: str, path: str, body: Any, role: str
+) -> None:
+    episode = opened(client, tokens)
+    answer = client.request(
+        method, path.format(id=episode["id"]), json=body, headers=auth(tokens, role)
+    )
+    if role in ("revoked", "forged", "none"):
+        assert answer.status_code == 401
+        assert answer.headers["www-authenticate"] == "Bearer"
+    elif role in ALLOWED[path]:
+        assert answer.status_code in (200, 201), answer.text
+    else:
+        assert answer.status_code == 403
+        assert answer.headers["content-type"] == "application/problem+json"
+
+
+def test_health_answers_without_a_token(client: TestClient) -> None:
+    answer = client.get("/healthz")
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "ok", "database": "ok", "timer_lag_seconds": 0.0}
+
+
+def test_an_episode_is_opened_read_and_moved_by_an_event(
+    client: TestClient, tokens: dict[str, str], engine: Engine
+) -> None:
+    episode = opened(client, tokens)
+    assert episode["phase"] == "acute"
+    read = client.get(f"/episodes/{episode['id']}", headers=auth(tokens, "coordinator"))
+    assert read.json() == episode
+    assert read.headers["etag"] == '"1"'
+    forged = {**ASSESSMENT, "actor": "dr.someone-else"}
+    answer = client.post(
+        f"/episodes/{episode['id']}/events", json=forged, headers=auth(tokens, "coordinator")
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["transition"]["accepted"] is True
+    assert body["episode"]["version"] == 2
+    with engine.connect() as connection:
+        actors = set(connection.scalars(select(ClinicalEventRow.actor)))
+        audit_actors = set(connection.scalars(select(AuditEntry.actor)))
+    assert actors == {"coordinator-1"}  # the token's subject, not the body's claim
+    assert audit_actors == {"service-1", "coordinator-1"}
+
+
+def test_a_refusal_is_a_409_problem_with_rules_override_and_date(
+    client: TestClient, tokens: dict[str, str]
+) -> None:
+    episode = opened(client, tokens)
+    answer = client.post(
+        f"/episodes/{episode['id']}/events",
+        json={"type": "order", "data": {"kind": "mri"}},
+        headers=auth(tokens, "service"),
+    )
+    assert answer.status_code == 409
+    assert answer.headers["content-type"] == "application/problem+json"
+    problem = answer.json()
+    assert "IMG-NO-EARLY" in problem["rules"]
+    assert problem["override_possible"] is True
+    assert problem["eligible_from"] == "2026-02-16"
+    assert problem["status"] == 409
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({"type": "assessment", "data": {"vas_leg": 14}}, "data.vas_leg"),
+        ({"type": "teleport", "data": {}}, "type"),
+    ],
+)
+def test_bad_input_is_a_422_naming_the_field_and_changes_nothing(
+    client: TestClient, tokens: dict[str, str], event: dict[str, Any], field: str
+) -> None:
+    episode = opened(client, tokens)
+    answer = client.post(
+        f"/episodes/{episode['id']}/events", json=event, headers=auth(tokens, "service")
+    )
+    assert answer.status_code == 422
+    assert answer.json()["field"] == field
+    after = client.get(f"/episodes/{episode['id']}", headers=auth(tokens, "service")).json()
+    assert after == episode
+
+
+def test_a_stale_if_match_is_412_and_a_missing_episode_404(
+    client: TestClient, tokens: dict[str, str]
+) -> None:
+    episode = opened(client, tokens)
+    url = f"/episodes/{episode['id']}/events"
+    stale = client.post(
+        url, json=ASSESSMENT, headers={**auth(tokens, "service"), "If-Match": '"7"'}
+    )
+    assert stale.status_code == 412
+    assert stale.json()["current_version"] == 1
+    garbage = client.post(
+        url, json=ASSESSMENT, headers={**auth(tokens, "service"), "If-Match": "x"}
+    )
+    assert (garbage.status_code, garbage.json()["field"]) == (422, "If-Match")
+    fresh = client.post(
+        url, json=ASSESSMENT, headers={**auth(tokens, "service"), "If-Match": '"1"'}
+    )
+    assert fresh.status_code == 200
+    missing = client.get("/episodes/no-such-episode", headers=auth(tokens, "service"))
+    assert missing.status_code == 404
+
+
+def test_episodes_are_listed_by_filter_a_page_at_a_time(
+    client: TestClient, tokens: dict[str, str]
+) -> None:
+    mine = {opened(client, tokens)["id"] for _ in range(5)}
+    opened(client, tokens, coordinator="sam")
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"coordinator": "alex", "phase": "acute", "limit": 2}
+        if cursor:
+            params["cursor"] = cursor
+        page = client.get("/episodes", params=params, headers=auth(tokens, "service")).json()
+        seen += [item["id"] for item in page["items"]]
+        assert len(page["items"]) <= 2
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == sorted(mine)
+    flagged = client.get("/episodes", params={"red_flag": True}, headers=auth(tokens, "service"))
+    assert flagged.json() == {"items": [], "next_cursor": None}
+    bad = client.get("/episodes", params={"cursor": "%%%"}, headers=auth(tokens, "service"))
+    assert (bad.status_code, bad.json()["field"]) == (422, "cursor")
+
+
+def test_concurrent_events_are_each_applied_or_refused_none_lost(
+    client: TestClient, tokens: dict[str, str], engine: Engine
+) -> None:
+    episode = opened(client, tokens)
+    url = f"/episodes/{episode['id']}/events"
+    answers: list[int] = []
+
+    def post(headers: dict[str, str]) -> None:
+        answers.append(client.post(url, json=ASSESSMENT, headers=headers).status_code)
+
+    def together(headers: dict[str, str]) -> None:
+        threads = [threading.Thread(target=post, args=(headers,)) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    # Eight writers who all read version 1: one wins, seven are told the episode moved.
+    together({**auth(tokens, "service"), "If-Match": '"1"'})
+    # Eight more without If-Match: all applied, one after the other.
+    together(auth(tokens, "service"))
+    assert sorted(answers).count(412) == 7
+    assert answers.count(200) == 9
+    final = client.get(f"/episodes/{episode['id']}", headers=auth(tokens, "service")).json()
+    assert final["version"] == 10
+    with make_session_factory(engine)() as session:
+        assert verify_chain(session).ok
