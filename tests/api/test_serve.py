@@ -1,0 +1,85 @@
+"""`carepath serve` and `carepath token`: the service starts, answers, and stops cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select
+from typer.testing import CliRunner
+
+from api.tokens import digest
+from cli.main import app
+from models.tables import ApiToken
+
+CAREPATH_COMMAND = Path(sys.executable).parent / "carepath"
+
+
+def test_a_token_is_shown_once_kept_as_a_hash_and_revocable(engine: Engine, db_url: str) -> None:
+    runner = CliRunner()
+    env = {"CAREPATH_DATABASE_URL": db_url}
+    made = runner.invoke(app, ["token", "create", "--role", "auditor", "--subject", "ann"], env=env)
+    assert made.exit_code == 0, made.stderr
+    shown = json.loads(made.stdout)
+    assert (shown["role"], shown["subject"]) == ("auditor", "ann")
+    with engine.connect() as connection:
+        stored = connection.execute(select(ApiToken)).one()
+    assert stored.token_hash == digest(shown["token"])
+    assert shown["token"] not in stored.token_hash
+    revoked = runner.invoke(app, ["token", "revoke", str(shown["id"])], env=env)
+    assert revoked.exit_code == 0
+    again = runner.invoke(app, ["token", "revoke", str(shown["id"])], env=env)
+    assert again.exit_code == 1
+    bad = runner.invoke(app, ["token", "create", "--role", "superuser"], env=env)
+    assert bad.exit_code == 2
+    assert "role must be one of" in bad.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_serve_answers_health_and_stops_on_sigterm(db_url: str) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [str(CAREPATH_COMMAND), "serve", "--demo", "--port", str(port), "--interval", "1"],
+        env={**os.environ, "CAREPATH_DATABASE_URL": db_url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, process.communicate()[1]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz") as answer:
+                    health = json.load(answer)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline, "the service did not come up"
+                time.sleep(0.1)
+        assert health["database"] == "ok"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/episodes")
+        assert refused.value.code == 401
+        refused.value.close()
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    # Uvicorn shuts down gracefully, then ends by the signal it was sent, as Unix expects.
+    assert process.returncode in (0, -signal.SIGTERM), err
+    assert "worker stopped" in err
+    assert out.count("demo episode") == 3
