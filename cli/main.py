@@ -295,6 +295,34 @@ def simulate_command(
 # audit
 
 
+@audit_app.command("export")
+def audit_export(
+    out: Annotated[Path, typer.Option("--out", help="File to write ('-' for stdout)")],
+    format_: Annotated[str, typer.Option("--format", help="csv or jsonl")] = "jsonl",
+    episode: Annotated[str | None, typer.Option("--episode")] = None,
+    actor: Annotated[str | None, typer.Option("--actor")] = None,
+    rule: Annotated[str | None, typer.Option("--rule")] = None,
+) -> None:
+    """Export the audit log, ending with the chain head's sequence number and hash."""
+    from models.audit_export import FORMATS, AuditFilter, export, head
+
+    if format_ not in FORMATS:
+        _fail(f"invalid: --format: must be one of {', '.join(FORMATS)}", 2)
+    with _database() as engine, _reported():
+        where = AuditFilter(episode_id=episode, actor=actor, rule=rule)
+        total = head(engine)[0]
+        target = sys.stdout if str(out) == "-" else out.open("w", encoding="utf-8", newline="")
+        try:
+            with typer.progressbar(length=total, label="exporting", file=sys.stderr) as bar:
+                for chunk in export(engine, format_, where):
+                    target.write(chunk)
+                    bar.update(chunk.count("\n"))
+        finally:
+            if target is not sys.stdout:
+                target.close()
+    typer.echo(f"exported up to row {total} to {out}", err=True)
+
+
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Recompute the hash chain; name the first bad row."""

@@ -1,0 +1,99 @@
+"""The audit routes: auditors only; filtered pages, streamed exports ending with the head."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from cli.main import app
+
+OPENING = {
+    "patient": {"ref": "P-17", "age": 52},
+    "onset": "2026-01-05",
+    "enrolled_at": "2026-01-06T09:00:00Z",
+    "coordinator": "alex",
+}
+
+
+@pytest.fixture
+def history(client: TestClient, tokens: dict[str, str]) -> list[str]:
+    """Two episodes, one with a refused MRI order."""
+    service = {"Authorization": tokens["service"]}
+    ids = [client.post("/episodes", json=OPENING, headers=service).json()["id"] for _ in (1, 2)]
+    refused = client.post(
+        f"/episodes/{ids[0]}/events", json={"type": "order", "data": {"kind": "mri"}},
+        headers=service,
+    )  # fmt: skip
+    assert refused.status_code == 409
+    return ids
+
+
+@pytest.mark.parametrize("path", ["/audit/transitions", "/audit/export", "/audit/verify"])
+@pytest.mark.parametrize(
+    ("role", "status"),
+    [("auditor", 200), ("admin", 200), ("coordinator", 403), ("service", 403), ("none", 401)],
+)
+def test_only_auditors_read_the_log(
+    client: TestClient, tokens: dict[str, str], path: str, role: str, status: int
+) -> None:
+    headers = {"Authorization": tokens[role]} if role in tokens else {}
+    assert client.get(path, headers=headers).status_code == status
+
+
+def test_transitions_are_filtered_and_paged(
+    client: TestClient, tokens: dict[str, str], history: list[str]
+) -> None:
+    auditor = {"Authorization": tokens["auditor"]}
+    by_rule = client.get("/audit/transitions", params={"rule": "IMG-NO-EARLY"}, headers=auditor)
+    (row,) = by_rule.json()["items"]
+    assert (row["episode_id"], row["type"], row["accepted"]) == (history[0], "order", False)
+    assert row["actor"] == "service-1"
+    one = client.get("/audit/transitions", params={"episode": history[1]}, headers=auditor)
+    assert [r["type"] for r in one.json()["items"]] == ["open"]
+    seen, cursor = [], 0
+    while cursor is not None:
+        answer = client.get(
+            "/audit/transitions", params={"limit": 1, "cursor": cursor}, headers=auditor
+        ).json()
+        seen += [r["seq"] for r in answer["items"]]
+        cursor = answer["next_cursor"]
+    assert seen == [1, 2, 3]
+    bad = client.get("/audit/transitions", params={"rule": "drop table"}, headers=auditor)
+    assert (bad.status_code, bad.json()["field"]) == (422, "rule")
+
+
+def test_exports_end_with_the_chain_head(
+    client: TestClient, tokens: dict[str, str], history: list[str]
+) -> None:
+    auditor = {"Authorization": tokens["auditor"]}
+    jsonl = client.get("/audit/export", params={"format": "jsonl"}, headers=auditor)
+    assert jsonl.headers["content-type"] == "application/x-ndjson"
+    *rows, trailer = [json.loads(line) for line in jsonl.text.splitlines()]
+    assert [r["seq"] for r in rows] == [1, 2, 3]
+    assert trailer == {"chain_head": {"seq": 3, "hash": rows[-1]["hash"]}}
+    text = client.get("/audit/export", params={"format": "csv"}, headers=auditor).text
+    header, *lines, last = list(csv.reader(io.StringIO(text)))
+    assert header[0] == "seq"
+    assert len(lines) == 3
+    assert last == ["#chain_head", "3", rows[-1]["hash"]]
+    assert client.get("/audit/verify", headers=auditor).json()["ok"] is True
+    assert client.get("/audit/export", params={"format": "xml"}, headers=auditor).status_code == 422
+
+
+def test_the_command_line_export_matches(
+    client: TestClient, tokens: dict[str, str], history: list[str], db_url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "audit.jsonl"
+    result = CliRunner().invoke(
+        app, ["audit", "export", "--out", str(out)], env={"CAREPATH_DATABASE_URL": db_url}
+    )
+    assert result.exit_code == 0, result.stderr
+    lines = out.read_text().splitlines()
+    assert len(lines) == 4
+    assert json.loads(lines[-1])["chain_head"]["seq"] == 3
