@@ -161,9 +161,14 @@ def check_order(
         _check_injection(verdict, state, data, now, defaults, ordering=True)
     elif kind == "surgical_referral":
         _check_surgical_referral(verdict, state, defaults)
-    elif kind == "emg_ncs":
-        verdict.note("NCS-CHRONIC", "repeat EMG/NCS only on clinical deterioration")
+    elif kind == "emg_ncs" and _has_result(state, "emg_ncs"):
+        # A first study needs no comment; a repeat is what the rule is about.
+        verdict.note("NCS-CHRONIC", "an EMG/NCS is on file: repeat only on clinical deterioration")
     return verdict
+
+
+def _has_result(state: EpisodeState, modality: str) -> bool:
+    return any(r.get("modality") == modality for r in state.facts.get("results", []))
 
 
 def _check_imaging(

@@ -202,7 +202,13 @@ def test_conflict_rules_show_both_sides() -> None:
 
 
 def test_chronic_reinnervation_advisory() -> None:
-    step = Episode().send(
+    ep = Episode()
+    first = ep.send(50, "order", kind="emg_ncs")
+    assert "NCS-CHRONIC" not in first.rules  # a first study draws no comment
+    step = ep.send(
         60, "result", modality="emg_ncs", levels=["L5"], findings=["chronic_reinnervation"]
     )
     assert "NCS-CHRONIC" in step.rules
+    repeat = ep.send(70, "order", kind="emg_ncs")
+    assert repeat.accepted
+    assert "NCS-CHRONIC" in repeat.rules
