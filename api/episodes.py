@@ -14,6 +14,7 @@ from api.problems import Refused
 from api.tokens import Principal
 from engine.errors import InvalidEvent
 from engine.events import parse_event, parse_opening
+from models.db import read_only
 from models.repository import timeline_entry
 from models.tables import Episode
 
@@ -89,7 +90,7 @@ def list_episodes(
             query = query.where(EPISODE.c[name] == value)
     if cursor is not None:
         query = query.where(EPISODE.c.id > _after(cursor))
-    with parts.engine.connect() as connection:
+    with read_only(parts.engine) as connection:
         rows = [dict(row) for row in connection.execute(query.limit(limit + 1)).mappings()]
     more = len(rows) > limit
     items = rows[:limit]

@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 from api.deps import ServicesDep, require
 from api.tokens import Principal
+from models.db import read_only
 from models.tables import DueTimer
 
 router = APIRouter(tags=["operations"])
@@ -24,7 +25,7 @@ def healthz(parts: ServicesDep) -> JSONResponse:
     age of the oldest due timer not yet fired; 503 when it does not."""
     now = parts.clock.now()
     try:
-        with parts.engine.connect() as connection:
+        with read_only(parts.engine) as connection:
             oldest: datetime | None = connection.scalar(
                 select(func.min(DueTimer.due_at)).where(
                     DueTimer.status == "pending", DueTimer.due_at <= now

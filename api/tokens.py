@@ -14,6 +14,7 @@ from typing import cast
 
 from sqlalchemy import Engine, Table, insert, select, update
 
+from models.db import read_only
 from models.tables import TOKEN_ROLES, ApiToken
 
 TOKENS = cast(Table, ApiToken.__table__)
@@ -66,7 +67,7 @@ def revoke_token(engine: Engine, token_id: int, now: datetime) -> bool:
 
 def principal_for(engine: Engine, token: str) -> Principal | None:
     """The live token's principal, or None for an unknown or revoked token."""
-    with engine.connect() as connection:
+    with read_only(engine) as connection:
         row = connection.execute(
             select(TOKENS.c.id, TOKENS.c.role, TOKENS.c.subject).where(
                 TOKENS.c.token_hash == digest(token), TOKENS.c.revoked_at.is_(None)

@@ -20,6 +20,7 @@ from sqlalchemy import Engine, String, Table, select
 from sqlalchemy import cast as sql_cast
 
 from engine.errors import InvalidEvent
+from models.db import read_only
 from models.tables import AuditEntry, AuditHead
 
 AUDIT_LOG = cast(Table, AuditEntry.__table__)
@@ -62,7 +63,7 @@ class AuditFilter:
 
 
 def head(engine: Engine) -> tuple[int, str]:
-    with engine.connect() as connection:
+    with read_only(engine) as connection:
         row = connection.execute(select(HEAD.c.last_seq, HEAD.c.last_hash)).one()
     return int(row.last_seq), str(row.last_hash)
 
@@ -72,7 +73,7 @@ def page(
 ) -> tuple[list[dict[str, Any]], int | None]:
     """Rows after sequence number ``after``; returns them and the next cursor (or None)."""
     query = where.apply(select(AUDIT_LOG).where(AUDIT_LOG.c.seq > after))
-    with engine.connect() as connection:
+    with read_only(engine) as connection:
         rows = [
             _jsonable(dict(row))
             for row in connection.execute(
@@ -96,7 +97,7 @@ def rows_up_to_head(
             query = where.apply(
                 select(AUDIT_LOG).where(AUDIT_LOG.c.seq > after, AUDIT_LOG.c.seq <= last_seq)
             )
-            with engine.connect() as connection:
+            with read_only(engine) as connection:
                 batch = [
                     dict(row)
                     for row in connection.execute(

@@ -34,6 +34,16 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 SQLITE_AUTOCHECKPOINT_PAGES = 10_000
 
 
+# Execution option for a connection that only reads: on SQLite it starts with a plain BEGIN,
+# so it neither waits for nor holds up the writers.
+READ_ONLY = "carepath_read_only"
+
+
+def read_only(engine: Engine) -> Connection:
+    """A connection for reading only (``with read_only(engine) as connection: ...``)."""
+    return engine.connect().execution_options(**{READ_ONLY: True})
+
+
 def begin_sqlite(driver_connection: Any, sql: str = "BEGIN IMMEDIATE") -> None:
     """Start a transaction, waiting up to the busy timeout for the write lock.
 
@@ -158,7 +168,8 @@ def make_engine(url: str | URL, *, begin_immediate: bool = True, **kwargs: Any) 
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
-        begin_sqlite(connection.connection.driver_connection, begin_sql)
+        reader = connection.get_execution_options().get(READ_ONLY)
+        begin_sqlite(connection.connection.driver_connection, "BEGIN" if reader else begin_sql)
 
     return engine
 

@@ -23,7 +23,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import DBAPIError
 
 from engine.clinic_time import Clock
-from models.db import checkpoint_sqlite
+from models.db import checkpoint_sqlite, read_only
 from models.repository import EpisodeRepository, FiredBatch
 from models.tables import DueTimer
 from schedulers.metrics import WorkerMetrics
@@ -136,7 +136,7 @@ class Worker:
 
     def lag(self, now: datetime) -> float:
         """Seconds since the oldest pending timer fell due (0 when none is due)."""
-        with self.engine.connect() as connection:
+        with read_only(self.engine) as connection:
             oldest = connection.scalar(
                 select(func.min(DueTimer.due_at)).where(
                     DueTimer.status == "pending", DueTimer.due_at <= now

@@ -147,3 +147,14 @@ def test_a_batch_nets_each_episodes_timers_before_writing() -> None:
     changes.absorb(step(["*"]))
     assert changes.booked == []
     assert changes.cancel_all
+
+
+def test_a_reader_does_not_queue_behind_a_writer(db_engine: Engine) -> None:
+    from models.db import read_only
+
+    with db_engine.connect() as writer:
+        writer.execute(select(func.count()).select_from(Episode))  # holds SQLite's write lock
+        started = datetime.now(UTC)
+        with read_only(db_engine) as reader:
+            assert reader.scalar(select(func.count()).select_from(Episode)) == 0
+        assert (datetime.now(UTC) - started).total_seconds() < 1
