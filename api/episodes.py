@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Response
 from sqlalchemy import Table, select
 
 from api.deps import ServicesDep, require
+from api.diagram import highlighted
 from api.problems import Refused
 from api.tokens import Principal
 from engine.errors import InvalidEvent
@@ -67,6 +68,17 @@ def read_episode(
     view = parts.repo.view(episode_id)
     response.headers["ETag"] = f'"{view["version"]}"'
     return view
+
+
+@router.get(
+    "/episodes/{episode_id}/diagram.svg",
+    summary="The statechart with this episode's active states highlighted",
+    response_class=Response,
+    responses={200: {"content": {"image/svg+xml": {}}}},
+)
+def episode_diagram(episode_id: str, parts: ServicesDep, _: Clinical) -> Response:
+    view = parts.repo.view(episode_id)
+    return Response(highlighted(view["configuration"]), media_type="image/svg+xml")
 
 
 @router.get("/episodes", summary="Episodes, filtered, a page at a time")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 from fastapi.testclient import TestClient
@@ -35,6 +36,7 @@ def opened(client: TestClient, tokens: dict[str, str], **changes: Any) -> dict[s
 ROUTES = [
     ("POST", "/episodes", OPENING),
     ("GET", "/episodes/{id}", None),
+    ("GET", "/episodes/{id}/diagram.svg", None),
     ("GET", "/episodes", None),
     ("POST", "/episodes/{id}/events", ASSESSMENT),
     ("GET", "/metrics", None),
@@ -42,6 +44,7 @@ ROUTES = [
 ALLOWED = {
     "/episodes": {"coordinator", "service", "admin"},
     "/episodes/{id}": {"coordinator", "service", "admin"},
+    "/episodes/{id}/diagram.svg": {"coordinator", "service", "admin"},
     "/episodes/{id}/events": {"coordinator", "service", "admin"},
     "/metrics": {"service", "admin"},
 }
@@ -208,3 +211,22 @@ def test_concurrent_events_are_each_applied_or_refused_none_lost(
     assert final["version"] == 10
     with make_session_factory(engine)() as session:
         assert verify_chain(session).ok
+
+
+def test_the_diagram_highlights_this_episodes_active_states(
+    client: TestClient, tokens: dict[str, str]
+) -> None:
+    episode = opened(client, tokens)
+    answer = client.get(f"/episodes/{episode['id']}/diagram.svg", headers=auth(tokens, "service"))
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "image/svg+xml"
+    svg = "{http://www.w3.org/2000/svg}"
+    root = ElementTree.fromstring(answer.text)
+    active = {
+        group.findtext(f"{svg}title", "").removeprefix("cluster_")
+        for group in root.iter(f"{svg}g")
+        if "active" in (group.get("class") or "")
+    }
+    assert active == set(episode["configuration"])
+    assert {"acute", "conservative", "not_indicated"} <= active
+    assert "chronic" not in active
