@@ -13,7 +13,7 @@ from typing import Any
 from engine.chart import bind, initial_configuration
 from engine.clinic_time import add_days, day_start, shift_local, to_utc
 from engine.context import StepContext
-from engine.due import open_task, refresh_task
+from engine.due import finish_task, open_task, refresh_task
 from engine.episode import EpisodeState, Patient, Step, TimerRequest
 from engine.errors import InvalidEvent, RuleRefusal
 from engine.events import ClinicalEvent, Opening
@@ -136,6 +136,21 @@ def apply_event(
             eligible_from=refusal.eligible_from,
         )
     return ctx.step
+
+
+def complete_task(state: EpisodeState, key: str, now: datetime) -> Step:
+    """A coordinator marks a due item done (the worklist's "done"): its timers are dropped.
+
+    Raises:
+        InvalidEvent: the episode has ended, or the item is not open.
+    """
+    if state.is_final:
+        raise InvalidEvent("task", f"the episode is {state.status}: its items are closed")
+    step = Step(state=state.clone(), accepted=True)
+    if not finish_task(step.state, step, key, to_utc(now), "done"):
+        raise InvalidEvent("task", f"{key} is not open")
+    step.add_rule(step.state.tasks[key].rule)
+    return step
 
 
 def fire_timer(

@@ -20,7 +20,7 @@ from engine.clinic_time import to_utc
 from engine.episode import EpisodeState, Step, iso
 from engine.errors import InvalidConfiguration, StaleEpisode
 from engine.events import Opening, check_event_time, event_payload_json, parse_event
-from engine.pathway import apply_event, fire_timer, open_episode
+from engine.pathway import apply_event, complete_task, fire_timer, open_episode
 from engine.settings import PathwayDefaults
 from engine.view import episode_view
 from models.store import EpisodeChanges, transaction
@@ -202,6 +202,36 @@ class EpisodeRepository:
         entry = timeline_entry(step, at, "event", str(payload.get("type")))
         entry["version"] = step.state.version
         return entry
+
+    def complete_task(self, episode_id: str, key: str, actor: str, now: datetime) -> dict[str, Any]:
+        """A coordinator marks a due item done; audited like an event. Returns the view.
+
+        Raises:
+            InvalidEvent: the item is not open, or the episode has ended.
+        """
+        now = to_utc(now)
+        with transaction(self.engine) as store:
+            loaded = store.read(episode_id, for_update=True)
+            before = loaded.state
+            step = complete_task(before, key, now)
+            store.save_step(loaded, step, now)
+            store.append_audit(
+                episode_id=episode_id,
+                trigger="event",
+                type="task_done",
+                actor=actor,
+                occurred_at=now,
+                recorded_at=now,
+                accepted=True,
+                configuration_before=before.configuration,
+                configuration_after=step.state.configuration,
+                rules=step.rules,
+                reason=None,
+                payload={"task": key},
+                pathway_id=before.pathway_id,
+                pathway_version=before.pathway_version,
+            )
+        return episode_view(step.state)
 
     # ---------------------------------------------------------------------------------------
     # Timers

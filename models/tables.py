@@ -164,6 +164,10 @@ class Task(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     completed_at: Mapped[datetime | None]
+    # A coordinator's "seen": it holds for the status it was given in, not the next one.
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128))
+    acknowledged_status: Mapped[str | None] = mapped_column(String(16))
 
 
 class AuditEntry(Base):

@@ -1,0 +1,120 @@
+"""The coordinator's worklist: escalations on top, acknowledge, done; their own list only."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
+
+from engine.clinic_time import FakeClock
+from engine.settings import PathwayDefaults
+from models.repository import EpisodeRepository
+from models.tables import AuditEntry
+from schedulers.worker import Worker
+
+OPENING = {
+    "patient": {"ref": "P-31", "age": 47},
+    "onset": "2026-01-05",
+    "enrolled_at": "2026-01-06T09:00:00Z",
+    "coordinator": "coordinator-1",
+}
+
+
+@pytest.fixture
+def late_referral(
+    client: TestClient, tokens: dict[str, str], engine: Engine, clock: FakeClock
+) -> str:
+    """An episode whose 2-week referral for severe pain went unmade: escalated by now."""
+    service = {"Authorization": tokens["service"]}
+    episode = client.post("/episodes", json=OPENING, headers=service).json()["id"]
+    severe = {"type": "assessment", "data": {"vas_leg": 9, "odi": 70, "severe_disabling": True}}
+    answer = client.post(f"/episodes/{episode}/events", json=severe, headers=service)
+    assert answer.status_code == 200, answer.text
+    clock.set(clock.now() + timedelta(days=17))
+    Worker(EpisodeRepository(engine, PathwayDefaults()), clock).sweep()
+    return str(episode)
+
+
+def items(client: TestClient, tokens: dict[str, str], **params: Any) -> list[dict[str, Any]]:
+    answer = client.get(
+        "/worklist", params=params, headers={"Authorization": tokens["coordinator"]}
+    )
+    assert answer.status_code == 200, answer.text
+    return list(answer.json()["items"])
+
+
+def test_escalations_come_first_and_ack_and_done_work(
+    client: TestClient, tokens: dict[str, str], late_referral: str, engine: Engine
+) -> None:
+    listed = items(client, tokens)
+    assert (listed[0]["key"], listed[0]["status"]) == ("referral", "escalated")
+    assert listed[0]["patient_ref"] == "P-31"
+    ranks = ["escalated", "overdue", "due", "upcoming"]
+    assert [ranks.index(i["status"]) for i in listed] == sorted(
+        ranks.index(i["status"]) for i in listed
+    )
+    coordinator = {"Authorization": tokens["coordinator"]}
+
+    top = listed[0]["task_id"]
+    assert client.post(f"/tasks/{top}/ack", headers=coordinator).status_code == 200
+    assert items(client, tokens)[0]["acknowledged"] is True
+
+    done = client.post(f"/tasks/{top}/done", headers=coordinator)
+    assert done.status_code == 200, done.text
+    assert "referral" not in [i["key"] for i in items(client, tokens)]
+    due = {d["key"]: d["status"] for d in done.json()["episode"]["due"]}
+    assert due["referral"] == "done"
+    with engine.connect() as connection:
+        audited = connection.execute(
+            select(AuditEntry.actor, AuditEntry.rules).where(AuditEntry.type == "task_done")
+        ).one()
+    assert audited.actor == "coordinator-1"
+    again = client.post(f"/tasks/{top}/done", headers=coordinator)
+    assert (again.status_code, again.json()["field"]) == (422, "task")
+
+
+def test_a_short_window_hides_what_is_further_off(
+    client: TestClient, tokens: dict[str, str], late_referral: str
+) -> None:
+    wide = items(client, tokens, window="60d")
+    narrow = items(client, tokens, window="1d")
+    assert [i for i in wide if i["status"] != "upcoming"] == [
+        i for i in narrow if i["status"] != "upcoming"
+    ]
+    assert len(wide) > len(narrow)
+
+
+@pytest.mark.parametrize(
+    ("role", "params", "status"),
+    [
+        ("coordinator", {}, 200),
+        ("coordinator", {"coordinator": "someone-else"}, 403),
+        ("admin", {"coordinator": "coordinator-1"}, 200),
+        ("service", {}, 403),
+        ("auditor", {}, 403),
+        ("none", {}, 401),
+        ("coordinator", {"window": "soon"}, 422),
+    ],
+)
+def test_a_worklist_is_its_coordinators_own(
+    client: TestClient, tokens: dict[str, str], role: str, params: dict[str, str], status: int
+) -> None:
+    headers = {"Authorization": tokens[role]} if role in tokens else {}
+    assert client.get("/worklist", params=params, headers=headers).status_code == status
+
+
+def test_another_coordinators_item_cannot_be_touched(
+    client: TestClient, tokens: dict[str, str], late_referral: str, engine: Engine
+) -> None:
+    from api.tokens import create_token
+    from tests.api.conftest import NOW
+
+    _, other = create_token(engine, "coordinator", "coordinator-2", NOW)
+    top = items(client, tokens)[0]["task_id"]
+    headers = {"Authorization": f"Bearer {other}"}
+    assert client.post(f"/tasks/{top}/ack", headers=headers).status_code == 403
+    assert client.post(f"/tasks/{top}/done", headers=headers).status_code == 403
+    assert client.post("/tasks/999999/ack", headers=headers).status_code == 404
