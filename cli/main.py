@@ -443,7 +443,10 @@ def serve(
 
 @token_app.command("create")
 def token_create(
-    role: Annotated[str, typer.Option("--role", help="coordinator, service, auditor or admin")],
+    role: Annotated[
+        str,
+        typer.Option("--role", help="coordinator, service, auditor, admin, or calendar (one feed)"),
+    ],
     subject: Annotated[
         str | None, typer.Option("--subject", help="Who acts with it (default: the role)")
     ] = None,

@@ -259,7 +259,9 @@ class ReminderDelivery(Base):
     created_at: Mapped[datetime]
 
 
-TOKEN_ROLES = ("coordinator", "service", "auditor", "admin")
+# "calendar" opens one coordinator's calendar feed and nothing else: feed URLs end up in
+# calendar apps, so they carry a token of their own, revocable on its own.
+TOKEN_ROLES = ("coordinator", "service", "auditor", "admin", "calendar")
 
 
 class ApiToken(Base):

@@ -118,3 +118,31 @@ def test_another_coordinators_item_cannot_be_touched(
     assert client.post(f"/tasks/{top}/ack", headers=headers).status_code == 403
     assert client.post(f"/tasks/{top}/done", headers=headers).status_code == 403
     assert client.post("/tasks/999999/ack", headers=headers).status_code == 404
+
+
+def test_the_calendar_feed_lists_the_items_by_patient_reference_only(
+    client: TestClient, tokens: dict[str, str], late_referral: str, engine: Engine
+) -> None:
+    from icalendar import Calendar
+
+    from api.tokens import create_token, revoke_token
+    from tests.api.conftest import NOW
+
+    feed_id, feed = create_token(engine, "calendar", "coordinator-1", NOW)
+    answer = client.get("/calendar/coordinator-1.ics", params={"token": feed})
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/calendar")
+    todos = Calendar.from_ical(answer.content).walk("VTODO")
+    assert [str(t["summary"]) for t in todos][0] == "referral (escalated): P-31"
+    assert todos[0]["priority"] == 1
+    assert "REF-2W-SEVERE" in str(todos[0]["description"])
+    assert str(todos[0]["url"]).endswith(f"/episodes/{late_referral}")
+    # The feed token opens this feed only; other tokens and other feeds are refused.
+    assert client.get("/calendar/coordinator-2.ics", params={"token": feed}).status_code == 403
+    assert client.get("/worklist", headers={"Authorization": f"Bearer {feed}"}).status_code == 403
+    coordinator_token = tokens["coordinator"].removeprefix("Bearer ")
+    feed_url = "/calendar/coordinator-1.ics"
+    assert client.get(feed_url, params={"token": coordinator_token}).status_code == 403
+    assert client.get(feed_url).status_code == 401
+    revoke_token(engine, feed_id, NOW)
+    assert client.get(feed_url, params={"token": feed}).status_code == 401

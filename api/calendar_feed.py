@@ -1,0 +1,64 @@
+"""A coordinator's due items as an iCalendar feed, for the calendar they already use.
+
+One VTODO per open item, with its due date, status, rule and a link to the episode; the
+patient appears by reference only. The feed URL carries a token of the ``calendar`` role
+for that coordinator (``carepath token create --role calendar --subject NAME``), which
+opens this feed and nothing else and can be revoked on its own.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from icalendar import Calendar, Todo
+
+from api.deps import ServicesDep
+from api.tokens import principal_for
+from models.worklist import worklist
+
+router = APIRouter(tags=["worklist"])
+HORIZON = timedelta(days=90)
+PRIORITY = {"escalated": 1, "overdue": 3, "due": 5, "upcoming": 9}
+
+
+@router.get(
+    "/calendar/{coordinator}.ics",
+    summary="A coordinator's due items as iCalendar to-dos",
+    response_class=Response,
+    responses={200: {"content": {"text/calendar": {}}}},
+)
+def calendar_feed(
+    coordinator: str,
+    request: Request,
+    parts: ServicesDep,
+    token: Annotated[str | None, Query(description="the feed's calendar token")] = None,
+) -> Response:
+    if token is None:
+        raise HTTPException(401, "the feed's token is required", {"WWW-Authenticate": "Bearer"})
+    who = principal_for(parts.engine, token)
+    if who is None:
+        raise HTTPException(401, "unknown or revoked token", {"WWW-Authenticate": "Bearer"})
+    if not (who.role == "admin" or (who.role == "calendar" and who.subject == coordinator)):
+        raise HTTPException(403, "this token does not open this feed")
+    now = parts.clock.now()
+    feed = Calendar()
+    feed.add("prodid", "-//carepath//worklist//EN")
+    feed.add("version", "2.0")
+    feed.add("x-wr-calname", f"carepath: {coordinator}")
+    for item in worklist(parts.engine, coordinator, now, HORIZON):
+        todo = Todo()
+        todo.add("uid", f"task-{item['task_id']}@carepath")
+        todo.add("dtstamp", now)
+        todo.add(
+            "summary", f"{item['key'].replace('_', ' ')} ({item['status']}): {item['patient_ref']}"
+        )
+        todo.add("due", datetime.fromisoformat(item["due_at"]))
+        todo.add("priority", PRIORITY[item["status"]])
+        todo.add("status", "IN-PROCESS" if item["acknowledged"] else "NEEDS-ACTION")
+        link = str(request.base_url).rstrip("/") + f"/episodes/{item['episode_id']}"
+        todo.add("url", link)
+        todo.add("description", f"Rule {item['rule']}. Episode {item['episode_id']}.")
+        feed.add_component(todo)
+    return Response(feed.to_ical(), media_type="text/calendar; charset=utf-8")
