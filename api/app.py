@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from api import audit, calendar_feed, episodes, ops, problems, worklist
+from api import audit, calendar_feed, episodes, ops, pages, problems, worklist
 from api.deps import Services
 from engine.clinic_time import Clock, SystemClock
 from engine.settings import PathwayDefaults
@@ -57,6 +57,7 @@ def create_app(
     app.state.services = parts
     problems.install(app)
     app.include_router(episodes.router)
+    app.include_router(pages.router)
     app.include_router(worklist.router)
     app.include_router(calendar_feed.router)
     app.include_router(audit.router)

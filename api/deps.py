@@ -29,6 +29,7 @@ def services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(services)]
+COOKIE = "carepath_token"
 _bearer = HTTPBearer(auto_error=False, description="A token from `carepath token create`")
 
 
@@ -37,13 +38,16 @@ def require(*roles: str) -> Callable[..., Principal]:
     allowed = {*roles, "admin"}
 
     def check(
+        request: Request,
         parts: ServicesDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
         challenge = {"WWW-Authenticate": "Bearer"}
-        if credentials is None:
+        # The coordinator page signs in once and keeps the token in a cookie.
+        token = credentials.credentials if credentials else request.cookies.get(COOKIE)
+        if not token:
             raise HTTPException(401, "a bearer token is required", headers=challenge)
-        who = principal_for(parts.engine, credentials.credentials)
+        who = principal_for(parts.engine, token)
         if who is None:
             raise HTTPException(401, "unknown or revoked token", headers=challenge)
         if who.role not in allowed:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,6 +14,8 @@ from api.tokens import create_token, revoke_token
 from engine.clinic_time import FakeClock
 from engine.settings import PathwayDefaults
 from models.db import make_engine
+from models.repository import EpisodeRepository
+from schedulers.worker import Worker
 
 NOW = datetime(2026, 1, 19, 10, tzinfo=UTC)  # onset 2026-01-05 + 14 days
 
@@ -47,3 +49,26 @@ def tokens(engine: Engine) -> dict[str, str]:
     headers["revoked"] = f"Bearer {revoked}"
     headers["forged"] = "Bearer cp_not-a-token"
     return headers
+
+
+OPENING = {
+    "patient": {"ref": "P-31", "age": 47},
+    "onset": "2026-01-05",
+    "enrolled_at": "2026-01-06T09:00:00Z",
+    "coordinator": "coordinator-1",
+}
+
+
+@pytest.fixture
+def late_referral(
+    client: TestClient, tokens: dict[str, str], engine: Engine, clock: FakeClock
+) -> str:
+    """An episode whose 2-week referral for severe pain went unmade: escalated by now."""
+    service = {"Authorization": tokens["service"]}
+    episode = client.post("/episodes", json=OPENING, headers=service).json()["id"]
+    severe = {"type": "assessment", "data": {"vas_leg": 9, "odi": 70, "severe_disabling": True}}
+    answer = client.post(f"/episodes/{episode}/events", json=severe, headers=service)
+    assert answer.status_code == 200, answer.text
+    clock.set(clock.now() + timedelta(days=17))
+    Worker(EpisodeRepository(engine, PathwayDefaults()), clock).sweep()
+    return str(episode)

@@ -2,40 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
-from engine.clinic_time import FakeClock
-from engine.settings import PathwayDefaults
-from models.repository import EpisodeRepository
 from models.tables import AuditEntry
-from schedulers.worker import Worker
-
-OPENING = {
-    "patient": {"ref": "P-31", "age": 47},
-    "onset": "2026-01-05",
-    "enrolled_at": "2026-01-06T09:00:00Z",
-    "coordinator": "coordinator-1",
-}
-
-
-@pytest.fixture
-def late_referral(
-    client: TestClient, tokens: dict[str, str], engine: Engine, clock: FakeClock
-) -> str:
-    """An episode whose 2-week referral for severe pain went unmade: escalated by now."""
-    service = {"Authorization": tokens["service"]}
-    episode = client.post("/episodes", json=OPENING, headers=service).json()["id"]
-    severe = {"type": "assessment", "data": {"vas_leg": 9, "odi": 70, "severe_disabling": True}}
-    answer = client.post(f"/episodes/{episode}/events", json=severe, headers=service)
-    assert answer.status_code == 200, answer.text
-    clock.set(clock.now() + timedelta(days=17))
-    Worker(EpisodeRepository(engine, PathwayDefaults()), clock).sweep()
-    return str(episode)
 
 
 def items(client: TestClient, tokens: dict[str, str], **params: Any) -> list[dict[str, Any]]:
