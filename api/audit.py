@@ -16,7 +16,11 @@ from models.db import make_session_factory
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 Auditor = Annotated[Principal, Depends(require("auditor"))]
-MEDIA = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
+MEDIA = {
+    "csv": "text/csv; charset=utf-8",
+    "jsonl": "application/x-ndjson",
+    "fhir": "application/fhir+ndjson",
+}
 
 
 def audit_filter(
@@ -44,17 +48,19 @@ def transitions(
     return {"items": rows, "next_cursor": next_cursor}
 
 
-@router.get("/export", summary="The log as CSV or JSON lines, ending with the chain head")
+@router.get(
+    "/export", summary="The log as CSV, JSON lines or FHIR AuditEvents, ending with the chain head"
+)
 def export_log(
     parts: ServicesDep,
     _: Auditor,
     where: Filter,
-    format: Annotated[str, Query(pattern="^(csv|jsonl)$")] = "jsonl",  # noqa: A002
+    format: Annotated[str, Query(pattern="^(csv|jsonl|fhir)$")] = "jsonl",  # noqa: A002
 ) -> StreamingResponse:
     """Streamed in batches, so memory stays flat however long the log is. The last line
     is the chain's head (sequence number and hash) when the export began."""
     chunks = export(parts.engine, format, where)
-    name = f"carepath-audit.{format}"
+    name = f"carepath-audit.{'ndjson' if format == 'fhir' else format}"
     return StreamingResponse(
         chunks,
         media_type=MEDIA[format],

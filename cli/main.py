@@ -298,7 +298,7 @@ def simulate_command(
 @audit_app.command("export")
 def audit_export(
     out: Annotated[Path, typer.Option("--out", help="File to write ('-' for stdout)")],
-    format_: Annotated[str, typer.Option("--format", help="csv or jsonl")] = "jsonl",
+    format_: Annotated[str, typer.Option("--format", help="csv, jsonl or fhir")] = "jsonl",
     episode: Annotated[str | None, typer.Option("--episode")] = None,
     actor: Annotated[str | None, typer.Option("--actor")] = None,
     rule: Annotated[str | None, typer.Option("--rule")] = None,

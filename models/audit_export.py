@@ -26,7 +26,9 @@ from models.tables import AuditEntry, AuditHead
 AUDIT_LOG = cast(Table, AuditEntry.__table__)
 HEAD = cast(Table, AuditHead.__table__)
 COLUMNS = tuple(c.key for c in AUDIT_LOG.columns)
-FORMATS = ("csv", "jsonl")
+FORMATS = ("csv", "jsonl", "fhir")
+TRIGGERS = "https://carepath.example/fhir/CodeSystem/audit-trigger"
+EVENT_TYPES = "https://carepath.example/fhir/CodeSystem/audit-event-type"
 BATCH = 5000
 RULE_ID = re.compile(r"[A-Z]+(-[A-Z0-9]+)+")
 
@@ -121,6 +123,11 @@ def export(engine: Engine, fmt: str, where: AuditFilter) -> Iterator[str]:
     if fmt not in FORMATS:
         raise InvalidEvent("format", f"must be one of {', '.join(FORMATS)}, not {fmt!r}")
     (last_seq, last_hash), rows = rows_up_to_head(engine, where)
+    if fmt == "fhir":
+        for row in rows:
+            yield json.dumps(fhir_audit_event(row), sort_keys=True) + "\n"
+        yield json.dumps(fhir_chain_head(last_seq, last_hash), sort_keys=True) + "\n"
+        return
     if fmt == "jsonl":
         for row in rows:
             yield json.dumps(row, sort_keys=True) + "\n"
@@ -139,6 +146,59 @@ def export(engine: Engine, fmt: str, where: AuditFilter) -> Iterator[str]:
             buffer.truncate()
     writer.writerow(["#chain_head", last_seq, last_hash])
     yield buffer.getvalue()
+
+
+def fhir_audit_event(row: dict[str, Any]) -> dict[str, Any]:
+    """One audit row as a FHIR R4 AuditEvent; the chain's fields travel as entity details."""
+    details = {
+        "seq": row["seq"],
+        "configuration_before": json.dumps(row["configuration_before"]),
+        "configuration_after": json.dumps(row["configuration_after"]),
+        "rules": json.dumps(row["rules"]),
+        "reason": row["reason"],
+        "payload_digest": row["payload_digest"],
+        "pathway": f"{row['pathway_id']} {row['pathway_version']}",
+        "occurred_at": row["occurred_at"],
+        "prev_hash": row["prev_hash"],
+        "hash": row["hash"],
+    }
+    entity: dict[str, Any] = {
+        "detail": [
+            {"type": name, "valueString": str(value)}
+            for name, value in details.items()
+            if value is not None
+        ]
+    }
+    if row["episode_id"]:
+        entity["what"] = {"reference": f"EpisodeOfCare/{row['episode_id']}"}
+    return {
+        "resourceType": "AuditEvent",
+        "id": f"carepath-audit-{row['seq']}",
+        "type": {"system": TRIGGERS, "code": row["trigger"]},
+        "subtype": [{"system": EVENT_TYPES, "code": row["type"]}],
+        "action": "E",
+        "recorded": row["recorded_at"],
+        # 0: success; 4: minor failure, which a refusal by a guideline rule is.
+        "outcome": "0" if row["accepted"] else "4",
+        "outcomeDesc": row["reason"] or None,
+        "agent": [{"who": {"display": row["actor"]}, "requestor": True}],
+        "source": {"observer": {"display": "carepath"}},
+        "entity": [entity],
+    }
+
+
+def fhir_chain_head(last_seq: int, last_hash: str) -> dict[str, Any]:
+    """The export's last line: a Provenance naming the last AuditEvent and the head hash."""
+    return {
+        "resourceType": "Provenance",
+        "id": f"carepath-chain-head-{last_seq}",
+        "target": [{"reference": f"AuditEvent/carepath-audit-{last_seq}"}] if last_seq else [],
+        "agent": [{"who": {"display": "carepath"}}],
+        "extension": [
+            {"url": "https://carepath.example/fhir/chain-head-seq", "valueInteger": last_seq},
+            {"url": "https://carepath.example/fhir/chain-head-hash", "valueString": last_hash},
+        ],
+    }
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:

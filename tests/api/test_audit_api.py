@@ -97,3 +97,21 @@ def test_the_command_line_export_matches(
     lines = out.read_text().splitlines()
     assert len(lines) == 4
     assert json.loads(lines[-1])["chain_head"]["seq"] == 3
+
+
+def test_the_fhir_export_is_audit_events_then_the_chain_head(
+    client: TestClient, tokens: dict[str, str], history: list[str]
+) -> None:
+    auditor = {"Authorization": tokens["auditor"]}
+    answer = client.get("/audit/export", params={"format": "fhir"}, headers=auditor)
+    assert answer.headers["content-type"] == "application/fhir+ndjson"
+    *events, head = [json.loads(line) for line in answer.text.splitlines()]
+    assert [e["resourceType"] for e in events] == ["AuditEvent"] * 3
+    refused = next(e for e in events if e["outcome"] == "4")
+    assert refused["subtype"][0]["code"] == "order"
+    assert refused["agent"][0]["who"]["display"] == "service-1"
+    assert refused["entity"][0]["what"]["reference"] == f"EpisodeOfCare/{history[0]}"
+    details = {d["type"]: d["valueString"] for d in events[-1]["entity"][0]["detail"]}
+    assert head["resourceType"] == "Provenance"
+    assert head["target"] == [{"reference": "AuditEvent/carepath-audit-3"}]
+    assert head["extension"][1]["valueString"] == details["hash"]
