@@ -42,7 +42,9 @@ def transitions(
     _: Auditor,
     where: Filter,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[int, Query(ge=0, description="next_cursor of the previous page")] = 0,
+    cursor: Annotated[
+        int, Query(ge=0, le=2**31 - 1, description="next_cursor of the previous page")
+    ] = 0,
 ) -> dict[str, Any]:
     rows, next_cursor = page(parts.engine, where, cursor, limit)
     return {"items": rows, "next_cursor": next_cursor}

@@ -17,6 +17,7 @@ from fastapi.templating import Jinja2Templates
 
 from api.deps import COOKIE, ServicesDep, require
 from api.tokens import Principal, principal_for
+from api.worklist import TaskId
 from models.audit_export import AuditFilter, page
 from models.worklist import acknowledge, find_task, worklist
 
@@ -70,7 +71,7 @@ def sign_out() -> Response:
 
 
 @router.post("/pages/tasks/{task_id}/{action}")
-def task_action(task_id: int, action: str, parts: ServicesDep, who: Coordinator) -> Response:
+def task_action(task_id: TaskId, action: str, parts: ServicesDep, who: Coordinator) -> Response:
     task = find_task(parts.engine, task_id)
     if task is None:
         raise HTTPException(404, f"no due item with id {task_id}")

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.errors import EpisodeNotFound, InvalidConfiguration, InvalidEvent, StaleEpisode
@@ -96,6 +96,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(InvalidConfiguration)
     async def corrupt(_: Request, exc: InvalidConfiguration) -> JSONResponse:
         return problem(500, "corrupt-episode", "Stored episode is not valid", str(exc))
+
+    @app.exception_handler(DataError)
+    async def unstorable(_: Request, exc: DataError) -> JSONResponse:
+        # A value the database cannot hold or compare (a NUL byte, a year out of range):
+        # bad input, even though it got past validation.
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "out of range"
+        return problem(422, "invalid-input", "Invalid input", reason, field="query")
 
     @app.exception_handler(DBAPIError)
     async def database(_: Request, exc: DBAPIError) -> JSONResponse:

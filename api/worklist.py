@@ -6,7 +6,7 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
 from api.deps import ServicesDep, require
 from api.tokens import Principal
@@ -16,6 +16,8 @@ from models.worklist import acknowledge, find_task, worklist
 router = APIRouter(tags=["worklist"])
 Coordinator = Annotated[Principal, Depends(require("coordinator"))]
 WINDOW = re.compile(r"([1-9]\d?)d")
+# Ids are 32-bit integers in the database: a larger number cannot name an item.
+TaskId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 @router.get("/worklist", summary="A coordinator's open due items, escalations first")
@@ -48,14 +50,14 @@ def _own_task(parts: ServicesDep, who: Principal, task_id: int) -> dict[str, Any
 
 
 @router.post("/tasks/{task_id}/ack", summary="Acknowledge an item in its current status")
-def ack_task(task_id: int, parts: ServicesDep, who: Coordinator) -> dict[str, Any]:
+def ack_task(task_id: TaskId, parts: ServicesDep, who: Coordinator) -> dict[str, Any]:
     task = _own_task(parts, who, task_id)
     acknowledge(parts.engine, task_id, who.subject, parts.clock.now())
     return {"task_id": task_id, "status": task["status"], "acknowledged": True}
 
 
 @router.post("/tasks/{task_id}/done", summary="Mark an item done (audited)")
-def complete(task_id: int, parts: ServicesDep, who: Coordinator) -> dict[str, Any]:
+def complete(task_id: TaskId, parts: ServicesDep, who: Coordinator) -> dict[str, Any]:
     task = _own_task(parts, who, task_id)
     view = parts.repo.complete_task(task["episode_id"], task["key"], who.subject, parts.clock.now())
     return {"task_id": task_id, "status": "done", "episode": view}
