@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# System packages carepath needs beyond Python: Graphviz draws the statechart diagram.
+# System packages carepath needs beyond Python: Graphviz draws the statechart diagram;
+# Chromium and its driver run the coordinator page's browser test (no browser download
+# at run time: the machines have no internet beyond the package registries).
 set -euo pipefail
-if command -v dot >/dev/null 2>&1; then
+missing=()
+command -v dot >/dev/null 2>&1 || missing+=(graphviz)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
-  echo "Graphviz (dot) is missing; install it with: sudo apt-get install graphviz" >&2
+  echo "missing system packages: ${missing[*]}; install them with: sudo apt-get install ${missing[*]}" >&2
   exit 1
 fi
-echo "Installing Graphviz (for the statechart diagram)..."
+echo "Installing ${missing[*]}..."
 apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
