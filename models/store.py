@@ -2,213 +2,32 @@
 
 The unit of work in :mod:`models.repository` runs for every event and every timer. It reads
 the episode and its due items in one statement each, then writes only what the step
-changed: the episode row (guarded by its version), new or moved due items, cancelled and new
-timers, the event as received and the audit row. The statements are SQLAlchemy Core built
-from the mapped tables and run as :class:`~models.statements.Prepared` statements on the
-driver's cursor (see that module for why).
+changed: the episode row, new or moved due items, cancelled and new timers, reminders, the
+event as received and the audit row. The statements are in :mod:`models.step_sql`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import (
-    DateTime,
-    Dialect,
-    Engine,
-    Integer,
-    String,
-    Table,
-    any_,
-    bindparam,
-    insert,
-    select,
-    text,
-    update,
-)
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 
 from engine.chart import validate_configuration
 from engine.episode import EpisodeState, Patient, Step, TaskItem, TimerRequest
 from engine.errors import EpisodeNotFound
-from models.audit import HEAD_MISSING, INSERT_ENTRY, MOVE_HEAD, READ_HEAD, chain_row
+from models.audit import HEAD_MISSING, chain_row
 from models.db import begin_sqlite
-from models.statements import Cursor, Prepared, Rows
-from models.tables import ClinicalEventRow, DueTimer, Episode, Reminder, Task
-
-EPISODE = cast(Table, Episode.__table__)
-TASK = cast(Table, Task.__table__)
-TIMER = cast(Table, DueTimer.__table__)
-EVENT = cast(Table, ClinicalEventRow.__table__)
-REMINDER = cast(Table, Reminder.__table__)
+from models.statements import Cursor, Rows
+from models.step_sql import TASK_FIELDS, BatchReads, Statements, statements_for
 
 # The due-item statuses a coordinator is told about (our default): "upcoming" is the item's
 # creation and "done" the coordinator's own act, so neither is announced.
 NOTIFY_STATUSES = frozenset({"due", "overdue", "escalated", "cancelled"})
-_REMINDER_COLUMNS = (
-    "idempotency_key",
-    "episode_id",
-    "patient_ref",
-    "task_key",
-    "rule",
-    "task_status",
-    "due_at",
-    "escalate_at",
-    "owner",
-    "created_at",
-)
-
-# What a due item's row says about it; a row is rewritten only when one of these moved.
-TASK_FIELDS = ("rule", "status", "due_at", "window_start", "escalate_at", "completed_at", "owner")
-
-
-def _insert(table: Table, *names: str) -> Any:
-    """An INSERT of the named columns only, so the key is left to the database."""
-    return insert(table).values({name: bindparam(name) for name in names})
-
-
-_EPISODE_COLUMNS = tuple(c.key for c in EPISODE.columns)
-_TASK_COLUMNS = ("episode_id", "key", "created_at", "updated_at", *TASK_FIELDS)
-_TIMER_COLUMNS = ("episode_id", "kind", "ref", "due_at", "payload", "status", "set_at")
-_EVENT_COLUMNS = tuple(c.key for c in EVENT.columns if c.key != "id")
-_READ_EPISODE = select(EPISODE).where(EPISODE.c.id == bindparam("b_id"))
-_READ_TASKS = select(TASK).where(TASK.c.episode_id == bindparam("b_id")).order_by(TASK.c.id)
-_EPISODE_CHANGES = (
-    "configuration",
-    "history",
-    "facts",
-    "status",
-    "version",
-    "updated_at",
-    *("phase", "management", "referral", "red_flag"),
-)
-_SAVE_EPISODE = (
-    update(EPISODE)
-    .where(EPISODE.c.id == bindparam("b_id"))
-    .values({name: bindparam(name) for name in _EPISODE_CHANGES})
-)
-_MOVE_TASK = (
-    update(TASK)
-    .where(TASK.c.episode_id == bindparam("b_episode_id"), TASK.c.key == bindparam("b_key"))
-    .values({name: bindparam(name) for name in (*TASK_FIELDS, "updated_at")})
-)
-_CANCEL_ALL_TIMERS = (
-    update(TIMER)
-    .where(TIMER.c.episode_id == bindparam("b_episode_id"), TIMER.c.status == "pending")
-    .values(status="cancelled", fired_at=bindparam("now"), outcome="cancelled by the engine")
-)
-_CANCEL_TIMER = _CANCEL_ALL_TIMERS.where(TIMER.c.ref == bindparam("b_ref"))
-_DUE_TIMERS = (
-    select(TIMER)
-    .where(TIMER.c.status == "pending", TIMER.c.due_at <= bindparam("now"))
-    .order_by(TIMER.c.due_at, TIMER.c.id)
-    .limit(bindparam("b_limit"))
-)
-# A pending timer of the episode due before the given one: another worker holds it.
-_EARLIER_TIMER = (
-    select(TIMER.c.id)
-    .where(
-        TIMER.c.episode_id == bindparam("b_episode_id"),
-        TIMER.c.status == "pending",
-        (TIMER.c.due_at < bindparam("b_due_at"))
-        | ((TIMER.c.due_at == bindparam("b_due_at")) & (TIMER.c.id < bindparam("b_id"))),
-    )
-    .limit(1)
-)
-_MARK_TIMER = (
-    update(TIMER)
-    .where(TIMER.c.id == bindparam("b_id"))
-    .values({name: bindparam(name) for name in ("status", "fired_at", "outcome")})
-)
-
-
-class Statements:
-    """The step's statements, compiled once for one dialect."""
-
-    def __init__(self, dialect: Dialect) -> None:
-        postgres = dialect.name == "postgresql"
-
-        def prepare(statement: Any) -> Prepared:
-            return Prepared(statement, dialect)
-
-        self.read_episode = prepare(_READ_EPISODE)
-        # On PostgreSQL the row lock serialises writers of one episode; SQLite's
-        # BEGIN IMMEDIATE has already serialised every writer.
-        self.read_episode_locked = prepare(
-            _READ_EPISODE.with_for_update() if postgres else _READ_EPISODE
-        )
-        self.read_tasks = prepare(_READ_TASKS)
-        self.insert_episode = prepare(_insert(EPISODE, *_EPISODE_COLUMNS))
-        self.save_episode = prepare(_SAVE_EPISODE)
-        self.insert_task = prepare(_insert(TASK, *_TASK_COLUMNS))
-        self.move_task = prepare(_MOVE_TASK)
-        self.cancel_all_timers = prepare(_CANCEL_ALL_TIMERS)
-        self.cancel_timer = prepare(_CANCEL_TIMER)
-        self.insert_timer = prepare(_insert(TIMER, *_TIMER_COLUMNS))
-        # Claimed rows stay locked until commit; other workers skip them.
-        self.claim_timers = prepare(
-            _DUE_TIMERS.with_for_update(skip_locked=True) if postgres else _DUE_TIMERS
-        )
-        self.earlier_timer = prepare(_EARLIER_TIMER)
-        # PostgreSQL reads a batch's episodes with one statement per table (= ANY(array));
-        # SQLite, in process, reads them one by one at no cost worth saving.
-        self.batch_reads: BatchReads | None = BatchReads(prepare) if postgres else None
-        self.mark_timer = prepare(_MARK_TIMER)
-        self.insert_event = prepare(_insert(EVENT, *_EVENT_COLUMNS))
-        # The same change written twice (a retried step) still makes one reminder.
-        dialect_insert = postgresql_insert if postgres else sqlite_insert
-        self.insert_reminder = prepare(
-            dialect_insert(REMINDER)
-            .values({name: bindparam(name) for name in _REMINDER_COLUMNS})
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        )
-        self.read_head = prepare(READ_HEAD)
-        self.insert_entry = prepare(INSERT_ENTRY)
-        self.move_head = prepare(MOVE_HEAD)
-
-
-class BatchReads:
-    """A batch's episodes, due items and held-elsewhere check, each in one statement."""
-
-    def __init__(self, prepare: Callable[[Any], Prepared]) -> None:
-        ids = bindparam("b_ids", type_=ARRAY(String))
-        self.episodes = prepare(
-            select(EPISODE)
-            .where(EPISODE.c.id == any_(ids))
-            .order_by(EPISODE.c.id)
-            # Locked in id order, so two workers never wait on each other in a cycle.
-            .with_for_update()
-        )
-        self.tasks = prepare(select(TASK).where(TASK.c.episode_id == any_(ids)).order_by(TASK.c.id))
-        # For each episode, its first claimed timer (id, due instant): is an earlier one
-        # of the episode still pending, held by another worker?
-        self.held = prepare(
-            text(
-                "SELECT DISTINCT first.episode_id FROM unnest(:b_ids, :b_due, :b_timer) "
-                "AS first(episode_id, due_at, id) JOIN due_timer AS t "
-                "ON t.episode_id = first.episode_id AND t.status = 'pending' "
-                "AND (t.due_at < first.due_at OR (t.due_at = first.due_at AND t.id < first.id))"
-            )
-            .bindparams(
-                bindparam("b_ids", type_=ARRAY(String)),
-                bindparam("b_due", type_=ARRAY(DateTime(timezone=True))),
-                bindparam("b_timer", type_=ARRAY(Integer)),
-            )
-            .columns(episode_id=String)
-        )
-
-
-@cache
-def statements_for(dialect: Dialect) -> Statements:
-    return Statements(dialect)
 
 
 @dataclass

@@ -14,7 +14,8 @@ from engine.pathway import open_episode
 from engine.settings import PathwayDefaults
 from models.repository import EpisodeRepository
 from models.statements import Prepared
-from models.store import EPISODE, TIMER, EpisodeChanges, Loaded, transaction
+from models.step_sql import EPISODE, TIMER
+from models.store import EpisodeChanges, Loaded, transaction
 from models.tables import AuditEntry, Episode
 
 PARIS_WINTER = timezone(timedelta(hours=1))
