@@ -6,8 +6,9 @@ scheduler worker sweeping in the same process.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
@@ -17,7 +18,9 @@ from api.deps import Services
 from engine.clinic_time import Clock, SystemClock
 from engine.settings import PathwayDefaults
 from models.repository import EpisodeRepository
+from schedulers.channels import Channel
 from schedulers.metrics import WorkerMetrics
+from schedulers.reminders import deliver_due
 from schedulers.worker import Worker
 
 DESCRIPTION = """\
@@ -31,8 +34,10 @@ def create_app(
     clock: Clock | None = None,
     defaults: PathwayDefaults | None = None,
     worker_interval: float | None = None,
+    channels: Sequence[Channel] = (),
 ) -> FastAPI:
-    """The API on ``engine``; with ``worker_interval`` the worker sweeps in-process."""
+    """The API on ``engine``; with ``worker_interval`` the worker sweeps in-process and
+    sends reminders through ``channels``."""
     clock = clock or SystemClock()
     repo = EpisodeRepository(engine, defaults)
     parts = Services(engine, repo, clock, WorkerMetrics())
@@ -41,7 +46,9 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stop = None
         if worker_interval is not None:
-            stop = Worker(repo, clock, metrics=parts.metrics).start(worker_interval)
+            deliver = partial(deliver_due, engine, channels) if channels else None
+            worker = Worker(repo, clock, deliver=deliver, metrics=parts.metrics)
+            stop = worker.start(worker_interval)
         try:
             yield
         finally:

@@ -422,7 +422,12 @@ def serve(
 
     from api.app import create_app
     from schedulers import logs
+    from schedulers.channels import ChannelSettingError, channels_from_env
 
+    try:
+        channels = channels_from_env()
+    except ChannelSettingError as exc:
+        _fail(f"invalid: {exc}", 2)
     logs.configure(json_lines=False)
     with _database() as engine:
         if demo:
@@ -432,7 +437,8 @@ def serve(
                     f"management {view['management']}, referral {view['referral']}"
                 )
             typer.echo("a token to try the API with: carepath token create --role admin", err=True)
-        app = create_app(engine, CLOCK, _repository(engine).defaults, worker_interval=interval)
+        defaults = _repository(engine).defaults
+        app = create_app(engine, CLOCK, defaults, worker_interval=interval, channels=channels)
         typer.echo(f"carepath on http://{host}:{port} (API docs at /docs)", err=True)
         uvicorn.run(app, host=host, port=port, log_level="warning")
 

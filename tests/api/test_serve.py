@@ -8,12 +8,16 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
@@ -83,3 +87,39 @@ def test_serve_answers_health_and_stops_on_sigterm(db_url: str) -> None:
     assert process.returncode in (0, -signal.SIGTERM), err
     assert "worker stopped" in err
     assert out.count("demo episode") == 3
+
+
+class Collected:
+    """A channel that keeps what it is given."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self.reminders: list[Any] = []
+        self.arrived = threading.Event()
+
+    def deliver(self, reminder: Any) -> None:
+        self.reminders.append(reminder)
+        self.arrived.set()
+
+
+def test_the_service_sweeps_in_process_and_sends_reminders(engine: Engine) -> None:
+    from api.app import create_app
+    from engine.clinic_time import FakeClock
+    from engine.events import parse_opening
+    from engine.settings import PathwayDefaults
+    from models.repository import EpisodeRepository
+
+    enrolled = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    opening = parse_opening(
+        {"patient": {"ref": "P-5"}, "onset": "2026-02-28", "enrolled_at": enrolled.isoformat()}
+    )
+    EpisodeRepository(engine, PathwayDefaults()).open(opening, enrolled)
+    channel = Collected()
+    clock = FakeClock(enrolled + timedelta(days=20))  # the first follow-up is due
+    app = create_app(engine, clock, PathwayDefaults(), worker_interval=60, channels=[channel])
+    with TestClient(app):  # starting the app starts its worker: it sweeps at once
+        assert channel.arrived.wait(20), "no reminder was sent"
+    assert [(r.patient_ref, r.task_key, r.status) for r in channel.reminders] == [
+        ("P-5", "first_follow_up", "due")
+    ]
