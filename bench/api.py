@@ -1,0 +1,195 @@
+"""The HTTP API on a large PostgreSQL database: worklist and list latency, episode reads per
+second, and a streamed audit export.
+
+    .venv/bin/python -m bench.api [--episodes 1000000] [--audit-rows 1000000]
+
+Episodes (with their due items) and audit rows are cloned in SQL from ones made through the
+engine, spread over 1,000 coordinators. ``carepath serve`` runs as its own process; the
+load comes from threads in this one over loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from api.tokens import create_token
+from bench.events import drop_database, fresh_database
+from bench.worker import CLONE, open_template
+from models.db import make_engine, upgrade
+
+CAREPATH = Path(sys.executable).parent / "carepath"
+COORDINATORS = 1000
+
+
+def seed(engine: Engine, episodes: int, audit_rows: int) -> str:
+    """Cloned episodes and audit rows; returns one episode id to read."""
+    now = datetime.now(UTC)
+    template = open_template(engine, now - timedelta(days=50), onset_days_before=1)
+    with engine.begin() as connection:
+        for table, (columns, values) in CLONE.items():
+            if table == "due_timer":
+                continue
+            key = "id" if table == "episode" else "episode_id"
+            connection.execute(
+                text(
+                    f"INSERT INTO {table} ({columns}) SELECT {values.format(p='e-')} "
+                    f"FROM {table}, generate_series(1, :n) AS g WHERE {key} = :template"
+                ),
+                {"n": episodes, "template": template},
+            )
+        # Spread the episodes and their due items over the coordinators.
+        connection.execute(
+            text("UPDATE episode SET coordinator = 'c-' || (abs(hashtext(id)) % :k)"),
+            {"k": COORDINATORS},
+        )
+        connection.execute(
+            text(
+                "UPDATE task SET owner = e.coordinator FROM episode e WHERE e.id = task.episode_id"
+            ),
+        )
+        connection.execute(
+            text(
+                "INSERT INTO audit_log (seq, episode_id, trigger, type, actor, occurred_at, "
+                "recorded_at, accepted, configuration_before, configuration_after, rules, "
+                "reason, payload_digest, pathway_id, pathway_version, prev_hash, hash) "
+                "SELECT a.seq + g, 'e-' || g, a.trigger, a.type, a.actor, a.occurred_at, "
+                "a.recorded_at, a.accepted, a.configuration_before, a.configuration_after, "
+                "a.rules, a.reason, a.payload_digest, a.pathway_id, a.pathway_version, "
+                "a.prev_hash, a.hash FROM audit_log a, generate_series(1, :n) g "
+                "WHERE a.seq = 1"
+            ),
+            {"n": audit_rows},
+        )
+        connection.execute(
+            text("UPDATE audit_head SET last_seq = (SELECT max(seq) FROM audit_log)")
+        )
+        connection.execute(text("ANALYZE"))
+    return "e-1"
+
+
+def get(url: str, token: str) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request) as answer:
+        return answer.status, answer.read()
+
+
+def latencies(url: str, token: str, count: int) -> dict[str, float]:
+    times = []
+    for _ in range(count):
+        began = time.perf_counter()
+        status, _ = get(url, token)
+        times.append(time.perf_counter() - began)
+        assert status == 200
+    times.sort()
+    return {
+        "p50_ms": statistics.median(times) * 1000,
+        "p95_ms": times[int(len(times) * 0.95) - 1] * 1000,
+    }
+
+
+def throughput(url: str, token: str, seconds: float, threads: int) -> float:
+    done = [0] * threads
+    stop = time.monotonic() + seconds
+
+    def client(i: int) -> None:
+        while time.monotonic() < stop:
+            get(url, token)
+            done[i] += 1
+
+    workers = [threading.Thread(target=client, args=(i,)) for i in range(threads)]
+    began = time.monotonic()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return sum(done) / (time.monotonic() - began)
+
+
+def export_run(url: str) -> dict[str, Any]:
+    out = Path("/tmp/carepath-bench-audit.jsonl")
+    env = {**os.environ, "CAREPATH_DATABASE_URL": url}
+    began = time.perf_counter()
+    process = subprocess.Popen(
+        [str(CAREPATH), "audit", "export", "--out", str(out)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - began
+    assert os.waitstatus_to_exitcode(status) == 0
+    with out.open() as lines:
+        rows = sum(1 for _ in lines) - 1
+    out.unlink()
+    return {"rows": rows, "seconds": seconds, "per_second": rows / seconds,
+            "peak_rss_mb": usage.ru_maxrss / 1024}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--episodes", type=int, default=1_000_000)
+    parser.add_argument("--audit-rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    url, handle = fresh_database("postgresql", "")
+    engine = make_engine(url)
+    server = None
+    try:
+        upgrade(engine)
+        print(f"seeding {args.episodes} episodes and {args.audit_rows} audit rows ...", flush=True)
+        began = time.perf_counter()
+        episode = seed(engine, args.episodes, args.audit_rows)
+        print(f"  seeded in {time.perf_counter() - began:.0f} s", flush=True)
+        now = datetime.now(UTC)
+        _, coordinator = create_token(engine, "coordinator", "c-7", now)
+        _, service = create_token(engine, "service", "bench", now)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server = subprocess.Popen(
+            [str(CAREPATH), "serve", "--port", str(port), "--interval", "3600"],
+            env={**os.environ, "CAREPATH_DATABASE_URL": url},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(base + "/healthz").close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        worklist = latencies(f"{base}/worklist?window=7d", coordinator, 200)
+        items = len(json.loads(get(f"{base}/worklist?window=7d", coordinator)[1])["items"])
+        print(f"GET /worklist ({items} items): p50 {worklist['p50_ms']:.1f} ms, "
+              f"p95 {worklist['p95_ms']:.1f} ms", flush=True)  # fmt: skip
+        listed = latencies(f"{base}/episodes?phase=subacute&limit=50", service, 200)
+        print(f"GET /episodes?phase=subacute&limit=50: p50 {listed['p50_ms']:.1f} ms, "
+              f"p95 {listed['p95_ms']:.1f} ms", flush=True)  # fmt: skip
+        reads = throughput(f"{base}/episodes/{episode}", service, 15, 8)
+        print(f"GET /episodes/{{id}}, 8 client threads: {reads:.0f} requests/s", flush=True)
+        exported = export_run(url)
+        print(
+            f"audit export to JSONL: {exported['rows']} rows in {exported['seconds']:.1f} s "
+            f"= {exported['per_second']:.0f} rows/s, peak RSS {exported['peak_rss_mb']:.0f} MB"
+        )
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(30)
+        engine.dispose()
+        drop_database(handle)
+
+
+if __name__ == "__main__":
+    main()
