@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
@@ -11,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from api.deps import ServicesDep, require
 from api.tokens import Principal
 from engine.errors import InvalidEvent
-from models.worklist import acknowledge, find_task, worklist
+from models.worklist import Position, acknowledge, find_task, worklist_page
 
 router = APIRouter(tags=["worklist"])
 Coordinator = Annotated[Principal, Depends(require("coordinator"))]
@@ -26,9 +28,11 @@ def read_worklist(
     who: Coordinator,
     coordinator: Annotated[str | None, Query(description="default: the token's subject")] = None,
     window: Annotated[str, Query(description="how far ahead upcoming items show, e.g. 7d")] = "7d",
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> dict[str, Any]:
-    """Escalated, overdue and due items, then those falling due within ``window``. A
-    coordinator sees their own list only."""
+    """Escalated, overdue and due items, then those falling due within ``window``, a page
+    at a time. A coordinator sees their own list only."""
     name = coordinator or who.subject
     if who.role != "admin" and name != who.subject:
         raise HTTPException(403, "a coordinator sees their own worklist only")
@@ -36,8 +40,36 @@ def read_worklist(
     if match is None:
         raise InvalidEvent("window", f"must be a number of days such as 7d, not {window!r}")
     now = parts.clock.now()
-    items = worklist(parts.engine, name, now, timedelta(days=int(match.group(1))))
-    return {"coordinator": name, "as_of": now.isoformat(), "items": items}
+    days = timedelta(days=int(match.group(1)))
+    items, last = worklist_page(parts.engine, name, now, days, limit, _position(cursor))
+    next_cursor = _cursor(last) if last else None
+    return {"coordinator": name, "as_of": now.isoformat(), "items": items,
+            "next_cursor": next_cursor}  # fmt: skip
+
+
+def _cursor(position: Position) -> str:
+    text = f"{position.rank}|{position.due_at.isoformat()}|{position.task_id}"
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+def _position(cursor: str | None) -> Position | None:
+    if cursor is None:
+        return None
+    try:
+        rank, due_at, task_id = (
+            base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode().split("|")
+        )
+        position = Position(int(rank), datetime.fromisoformat(due_at), int(task_id))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        position = None
+    if (
+        position is None
+        or position.due_at.tzinfo is None
+        or not 0 <= position.rank < 10
+        or not 0 < position.task_id < 2**31
+    ):
+        raise InvalidEvent("cursor", "not a cursor this API gave out")
+    return position
 
 
 def _own_task(parts: ServicesDep, who: Principal, task_id: int) -> dict[str, Any]:

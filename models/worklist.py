@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, case, or_, select, update
+from sqlalchemy import Engine, Table, and_, case, or_, select, update
 
 from models.db import read_only
 from models.tables import Episode, Task
@@ -16,11 +17,53 @@ EPISODE = cast(Table, Episode.__table__)
 PRESSING = ("escalated", "overdue", "due", "upcoming")
 
 
+@dataclass(frozen=True)
+class Position:
+    """Where a page of the worklist ended: its last item's rank, due instant and id."""
+
+    rank: int
+    due_at: datetime
+    task_id: int
+
+
 def worklist(
     engine: Engine, coordinator: str, now: datetime, window: timedelta
 ) -> list[dict[str, Any]]:
     """The coordinator's open items: all that are due or late, and upcoming ones whose due
     date falls within ``window``."""
+    rows = _items(engine, coordinator, now, window, None, None)
+    for row in rows:
+        del row["position"]
+    return rows
+
+
+def worklist_page(
+    engine: Engine,
+    coordinator: str,
+    now: datetime,
+    window: timedelta,
+    limit: int,
+    after: Position | None = None,
+) -> tuple[list[dict[str, Any]], Position | None]:
+    """:func:`worklist` a page at a time: ``limit`` items after ``after``, and where the
+    next page starts (None at the end)."""
+    rows = _items(engine, coordinator, now, window, limit + 1, after)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1]["position"] if more else None
+    for row in rows:
+        del row["position"]
+    return rows, last
+
+
+def _items(
+    engine: Engine,
+    coordinator: str,
+    now: datetime,
+    window: timedelta,
+    limit: int | None,
+    after: Position | None,
+) -> list[dict[str, Any]]:
     rank = case({status: i for i, status in enumerate(PRESSING)}, value=TASK.c.status)
     query = (
         select(
@@ -42,11 +85,23 @@ def worklist(
             TASK.c.status.in_(PRESSING),
             or_(TASK.c.status != "upcoming", TASK.c.due_at <= now + window),
         )
+        .add_columns(rank.label("rank"))
         .order_by(rank, TASK.c.due_at, TASK.c.id)
     )
+    if after is not None:
+        query = query.where(
+            or_(
+                rank > after.rank,
+                and_(rank == after.rank, TASK.c.due_at > after.due_at),
+                and_(rank == after.rank, TASK.c.due_at == after.due_at, TASK.c.id > after.task_id),
+            )
+        )
+    if limit is not None:
+        query = query.limit(limit)
     with read_only(engine) as connection:
         rows = [dict(row) for row in connection.execute(query).mappings()]
     for row in rows:
+        row["position"] = Position(row.pop("rank"), row["due_at"], row["task_id"])
         row["acknowledged"] = row.pop("acknowledged_status") == row["status"]
         for key in ("window_start", "due_at", "escalate_at", "acknowledged_at"):
             row[key] = row[key].isoformat() if row[key] else None

@@ -119,3 +119,39 @@ def test_the_calendar_feed_lists_the_items_by_patient_reference_only(
     assert client.get(feed_url).status_code == 401
     revoke_token(engine, feed_id, NOW)
     assert client.get(feed_url, params={"token": feed}).status_code == 401
+
+
+def test_the_worklist_comes_a_page_at_a_time_in_the_same_order(
+    client: TestClient, tokens: dict[str, str], late_referral: str
+) -> None:
+    service = {"Authorization": tokens["service"]}
+    for ref in ("P-40", "P-41"):
+        opening = {**OPENING_FOR_PAGING, "patient": {"ref": ref, "age": 60}}
+        assert client.post("/episodes", json=opening, headers=service).status_code == 201
+    whole = items(client, tokens, window="60d")
+    assert len(whole) >= 3
+    paged: list[Any] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"window": "60d", "limit": 1}
+        if cursor:
+            params["cursor"] = cursor
+        answer = client.get(
+            "/worklist", params=params, headers={"Authorization": tokens["coordinator"]}
+        )
+        paged += answer.json()["items"]
+        cursor = answer.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert paged == whole
+    bad = client.get(
+        "/worklist", params={"cursor": "bm9wZQ=="}, headers={"Authorization": tokens["coordinator"]}
+    )
+    assert (bad.status_code, bad.json()["field"]) == (422, "cursor")
+
+
+OPENING_FOR_PAGING = {
+    "onset": "2026-01-05",
+    "enrolled_at": "2026-01-06T09:00:00Z",
+    "coordinator": "coordinator-1",
+}
