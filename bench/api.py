@@ -171,7 +171,7 @@ def main() -> None:
                 time.sleep(0.1)
         worklist = latencies(f"{base}/worklist?window=7d", coordinator, 200)
         items = len(json.loads(get(f"{base}/worklist?window=7d", coordinator)[1])["items"])
-        print(f"GET /worklist ({items} items): p50 {worklist['p50_ms']:.1f} ms, "
+        print(f"GET /worklist (a page of {items} items): p50 {worklist['p50_ms']:.1f} ms, "
               f"p95 {worklist['p95_ms']:.1f} ms", flush=True)  # fmt: skip
         listed = latencies(f"{base}/episodes?phase=subacute&limit=50", service, 200)
         print(f"GET /episodes?phase=subacute&limit=50: p50 {listed['p50_ms']:.1f} ms, "
