@@ -6,6 +6,7 @@ scheduler worker sweeping in the same process.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
@@ -15,10 +16,13 @@ from sqlalchemy import Engine
 
 from api import audit, calendar_feed, episodes, ops, pages, problems, worklist
 from api.deps import Services
+from api.tokens import Tokens
 from engine.clinic_time import Clock, SystemClock
 from engine.settings import PathwayDefaults
+from models.db import database_url, make_engine
 from models.repository import EpisodeRepository
-from schedulers.channels import Channel
+from schedulers import logs
+from schedulers.channels import Channel, channels_from_env
 from schedulers.metrics import WorkerMetrics
 from schedulers.reminders import deliver_due
 from schedulers.worker import Worker
@@ -35,12 +39,17 @@ def create_app(
     defaults: PathwayDefaults | None = None,
     worker_interval: float | None = None,
     channels: Sequence[Channel] = (),
+    token_cache_seconds: float = 0.0,
+    owns_engine: bool = False,
 ) -> FastAPI:
     """The API on ``engine``; with ``worker_interval`` the worker sweeps in-process and
-    sends reminders through ``channels``."""
+    sends reminders through ``channels``. A live token is remembered for
+    ``token_cache_seconds`` (see :class:`api.tokens.Tokens`). With ``owns_engine`` the
+    engine is disposed when the app shuts down."""
     clock = clock or SystemClock()
     repo = EpisodeRepository(engine, defaults)
-    parts = Services(engine, repo, clock, WorkerMetrics())
+    tokens = Tokens(engine, token_cache_seconds)
+    parts = Services(engine, repo, clock, WorkerMetrics(), tokens)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -54,6 +63,8 @@ def create_app(
         finally:
             if stop is not None:
                 stop()
+            if owns_engine:
+                engine.dispose()
 
     app = FastAPI(
         title="carepath",
@@ -70,3 +81,26 @@ def create_app(
     app.include_router(audit.router)
     app.include_router(ops.router)
     return app
+
+
+# How `carepath serve --workers N` hands its settings to each worker process.
+SWEEP_INTERVAL_ENV = "CAREPATH_SERVE_INTERVAL"
+TOKEN_CACHE_ENV = "CAREPATH_TOKEN_CACHE_SECONDS"
+
+
+def app_from_env() -> FastAPI:
+    """The app of one process of ``carepath serve --workers N``, set up from the environment
+    the command leaves for it: the database, the pathway defaults, the reminder channels,
+    the sweep interval and the token cache. Each process sweeps too, as several
+    ``carepath worker`` processes may: timers are claimed, never shared."""
+    logs.configure(json_lines=False)
+    interval = os.environ.get(SWEEP_INTERVAL_ENV)
+    return create_app(
+        make_engine(database_url()),
+        SystemClock(),
+        PathwayDefaults.from_env(),
+        worker_interval=float(interval) if interval else None,
+        channels=channels_from_env(),
+        token_cache_seconds=float(os.environ.get(TOKEN_CACHE_ENV, "0")),
+        owns_engine=True,
+    )

@@ -15,7 +15,6 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from icalendar import Calendar, Todo
 
 from api.deps import ServicesDep
-from api.tokens import principal_for
 from models.worklist import worklist
 
 router = APIRouter(tags=["worklist"])
@@ -37,7 +36,7 @@ def calendar_feed(
 ) -> Response:
     if token is None:
         raise HTTPException(401, "the feed's token is required", {"WWW-Authenticate": "Bearer"})
-    who = principal_for(parts.engine, token)
+    who = parts.tokens.principal(token)
     if who is None:
         raise HTTPException(401, "unknown or revoked token", {"WWW-Authenticate": "Bearer"})
     if not (who.role == "admin" or (who.role == "calendar" and who.subject == coordinator)):

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
-from api.tokens import Principal, principal_for
+from api.tokens import Principal, Tokens
 from engine.clinic_time import Clock
 from models.repository import EpisodeRepository
 from schedulers.metrics import WorkerMetrics
@@ -22,9 +23,12 @@ class Services:
     repo: EpisodeRepository
     clock: Clock
     metrics: WorkerMetrics
+    tokens: Tokens
 
 
-def services(request: Request) -> Services:
+# Dependencies that do no I/O are async: FastAPI runs a plain function in its thread pool,
+# and the hop there and back costs more than the function.
+async def services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
@@ -33,11 +37,11 @@ COOKIE = "carepath_token"
 _bearer = HTTPBearer(auto_error=False, description="A token from `carepath token create`")
 
 
-def require(*roles: str) -> Callable[..., Principal]:
+def require(*roles: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency admitting a live token of one of ``roles`` (admin is always admitted)."""
     allowed = {*roles, "admin"}
 
-    def check(
+    async def check(
         request: Request,
         parts: ServicesDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -47,7 +51,11 @@ def require(*roles: str) -> Callable[..., Principal]:
         token = credentials.credentials if credentials else request.cookies.get(COOKIE)
         if not token:
             raise HTTPException(401, "a bearer token is required", headers=challenge)
-        who = principal_for(parts.engine, token)
+        # A token seen live a moment ago is answered here; otherwise the database is asked
+        # off the event loop.
+        who = parts.tokens.remembered(token) or await run_in_threadpool(
+            parts.tokens.principal, token
+        )
         if who is None:
             raise HTTPException(401, "unknown or revoked token", headers=challenge)
         if who.role not in allowed:

@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from api.deps import COOKIE, ServicesDep, require
-from api.tokens import Principal, principal_for
+from api.tokens import Principal
 from api.worklist import TaskId
 from models.audit_export import AuditFilter, page
 from models.worklist import acknowledge, find_task, worklist
@@ -30,7 +30,7 @@ TIMELINE_ROWS = 500
 
 def _signed_in(request: Request, parts: ServicesDep) -> Principal | None:
     token = request.cookies.get(COOKIE)
-    who = principal_for(parts.engine, token) if token else None
+    who = parts.tokens.principal(token) if token else None
     return who if who and who.role in ("coordinator", "admin") else None
 
 
@@ -53,7 +53,7 @@ def home(request: Request, parts: ServicesDep) -> Response:
 
 @router.post("/signin")
 def sign_in(request: Request, parts: ServicesDep, token: Annotated[str, Form()]) -> Response:
-    who = principal_for(parts.engine, token.strip())
+    who = parts.tokens.principal(token.strip())
     if who is None or who.role not in ("coordinator", "admin"):
         context = {"who": None, "error": "That token is not a coordinator's live token."}
         return templates.TemplateResponse(request, "signin.html", context, status_code=401)

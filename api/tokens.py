@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
@@ -67,10 +70,60 @@ def revoke_token(engine: Engine, token_id: int, now: datetime) -> bool:
 
 def principal_for(engine: Engine, token: str) -> Principal | None:
     """The live token's principal, or None for an unknown or revoked token."""
-    with read_only(engine) as connection:
+    with read_only(engine, single_statement=True) as connection:
         row = connection.execute(
             select(TOKENS.c.id, TOKENS.c.role, TOKENS.c.subject).where(
                 TOKENS.c.token_hash == digest(token), TOKENS.c.revoked_at.is_(None)
             )
         ).first()
     return None if row is None else Principal(row.role, row.subject, row.id)
+
+
+class Tokens:
+    """Token checks for a running service, each live token remembered for ``cache_seconds``.
+
+    Looking a token up costs a database round trip on every request; remembering a live one
+    briefly saves it. The price is that a token revoked elsewhere (``carepath token
+    revoke``) keeps working on a running service for at most ``cache_seconds``. Unknown
+    and revoked tokens are never remembered, so a new token works at once. With
+    ``cache_seconds`` 0 every request looks its token up.
+    """
+
+    MAX_REMEMBERED = 10_000
+
+    def __init__(
+        self,
+        engine: Engine,
+        cache_seconds: float = 0.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if cache_seconds < 0:
+            raise ValueError("cache_seconds must not be negative")
+        self.engine = engine
+        self.cache_seconds = cache_seconds
+        self.monotonic = monotonic
+        self._live: dict[str, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    def remembered(self, token: str) -> Principal | None:
+        """The token's principal if it was found live within ``cache_seconds``."""
+        if not self.cache_seconds:
+            return None
+        with self._lock:
+            entry = self._live.get(digest(token))
+        if entry is None or entry[0] <= self.monotonic():
+            return None
+        return entry[1]
+
+    def principal(self, token: str) -> Principal | None:
+        """The live token's principal, or None for an unknown or revoked token."""
+        who = self.remembered(token)
+        if who is not None:
+            return who
+        who = principal_for(self.engine, token)
+        if who is not None and self.cache_seconds:
+            with self._lock:
+                if len(self._live) >= self.MAX_REMEMBERED:
+                    self._live.clear()
+                self._live[digest(token)] = (self.monotonic() + self.cache_seconds, who)
+        return who

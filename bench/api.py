@@ -4,8 +4,9 @@ second, and a streamed audit export.
     .venv/bin/python -m bench.api [--episodes 1000000] [--audit-rows 1000000]
 
 Episodes (with their due items) and audit rows are cloned in SQL from ones made through the
-engine, spread over 1,000 coordinators. ``carepath serve`` runs as its own process; the
-load comes from threads in this one over loopback.
+engine, spread over 1,000 coordinators. ``carepath serve --workers 2`` runs as its own
+processes; latencies are taken one request at a time from this one, and the read rate
+from wrk (Debian's package, installed by ``make setup``) over loopback.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -33,6 +35,7 @@ from models.db import make_engine, upgrade
 
 CAREPATH = Path(sys.executable).parent / "carepath"
 COORDINATORS = 1000
+SERVE_WORKERS = 2  # one per core of the machines the figures come from
 
 
 def seed(engine: Engine, episodes: int, audit_rows: int) -> str:
@@ -101,22 +104,18 @@ def latencies(url: str, token: str, count: int) -> dict[str, float]:
     }
 
 
-def throughput(url: str, token: str, seconds: float, threads: int) -> float:
-    done = [0] * threads
-    stop = time.monotonic() + seconds
-
-    def client(i: int) -> None:
-        while time.monotonic() < stop:
-            get(url, token)
-            done[i] += 1
-
-    workers = [threading.Thread(target=client, args=(i,)) for i in range(threads)]
-    began = time.monotonic()
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    return sum(done) / (time.monotonic() - began)
+def throughput(url: str, token: str, seconds: int, connections: int) -> float:
+    """Requests/s from wrk, keeping ``connections`` requests in flight."""
+    answer = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s",
+         "-H", f"Authorization: Bearer {token}", url],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", answer.stdout)
+    assert errors is None, answer.stdout
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", answer.stdout)
+    assert rate is not None, answer.stdout
+    return float(rate.group(1))
 
 
 def export_run(url: str) -> dict[str, Any]:
@@ -142,6 +141,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=1_000_000)
     parser.add_argument("--audit-rows", type=int, default=1_000_000)
     args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is missing: run make setup (it installs Debian's wrk)")
     url, handle = fresh_database("postgresql", "")
     engine = make_engine(url)
     server = None
@@ -158,7 +159,8 @@ def main() -> None:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         server = subprocess.Popen(
-            [str(CAREPATH), "serve", "--port", str(port), "--interval", "3600"],
+            [str(CAREPATH), "serve", "--port", str(port), "--interval", "3600",
+             "--workers", str(SERVE_WORKERS)],
             env={**os.environ, "CAREPATH_DATABASE_URL": url},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
@@ -176,8 +178,9 @@ def main() -> None:
         listed = latencies(f"{base}/episodes?phase=subacute&limit=50", service, 200)
         print(f"GET /episodes?phase=subacute&limit=50: p50 {listed['p50_ms']:.1f} ms, "
               f"p95 {listed['p95_ms']:.1f} ms", flush=True)  # fmt: skip
-        reads = throughput(f"{base}/episodes/{episode}", service, 15, 8)
-        print(f"GET /episodes/{{id}}, 8 client threads: {reads:.0f} requests/s", flush=True)
+        reads = throughput(f"{base}/episodes/{episode}", service, 15, 16)
+        print(f"GET /episodes/{{id}}, wrk with 16 connections, {SERVE_WORKERS} server processes: "
+              f"{reads:.0f} requests/s", flush=True)  # fmt: skip
         exported = export_run(url)
         print(
             f"audit export to JSONL: {exported['rows']} rows in {exported['seconds']:.1f} s "

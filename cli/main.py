@@ -7,6 +7,7 @@ naming the rule or the field), 2 bad usage.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from engine.errors import (
 from engine.events import parse_opening
 from engine.settings import PathwayDefaults
 from models.db import (
+    DATABASE_URL_ENV,
     DatabaseUnavailable,
     check_connection,
     database_url,
@@ -416,11 +418,22 @@ def serve(
     ] = 15.0,
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8000,
+    token_cache: Annotated[
+        float,
+        typer.Option(
+            "--token-cache",
+            min=0,
+            help="Seconds a live token is remembered; a revoked one stops working within it",
+        ),
+    ] = 5.0,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Processes serving requests (each sweeps)")
+    ] = 1,
 ) -> None:
     """Run the service: the HTTP API, with the scheduler worker sweeping in-process."""
     import uvicorn
 
-    from api.app import create_app
+    from api.app import SWEEP_INTERVAL_ENV, TOKEN_CACHE_ENV, create_app
     from schedulers import logs
     from schedulers.channels import ChannelSettingError, channels_from_env
 
@@ -438,8 +451,31 @@ def serve(
                 )
             typer.echo("a token to try the API with: carepath token create --role admin", err=True)
         defaults = _repository(engine).defaults
-        app = create_app(engine, CLOCK, defaults, worker_interval=interval, channels=channels)
         typer.echo(f"carepath on http://{host}:{port} (API docs at /docs)", err=True)
+        if workers > 1:
+            # Worker processes build the app themselves (api.app.app_from_env), from
+            # settings passed down in the environment.
+            os.environ[DATABASE_URL_ENV] = engine.url.render_as_string(hide_password=False)
+            os.environ[SWEEP_INTERVAL_ENV] = str(interval)
+            os.environ[TOKEN_CACHE_ENV] = str(token_cache)
+            engine.dispose()
+            uvicorn.run(
+                "api.app:app_from_env",
+                factory=True,
+                workers=workers,
+                host=host,
+                port=port,
+                log_level="warning",
+            )
+            return
+        app = create_app(
+            engine,
+            CLOCK,
+            defaults,
+            worker_interval=interval,
+            channels=channels,
+            token_cache_seconds=token_cache,
+        )
         uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

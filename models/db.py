@@ -19,7 +19,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -31,6 +31,15 @@ DATABASE_URL_ENV = "CAREPATH_DATABASE_URL"
 MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# A pooled PostgreSQL connection idle for longer than this is checked before it is handed
+# out; one used more recently is trusted, as a busy pool's connections were just seen
+# alive. Checking every checkout would add a round trip to every request.
+PING_IDLE_AFTER_SECONDS = 0.5
+monotonic = time.monotonic  # the pool's clock (tests move it)
+# Connections kept open per process. The API's thread pool runs a request's dependencies
+# and its handler on separate threads, each holding a connection for a moment; a pool
+# smaller than the concurrency opens and closes a connection per request beyond it.
+POSTGRES_POOL_SIZE = 16
 SQLITE_AUTOCHECKPOINT_PAGES = 10_000
 
 
@@ -39,9 +48,16 @@ SQLITE_AUTOCHECKPOINT_PAGES = 10_000
 READ_ONLY = "carepath_read_only"
 
 
-def read_only(engine: Engine) -> Connection:
-    """A connection for reading only (``with read_only(engine) as connection: ...``)."""
-    return engine.connect().execution_options(**{READ_ONLY: True})
+def read_only(engine: Engine, single_statement: bool = False) -> Connection:
+    """A connection for reading only (``with read_only(engine) as connection: ...``).
+
+    With ``single_statement`` on PostgreSQL no transaction is opened around the read: one
+    statement sees one snapshot anyway, and BEGIN and ROLLBACK would cost two round trips.
+    """
+    connection = engine.connect().execution_options(**{READ_ONLY: True})
+    if single_statement and engine.dialect.name == "postgresql":
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+    return connection
 
 
 def begin_sqlite(driver_connection: Any, sql: str = "BEGIN IMMEDIATE") -> None:
@@ -135,8 +151,11 @@ def make_engine(url: str | URL, *, begin_immediate: bool = True, **kwargs: Any) 
     """
     parsed = normalize_url(url)
     if parsed.get_backend_name() != "sqlite":
-        kwargs.setdefault("pool_pre_ping", True)
-        return create_engine(parsed, **kwargs)
+        kwargs.setdefault("pool_size", POSTGRES_POOL_SIZE)
+        engine = create_engine(parsed, **kwargs)
+        if not kwargs.get("pool_pre_ping"):
+            _ping_when_idle(engine)
+        return engine
 
     memory = _is_memory_sqlite(parsed)
     connect_args = {"check_same_thread": False, **kwargs.pop("connect_args", {})}
@@ -172,6 +191,29 @@ def make_engine(url: str | URL, *, begin_immediate: bool = True, **kwargs: Any) 
         begin_sqlite(connection.connection.driver_connection, "BEGIN" if reader else begin_sql)
 
     return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check a pooled connection before use when it has sat idle: a connection the database
+    dropped meanwhile (a restart, a failover) is replaced instead of failing the request."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info["returned_at"] = monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _check(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        returned_at = record.info.get("returned_at")
+        if returned_at is None or monotonic() - returned_at < PING_IDLE_AFTER_SECONDS:
+            return  # new, or in use a moment ago
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, dbapi_connection, None):
+                raise DisconnectionError(str(exc)) from exc  # the pool connects afresh
+            raise
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

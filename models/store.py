@@ -447,8 +447,10 @@ def transaction(engine: Engine, read_only: bool = False) -> Iterator[EpisodeStor
 
     On SQLite a writer's transaction starts with ``BEGIN IMMEDIATE`` (the write lock up
     front, as :func:`models.db.make_engine` does), a reader's with a plain ``BEGIN``. On
-    PostgreSQL it runs in pipeline mode: statements go out without waiting for each answer,
-    so a step's reads share a round trip, and so do its writes and the commit. A driver
+    PostgreSQL a writer runs in pipeline mode: statements go out without waiting for each
+    answer, so a step's reads share a round trip, and so do its writes and the commit. A
+    reader there runs without a transaction: under READ COMMITTED each statement sees a
+    snapshot of its own either way, and BEGIN and COMMIT would cost a round trip each. A driver
     error comes out as SQLAlchemy's :class:`~sqlalchemy.exc.DBAPIError`, and a connection
     the database dropped is discarded from the pool instead of being handed out again.
     """
@@ -460,8 +462,11 @@ def transaction(engine: Engine, read_only: bool = False) -> Iterator[EpisodeStor
         raise DBAPIError.instance(None, None, exc, error, dialect=dialect) from exc
     driver = connection.driver_connection
     cursor: Cursor | None = None
+    autocommit = read_only and dialect.name == "postgresql"
     try:
-        with _pipeline(driver, dialect):
+        if autocommit:
+            cast(Any, driver).autocommit = True
+        with nullcontext() if autocommit else _pipeline(driver, dialect):
             cursor = Cursor(driver)
             if dialect.name == "sqlite":
                 begin_sqlite(driver, "BEGIN" if read_only else "BEGIN IMMEDIATE")
@@ -479,6 +484,8 @@ def transaction(engine: Engine, read_only: bool = False) -> Iterator[EpisodeStor
     finally:
         if cursor is not None and connection.is_valid:
             cursor.close()
+        if autocommit and connection.is_valid:
+            cast(Any, driver).autocommit = False
         connection.close()
 
 

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # System packages carepath needs beyond Python: Graphviz draws the statechart diagram;
 # Chromium and its driver run the coordinator page's browser test (no browser download
-# at run time: the machines have no internet beyond the package registries).
+# at run time: the machines have no internet beyond the package registries); wrk is the
+# load generator of the API benchmark.
 set -euo pipefail
 missing=()
 command -v dot >/dev/null 2>&1 || missing+=(graphviz)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

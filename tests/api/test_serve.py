@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
-from api.tokens import digest
+from api.tokens import create_token, digest
 from cli.main import app
 from models.tables import ApiToken
 
@@ -54,10 +54,15 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_serve_answers_health_and_stops_on_sigterm(db_url: str) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_answers_health_and_stops_on_sigterm(
+    engine: Engine, db_url: str, workers: int
+) -> None:
     port = free_port()
+    _, token = create_token(engine, "service", "lab", datetime.now(UTC))
+    command = ["serve", "--demo", "--port", str(port), "--interval", "1", "--workers", str(workers)]
     process = subprocess.Popen(
-        [str(CAREPATH_COMMAND), "serve", "--demo", "--port", str(port), "--interval", "1"],
+        [str(CAREPATH_COMMAND), *command],
         env={**os.environ, "CAREPATH_DATABASE_URL": db_url},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -79,13 +84,20 @@ def test_serve_answers_health_and_stops_on_sigterm(db_url: str) -> None:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/episodes")
         assert refused.value.code == 401
         refused.value.close()
+        # Whichever process takes a request answers it the same.
+        for _ in range(4 * workers):
+            listed = urllib.request.Request(
+                f"http://127.0.0.1:{port}/episodes", headers={"Authorization": f"Bearer {token}"}
+            )
+            with urllib.request.urlopen(listed) as answer:
+                assert len(json.load(answer)["items"]) == 3
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=30)
     finally:
         process.kill()
     # Uvicorn shuts down gracefully, then ends by the signal it was sent, as Unix expects.
     assert process.returncode in (0, -signal.SIGTERM), err
-    assert "worker stopped" in err
+    assert err.count("worker stopped") == workers  # each process swept, and stopped
     assert out.count("demo episode") == 3
 
 
