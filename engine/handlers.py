@@ -301,6 +301,8 @@ def settle(ctx: StepContext, verdict: Verdict, override_reason: str | None) -> N
         ctx.facts.setdefault("overrides", []).append(
             {"rules": rules, "reason": override_reason, "at": _iso(ctx)}
         )
+        # The documented reason goes into the step's audit row, where an auditor reads it.
+        ctx.step.reason = f"overridden ({', '.join(rules)}): {override_reason}"
     ctx.step.add_rule(*(c.rule for c in verdict.notes))
 
 

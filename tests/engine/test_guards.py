@@ -50,6 +50,7 @@ def test_early_mri_override_is_accepted_and_recorded() -> None:
     assert step.accepted
     assert "IMG-NO-EARLY" in step.rules
     assert ep.state.facts["overrides"][0]["reason"] == REASON
+    assert step.reason == f"overridden (IMG-NO-EARLY): {REASON}"  # the audit row's reason
     assert ep.state.management == "imaging"
 
 
