@@ -9,6 +9,8 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
 from api.deps import ServicesDep, require
+from api.problems import documented
+from api.schemas import AuditPage, ChainCheck
 from api.tokens import Principal
 from models.audit import verify_chain
 from models.audit_export import AuditFilter, export, page
@@ -24,11 +26,16 @@ MEDIA = {
 
 
 def audit_filter(
-    since: Annotated[datetime | None, Query(description="recorded at or after")] = None,
-    until: Annotated[datetime | None, Query(description="recorded before")] = None,
-    episode: str | None = None,
-    actor: str | None = None,
-    rule: Annotated[str | None, Query(description="a rule ID, e.g. IMG-NO-EARLY")] = None,
+    since: Annotated[
+        datetime | None,
+        Query(description="recorded at or after", examples=["2026-01-01T00:00:00Z"]),
+    ] = None,
+    until: Annotated[
+        datetime | None, Query(description="recorded before", examples=["2026-02-01T00:00:00Z"])
+    ] = None,
+    episode: Annotated[str | None, Query(examples=["583dab66-f42c-419e-bcac-4411bd0d0469"])] = None,
+    actor: Annotated[str | None, Query(description="a token's subject", examples=["alex"])] = None,
+    rule: Annotated[str | None, Query(description="a rule ID", examples=["IMG-NO-EARLY"])] = None,
 ) -> AuditFilter:
     return AuditFilter(since, until, episode, actor, rule)
 
@@ -36,7 +43,12 @@ def audit_filter(
 Filter = Annotated[AuditFilter, Depends(audit_filter)]
 
 
-@router.get("/transitions", summary="Audit rows, filtered, a page at a time")
+@router.get(
+    "/transitions",
+    summary="Audit rows, filtered, a page at a time",
+    response_model=None,
+    responses={200: {"model": AuditPage}, **documented(401, 403, 422, 503)},
+)
 def transitions(
     parts: ServicesDep,
     _: Auditor,
@@ -51,8 +63,24 @@ def transitions(
 
 
 @router.get(
-    "/export", summary="The log as CSV, JSON lines or FHIR AuditEvents, ending with the chain head"
-)
+    "/export",
+    summary="The log as CSV, JSON lines or FHIR AuditEvents, ending with the chain head",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The rows in chain order, then the head the export ran up to",
+            "content": {
+                MEDIA["jsonl"]: {"example": '{"accepted": true, …, "seq": 1, …}\n'
+                                            '{"chain_head": {"hash": "4824…", "seq": 1}}\n'},
+                MEDIA["csv"]: {"example": "seq,episode_id,…\r\n1,583dab66-…,…\r\n"
+                                          "#chain_head,1,4824…\r\n"},
+                MEDIA["fhir"]: {"example": '{"resourceType": "AuditEvent", …}\n'
+                                           '{"resourceType": "Provenance", …}\n'},
+            },
+        },
+        **documented(401, 403, 422, 503),
+    },
+)  # fmt: skip
 def export_log(
     parts: ServicesDep,
     _: Auditor,
@@ -70,7 +98,12 @@ def export_log(
     )
 
 
-@router.get("/verify", summary="Recompute the hash chain; name the first bad row")
+@router.get(
+    "/verify",
+    summary="Recompute the hash chain; name the first bad row",
+    response_model=None,
+    responses={200: {"model": ChainCheck}, **documented(401, 403, 503)},
+)
 def verify(parts: ServicesDep, _: Auditor) -> dict[str, Any]:
     with make_session_factory(parts.engine)() as session:
         result = verify_chain(session)

@@ -15,9 +15,16 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from icalendar import Calendar, Todo
 
 from api.deps import ServicesDep
+from api.problems import documented
 from models.worklist import worklist
 
 router = APIRouter(tags=["worklist"])
+EXAMPLE = (
+    "BEGIN:VCALENDAR\r\nPRODID:-//carepath//worklist//EN\r\nVERSION:2.0\r\n"
+    "BEGIN:VTODO\r\nUID:task-1@carepath\r\nSUMMARY:first follow up (overdue): P-17\r\n"
+    "DUE:20260203T090000Z\r\nPRIORITY:3\r\nSTATUS:NEEDS-ACTION\r\n"
+    "DESCRIPTION:Rule FU-FIRST. Episode 583dab66-….\r\nEND:VTODO\r\nEND:VCALENDAR\r\n"
+)
 HORIZON = timedelta(days=90)
 PRIORITY = {"escalated": 1, "overdue": 3, "due": 5, "upcoming": 9}
 
@@ -26,7 +33,13 @@ PRIORITY = {"escalated": 1, "overdue": 3, "due": 5, "upcoming": 9}
     "/calendar/{coordinator}.ics",
     summary="A coordinator's due items as iCalendar to-dos",
     response_class=Response,
-    responses={200: {"content": {"text/calendar": {}}}},
+    responses={
+        200: {
+            "description": "One VTODO per open due item, patient reference only",
+            "content": {"text/calendar": {"example": EXAMPLE}},
+        },
+        **documented(401, 403, 422, 503),
+    },
 )
 def calendar_feed(
     coordinator: str,

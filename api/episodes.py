@@ -7,12 +7,14 @@ import binascii
 from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Response
+from fastapi.responses import JSONResponse
 from sqlalchemy import Table, select
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ServicesDep, require
 from api.diagram import highlighted
-from api.problems import Refused
+from api.problems import Refused, documented
+from api.schemas import EpisodePage, EpisodeView, EventAnswer
 from api.tokens import Principal
 from engine.errors import InvalidEvent
 from engine.events import parse_event, parse_opening
@@ -46,7 +48,14 @@ SUMMARY_COLUMNS = (
 )  # fmt: skip
 
 
-@router.post("/episodes", status_code=201, summary="Enrol a patient")
+@router.post(
+    "/episodes",
+    status_code=201,
+    summary="Enrol a patient",
+    response_model=None,
+    responses={201: {"model": EpisodeView, "description": "The new episode"},
+               **documented(401, 403, 422, 503)},
+)  # fmt: skip
 def open_episode(
     parts: ServicesDep,
     who: Clinical,
@@ -62,36 +71,53 @@ def open_episode(
     return view
 
 
-@router.get("/episodes/{episode_id}", summary="The episode view")
-async def read_episode(
-    episode_id: str, parts: ServicesDep, _: Clinical, response: Response
-) -> dict[str, Any]:
-    # The busiest route: async, so the database read is the request's only hop to a thread.
+@router.get(
+    "/episodes/{episode_id}",
+    summary="The episode view",
+    response_class=JSONResponse,
+    responses={200: {"model": EpisodeView, "description": "The episode; ETag is its version"},
+               **documented(401, 403, 404, 422, 503)},
+)  # fmt: skip
+async def read_episode(episode_id: str, parts: ServicesDep, _: Clinical) -> JSONResponse:
+    # The busiest route: async, so the database read is the request's only hop to a thread,
+    # and the view (plain JSON already) is written out as it is.
     view = await run_in_threadpool(parts.repo.view, episode_id)
-    response.headers["ETag"] = f'"{view["version"]}"'
-    return view
+    return JSONResponse(view, headers={"ETag": f'"{view["version"]}"'})
 
 
 @router.get(
     "/episodes/{episode_id}/diagram.svg",
     summary="The statechart with this episode's active states highlighted",
     response_class=Response,
-    responses={200: {"content": {"image/svg+xml": {}}}},
+    responses={
+        200: {
+            "description": "SVG; the active states are filled",
+            "content": {
+                "image/svg+xml": {"example": '<svg xmlns="http://www.w3.org/2000/svg">…</svg>'}
+            },
+        },
+        **documented(401, 403, 404, 422, 503),
+    },
 )
 def episode_diagram(episode_id: str, parts: ServicesDep, _: Clinical) -> Response:
     view = parts.repo.view(episode_id)
     return Response(highlighted(view["configuration"]), media_type="image/svg+xml")
 
 
-@router.get("/episodes", summary="Episodes, filtered, a page at a time")
+@router.get(
+    "/episodes",
+    summary="Episodes, filtered, a page at a time",
+    response_model=None,
+    responses={200: {"model": EpisodePage}, **documented(401, 403, 422, 503)},
+)
 def list_episodes(
     parts: ServicesDep,
     _: Clinical,
-    status: str | None = None,
-    phase: str | None = None,
-    referral: str | None = None,
-    coordinator: str | None = None,
-    red_flag: bool | None = None,
+    status: Annotated[str | None, Query(examples=["active"])] = None,
+    phase: Annotated[str | None, Query(examples=["subacute"])] = None,
+    referral: Annotated[str | None, Query(examples=["overdue"])] = None,
+    coordinator: Annotated[str | None, Query(examples=["alex"])] = None,
+    red_flag: Annotated[bool | None, Query(examples=[True])] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> dict[str, Any]:
@@ -114,7 +140,13 @@ def list_episodes(
     return {"items": items, "next_cursor": next_cursor}
 
 
-@router.post("/episodes/{episode_id}/events", summary="Record a clinical event")
+@router.post(
+    "/episodes/{episode_id}/events",
+    summary="Record a clinical event",
+    response_model=None,
+    responses={200: {"model": EventAnswer, "description": "Accepted: the episode and the step"},
+               **documented(401, 403, 404, 409, 412, 422, 503)},
+)  # fmt: skip
 def post_event(
     episode_id: str,
     parts: ServicesDep,

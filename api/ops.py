@@ -12,6 +12,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
 from api.deps import ServicesDep, require
+from api.problems import documented
+from api.schemas import Health
 from api.tokens import Principal
 from models.db import read_only
 from models.tables import DueTimer
@@ -19,7 +21,15 @@ from models.tables import DueTimer
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", summary="Database reachable, and how far the worker lags")
+@router.get(
+    "/healthz",
+    summary="Database reachable, and how far the worker lags",
+    response_class=JSONResponse,
+    responses={
+        200: {"model": Health, "description": "The database answers"},
+        503: {"model": Health, "description": "The database does not answer"},
+    },
+)
 def healthz(parts: ServicesDep) -> JSONResponse:
     """No token needed, and nothing about patients: 200 when the database answers, with the
     age of the oldest due timer not yet fired; 503 when it does not."""
@@ -38,6 +48,17 @@ def healthz(parts: ServicesDep) -> JSONResponse:
     return JSONResponse(body)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text format",
+            "content": {CONTENT_TYPE_LATEST: {"example": "carepath_timers_fired_total 1042.0\n"}},
+        },
+        **documented(401, 403),
+    },
+)
 def metrics(parts: ServicesDep, _: Annotated[Principal, Depends(require("service"))]) -> Response:
     return Response(generate_latest(parts.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -16,10 +16,51 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.schemas import Problem
 from engine.errors import EpisodeNotFound, InvalidConfiguration, InvalidEvent, StaleEpisode
 
 PROBLEM_TYPES = "https://carepath.example/problems/"
 MEDIA_TYPE = "application/problem+json"
+
+# For the OpenAPI document: what each error status means here, with an example body.
+_MEANINGS: dict[int, tuple[str, dict[str, Any]]] = {
+    401: ("No token, or an unknown or revoked one", {
+        "type": PROBLEM_TYPES + "unauthenticated", "title": "a bearer token is required",
+        "status": 401, "detail": "a bearer token is required"}),
+    403: ("The token's role may not do this", {
+        "type": PROBLEM_TYPES + "forbidden", "title": "the auditor role may not do this",
+        "status": 403, "detail": "the auditor role may not do this"}),
+    404: ("No such episode or item", {
+        "type": PROBLEM_TYPES + "not-found", "title": "No such episode", "status": 404,
+        "detail": "no episode with id 583dab66-f42c-419e-bcac-4411bd0d0469"}),
+    409: ("Refused by a guideline rule (recorded in the audit log)", {
+        "type": PROBLEM_TYPES + "refused-by-rule", "title": "Refused by the guideline",
+        "status": 409, "detail": "imaging before 6 weeks without a red flag",
+        "rules": ["IMG-NO-EARLY"], "reason": "imaging before 6 weeks without a red flag",
+        "override_possible": True, "eligible_from": "2026-02-16"}),
+    412: ("If-Match named a version the episode has moved past", {
+        "type": PROBLEM_TYPES + "stale-version", "title": "Episode changed", "status": 412,
+        "detail": "episode 583dab66-f42c-419e-bcac-4411bd0d0469 is at version 4, the request "
+                  "expected 3", "current_version": 4}),
+    422: ("Invalid input: field names the first field at fault", {
+        "type": PROBLEM_TYPES + "invalid-input", "title": "Invalid input", "status": 422,
+        "detail": "data.vas_leg: must be between 0 and 10, got 14", "field": "data.vas_leg"}),
+    503: ("The database could not complete the request; retry after Retry-After", {
+        "type": PROBLEM_TYPES + "database-unavailable", "title": "Database unavailable",
+        "status": 503, "detail": "the database could not complete the request; try again"}),
+}  # fmt: skip
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` entries for these error statuses, as problem details."""
+    schema = Problem.model_json_schema()
+    return {
+        status: {
+            "description": _MEANINGS[status][0],
+            "content": {MEDIA_TYPE: {"schema": schema, "example": _MEANINGS[status][1]}},
+        }
+        for status in statuses
+    }
 
 
 def problem(
@@ -80,6 +121,7 @@ def install(app: FastAPI) -> None:
             exc.reason or ", ".join(exc.rules),
             headers={"ETag": f'"{exc.version}"'},
             rules=exc.rules,
+            reason=exc.reason,
             override_possible=exc.override_possible,
             eligible_from=exc.eligible_from.isoformat() if exc.eligible_from else None,
         )

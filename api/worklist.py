@@ -11,6 +11,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
 from api.deps import ServicesDep, require
+from api.problems import documented
+from api.schemas import Acknowledged, Completed, Worklist
 from api.tokens import Principal
 from engine.errors import InvalidEvent
 from models.worklist import Position, acknowledge, find_task, worklist_page
@@ -22,7 +24,12 @@ WINDOW = re.compile(r"([1-9]\d?)d")
 TaskId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
-@router.get("/worklist", summary="A coordinator's open due items, escalations first")
+@router.get(
+    "/worklist",
+    summary="A coordinator's open due items, escalations first",
+    response_model=None,
+    responses={200: {"model": Worklist}, **documented(401, 403, 422, 503)},
+)
 def read_worklist(
     parts: ServicesDep,
     who: Coordinator,
@@ -81,14 +88,24 @@ def _own_task(parts: ServicesDep, who: Principal, task_id: int) -> dict[str, Any
     return task
 
 
-@router.post("/tasks/{task_id}/ack", summary="Acknowledge an item in its current status")
+@router.post(
+    "/tasks/{task_id}/ack",
+    summary="Acknowledge an item in its current status",
+    response_model=None,
+    responses={200: {"model": Acknowledged}, **documented(401, 403, 404, 422, 503)},
+)
 def ack_task(task_id: TaskId, parts: ServicesDep, who: Coordinator) -> dict[str, Any]:
     task = _own_task(parts, who, task_id)
     acknowledge(parts.engine, task_id, who.subject, parts.clock.now())
     return {"task_id": task_id, "status": task["status"], "acknowledged": True}
 
 
-@router.post("/tasks/{task_id}/done", summary="Mark an item done (audited)")
+@router.post(
+    "/tasks/{task_id}/done",
+    summary="Mark an item done (audited)",
+    response_model=None,
+    responses={200: {"model": Completed}, **documented(401, 403, 404, 422, 503)},
+)
 def complete(task_id: TaskId, parts: ServicesDep, who: Coordinator) -> dict[str, Any]:
     task = _own_task(parts, who, task_id)
     view = parts.repo.complete_task(task["episode_id"], task["key"], who.subject, parts.clock.now())

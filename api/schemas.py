@@ -1,0 +1,348 @@
+"""What the API answers, for its OpenAPI document: every body's shape, with an example.
+
+The routes build their answers from the engine's views and return them as they are; these
+models describe them (``responses=`` on each route) without re-validating every answer on
+the way out. A test checks real answers against them, so the document cannot drift.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+EPISODE_ID = "583dab66-f42c-419e-bcac-4411bd0d0469"
+HASH = "4824222657aba96412c72cbf7c1aa6e2d9aabf9c2b0b8b195c87c21f97a98fbb"
+TaskStatus = Literal["upcoming", "due", "overdue", "escalated", "done", "cancelled"]
+
+
+def _example(example: dict[str, Any]) -> ConfigDict:
+    # Unknown fields are refused so that the test holding real answers against these
+    # models notices a field the document does not describe.
+    return ConfigDict(extra="forbid", json_schema_extra={"examples": [example]})
+
+
+class Pathway(BaseModel):
+    model_config = _example({"id": "lumbosacral-radiculopathy", "version": "1.0.0"})
+    id: str
+    version: str
+
+
+class RedFlag(BaseModel):
+    """The red flag that pre-empts routine care, while it stands."""
+
+    model_config = _example(
+        {"rule": "RF-CES", "kind": "cauda_equina", "level": "emergency",
+         "raised_at": "2026-01-27T10:00:00Z"}
+    )  # fmt: skip
+    rule: str = Field(description="RF-CES, RF-PROG, RF-CANCER, RF-INFECTION or RF-FRACTURE")
+    kind: str
+    level: Literal["emergency", "urgent"]
+    raised_at: datetime
+
+
+DUE_ITEM = {
+    "key": "six_week_review",
+    "rule": "FU-6W",
+    "window_start": "2026-02-16T00:00:00Z",
+    "due_at": "2026-02-23T00:00:00Z",
+    "status": "upcoming",
+}
+
+
+class DueItem(BaseModel):
+    """A coordinator's due item: open from ``window_start``, overdue after ``due_at``."""
+
+    model_config = _example(DUE_ITEM)
+    key: str
+    rule: str
+    window_start: datetime | None
+    due_at: datetime
+    status: TaskStatus
+
+
+RECOMMENDATION = {
+    "rule": "PH-ACUTE",
+    "text": "From symptom onset until day 42 the episode is in the acute phase. …",
+    "citations": ["S0 (000_b802428f9beaff9b.txt): S0 reference 1 (not listed in the document)"],
+}
+
+
+class Recommendation(BaseModel):
+    model_config = _example(RECOMMENDATION)
+    rule: str
+    text: str
+    citations: list[str]
+
+
+CONFIGURATION = ["care", "phase", "acute", "track", "routine", "management", "conservative",
+                 "referral", "not_indicated"]  # fmt: skip
+EPISODE = {
+    "id": EPISODE_ID,
+    "patient_ref": "P-17",
+    "pathway": {"id": "lumbosacral-radiculopathy", "version": "1.0.0"},
+    "status": "active",
+    "configuration": CONFIGURATION,
+    "phase": "acute",
+    "management": "conservative",
+    "referral": "not_indicated",
+    "red_flag": None,
+    "due": [DUE_ITEM],
+    "risk_markers": ["PRED-PRIOR-LBP"],
+    "recommendations": [RECOMMENDATION],
+    "version": 2,
+    "onset": "2026-01-05",
+    "enrolled_at": "2026-01-06T09:00:00Z",
+    "coordinator": "alex",
+}
+
+
+class EpisodeView(BaseModel):
+    """An episode as CONTRACT.md section 3 reports it. During a red flag, ``management``
+    and ``referral`` show where routine care resumes."""
+
+    model_config = _example(EPISODE)
+    id: str
+    patient_ref: str
+    pathway: Pathway
+    status: Literal["active", "resolved", "closed"]
+    configuration: list[str] = Field(description="every active state of the statechart")
+    phase: str | None = Field(description="acute, subacute or chronic")
+    management: str | None
+    referral: str | None
+    red_flag: RedFlag | None
+    due: list[DueItem]
+    risk_markers: list[str]
+    recommendations: list[Recommendation]
+    version: int = Field(description="for If-Match; also the ETag")
+    onset: date
+    enrolled_at: datetime
+    coordinator: str | None
+
+
+TRANSITION = {
+    "at": "2026-01-19T10:00:00Z",
+    "trigger": "event",
+    "type": "assessment",
+    "accepted": True,
+    "rules": ["FU-CONTENT", "FU-FIRST"],
+    "reason": None,
+    "override_possible": False,
+    "eligible_from": None,
+    "configuration": CONFIGURATION,
+    "phase": "acute",
+    "management": "conservative",
+    "referral": "not_indicated",
+    "red_flag": None,
+    "due": [DUE_ITEM],
+}
+
+
+class Transition(BaseModel):
+    """One step, as in the simulation's timeline (CONTRACT.md section 4)."""
+
+    model_config = _example(TRANSITION)
+    at: datetime
+    trigger: Literal["event", "timer"]
+    type: str
+    accepted: bool
+    rules: list[str] = Field(description="every rule that acted: refusals, overrides, triggers")
+    reason: str | None
+    override_possible: bool
+    eligible_from: date | None
+    configuration: list[str]
+    phase: str | None
+    management: str | None
+    referral: str | None
+    red_flag: RedFlag | None
+    due: list[DueItem]
+
+
+class EventAnswer(BaseModel):
+    model_config = _example({"episode": EPISODE, "transition": TRANSITION})
+    episode: EpisodeView
+    transition: Transition
+
+
+SUMMARY = {
+    "id": EPISODE_ID,
+    "patient_ref": "P-17",
+    "status": "active",
+    "phase": "subacute",
+    "management": "review",
+    "referral": "not_indicated",
+    "red_flag": False,
+    "coordinator": "alex",
+    "version": 3,
+    "updated_at": "2026-03-20T10:00:00+00:00",
+}
+
+
+class EpisodeSummary(BaseModel):
+    model_config = _example(SUMMARY)
+    id: str
+    patient_ref: str
+    status: Literal["active", "resolved", "closed"]
+    phase: str | None
+    management: str | None
+    referral: str | None
+    red_flag: bool
+    coordinator: str | None
+    version: int
+    updated_at: datetime
+
+
+class EpisodePage(BaseModel):
+    model_config = _example({"items": [SUMMARY], "next_cursor": None})
+    items: list[EpisodeSummary]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null: the end")
+
+
+WORKLIST_ITEM = {
+    "task_id": 1,
+    "episode_id": EPISODE_ID,
+    "patient_ref": "P-17",
+    "key": "first_follow_up",
+    "rule": "FU-FIRST",
+    "status": "overdue",
+    "window_start": "2026-01-20T09:00:00+00:00",
+    "due_at": "2026-02-03T09:00:00+00:00",
+    "escalate_at": "2026-02-10T09:00:00+00:00",
+    "acknowledged_at": None,
+    "acknowledged": False,
+}
+
+
+class WorklistItem(BaseModel):
+    """An open due item; ``acknowledged`` holds while its status is the one acknowledged."""
+
+    model_config = _example(WORKLIST_ITEM)
+    task_id: int
+    episode_id: str
+    patient_ref: str
+    key: str
+    rule: str
+    status: TaskStatus
+    window_start: datetime | None
+    due_at: datetime
+    escalate_at: datetime | None
+    acknowledged_at: datetime | None
+    acknowledged: bool
+
+
+class Worklist(BaseModel):
+    model_config = _example(
+        {"coordinator": "alex", "as_of": "2026-02-05T09:00:00+00:00", "items": [WORKLIST_ITEM],
+         "next_cursor": None}
+    )  # fmt: skip
+    coordinator: str
+    as_of: datetime
+    items: list[WorklistItem]
+    next_cursor: str | None
+
+
+class Acknowledged(BaseModel):
+    model_config = _example({"task_id": 1, "status": "overdue", "acknowledged": True})
+    task_id: int
+    status: TaskStatus
+    acknowledged: bool
+
+
+class Completed(BaseModel):
+    model_config = _example({"task_id": 1, "status": "done", "episode": EPISODE})
+    task_id: int
+    status: Literal["done"]
+    episode: EpisodeView
+
+
+AUDIT_ROW = {
+    "seq": 1,
+    "episode_id": EPISODE_ID,
+    "trigger": "open",
+    "type": "open",
+    "actor": "alex",
+    "occurred_at": "2026-01-06T09:00:00+00:00",
+    "recorded_at": "2026-01-06T09:00:02+00:00",
+    "accepted": True,
+    "configuration_before": [],
+    "configuration_after": CONFIGURATION,
+    "rules": ["PH-ACUTE", "FU-FIRST", "FU-6W"],
+    "reason": None,
+    "payload_digest": "97caf56c494d0302032d6a9540affd6efa184bb73273283e6cd50bcb26270395",
+    "pathway_id": "lumbosacral-radiculopathy",
+    "pathway_version": "1.0.0",
+    "prev_hash": "0" * 64,
+    "hash": HASH,
+}
+
+
+class AuditRow(BaseModel):
+    """One step in the hash chain: ``hash`` covers this row and ``prev_hash``."""
+
+    model_config = _example(AUDIT_ROW)
+    seq: int
+    episode_id: str | None
+    trigger: str = Field(description="open, event, timer or task")
+    type: str
+    actor: str
+    occurred_at: datetime
+    recorded_at: datetime
+    accepted: bool
+    configuration_before: list[str]
+    configuration_after: list[str]
+    rules: list[str]
+    reason: str | None = Field(description="why refused, or the documented override")
+    payload_digest: str
+    pathway_id: str
+    pathway_version: str
+    prev_hash: str
+    hash: str
+
+
+class AuditPage(BaseModel):
+    model_config = _example({"items": [AUDIT_ROW], "next_cursor": 1})
+    items: list[AuditRow]
+    next_cursor: int | None
+
+
+class ChainCheck(BaseModel):
+    model_config = _example(
+        {"ok": False, "rows_checked": 41, "first_bad_seq": 42, "problem": "hash mismatch"}
+    )
+    ok: bool
+    rows_checked: int
+    first_bad_seq: int | None
+    problem: str | None
+
+
+class Health(BaseModel):
+    model_config = _example({"status": "ok", "database": "ok", "timer_lag_seconds": 0.8})
+    status: Literal["ok", "unavailable"]
+    database: Literal["ok", "unreachable"]
+    timer_lag_seconds: float | None = Field(
+        default=None, description="age of the oldest due timer not yet fired"
+    )
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem; the members after ``detail`` appear where they apply."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: str
+    title: str
+    status: int
+    detail: str
+    field: str | None = Field(default=None, description="422: the field at fault")
+    errors: list[dict[str, str]] | None = Field(
+        default=None, description="422: every field at fault, as {field, reason}"
+    )
+    rules: list[str] | None = Field(default=None, description="409: the refusing rules")
+    reason: str | None = Field(default=None, description="409: why, in words")
+    override_possible: bool | None = Field(
+        default=None, description="409: a documented override_reason would let it through"
+    )
+    eligible_from: date | None = Field(
+        default=None, description="409: the day time lifts the refusal, if it does"
+    )
+    current_version: int | None = Field(default=None, description="412: the version now")
