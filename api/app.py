@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 from api import audit, calendar_feed, episodes, ops, pages, problems, worklist
 from api.deps import Services
+from api.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from api.tokens import Tokens
 from engine.clinic_time import Clock, SystemClock
 from engine.settings import PathwayDefaults
@@ -73,6 +74,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.services = parts
+    app.add_middleware(HttpMetricsMiddleware, metrics=HttpMetrics(parts.metrics.registry))
     problems.install(app)
     app.include_router(episodes.router)
     app.include_router(pages.router)

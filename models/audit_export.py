@@ -32,7 +32,7 @@ COLUMNS = tuple(c.key for c in AUDIT_LOG.columns)
 FORMATS = ("csv", "jsonl", "fhir")
 TRIGGERS = "https://carepath.example/fhir/CodeSystem/audit-trigger"
 EVENT_TYPES = "https://carepath.example/fhir/CodeSystem/audit-event-type"
-BATCH = 10_000
+BATCH = 5000
 # The export's columns in the order of its JSON keys (sorted, as ``sort_keys`` would give).
 EXPORT_COLUMNS = tuple(sorted(COLUMNS))
 # JSON columns: exported as the JSON text stored, never parsed only to be written again.
