@@ -9,12 +9,12 @@ event as received and the audit row. The statements are in :mod:`models.step_sql
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Dialect, Engine
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from engine.chart import validate_configuration
@@ -446,13 +446,18 @@ def transaction(engine: Engine, read_only: bool = False) -> Iterator[EpisodeStor
     """One step's transaction on a pooled connection: committed when the block ends.
 
     On SQLite a writer's transaction starts with ``BEGIN IMMEDIATE`` (the write lock up
-    front, as :func:`models.db.make_engine` does), a reader's with a plain ``BEGIN``. On
-    PostgreSQL a writer runs in pipeline mode: statements go out without waiting for each
-    answer, so a step's reads share a round trip, and so do its writes and the commit. A
-    reader there runs without a transaction: under READ COMMITTED each statement sees a
-    snapshot of its own either way, and BEGIN and COMMIT would cost a round trip each. A driver
-    error comes out as SQLAlchemy's :class:`~sqlalchemy.exc.DBAPIError`, and a connection
-    the database dropped is discarded from the pool instead of being handed out again.
+    front, as :func:`models.db.make_engine` does), a reader's with a plain ``BEGIN``.
+
+    On PostgreSQL a writer runs in pipeline mode, in two round trips: BEGIN goes out with
+    the reads, the writes with COMMIT and the end of the pipeline. carepath sends BEGIN and
+    COMMIT itself (the driver is in autocommit mode meanwhile): left to psycopg, each would
+    cost a round trip of its own. An error in any write aborts the transaction, COMMIT
+    included, and is raised when the pipeline ends. A reader there runs without a
+    transaction: under READ COMMITTED each statement sees a snapshot of its own either way.
+
+    A driver error comes out as SQLAlchemy's :class:`~sqlalchemy.exc.DBAPIError`, and a
+    connection the database dropped is discarded from the pool instead of being handed out
+    again.
     """
     dialect = engine.dialect
     error = dialect.loaded_dbapi.Error
@@ -460,18 +465,23 @@ def transaction(engine: Engine, read_only: bool = False) -> Iterator[EpisodeStor
         connection = engine.raw_connection()
     except error as exc:  # the database cannot be reached: say so as SQLAlchemy would
         raise DBAPIError.instance(None, None, exc, error, dialect=dialect) from exc
-    driver = connection.driver_connection
+    driver: Any = connection.driver_connection
     cursor: Cursor | None = None
-    autocommit = read_only and dialect.name == "postgresql"
+    postgres = dialect.name == "postgresql"
     try:
-        if autocommit:
-            cast(Any, driver).autocommit = True
-        with nullcontext() if autocommit else _pipeline(driver, dialect):
+        if postgres:
+            driver.autocommit = True
+        with driver.pipeline() if postgres and not read_only else nullcontext():
             cursor = Cursor(driver)
-            if dialect.name == "sqlite":
+            if not postgres:
                 begin_sqlite(driver, "BEGIN" if read_only else "BEGIN IMMEDIATE")
+            elif not read_only:
+                cursor.writer.execute("BEGIN")
             yield EpisodeStore(cursor, statements_for(dialect))
-            cast(Any, driver).commit()
+            if not postgres:
+                driver.commit()
+            elif not read_only:
+                cursor.writer.execute("COMMIT")
     except BaseException as exc:
         if isinstance(exc, error) and dialect.is_disconnect(exc, driver, None):
             connection.invalidate(exc)
@@ -484,12 +494,11 @@ def transaction(engine: Engine, read_only: bool = False) -> Iterator[EpisodeStor
     finally:
         if cursor is not None and connection.is_valid:
             cursor.close()
-        if autocommit and connection.is_valid:
-            cast(Any, driver).autocommit = False
+        if postgres and connection.is_valid:
+            try:
+                driver.autocommit = False
+            except error as exc:  # still in a transaction that would not roll back
+                connection.invalidate(exc)
         connection.close()
 
 
-def _pipeline(driver: Any, dialect: Dialect) -> AbstractContextManager[Any]:
-    if dialect.name == "postgresql":
-        return cast(AbstractContextManager[Any], driver.pipeline())
-    return nullcontext()
