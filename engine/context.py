@@ -6,9 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from statemachine.exceptions import TransitionNotAllowed
-
-from engine.chart import PathwayChart, snapshot
+from engine.chart import move
 from engine.episode import EpisodeState, Step
 from engine.settings import PathwayDefaults
 
@@ -16,7 +14,6 @@ from engine.settings import PathwayDefaults
 @dataclass
 class StepContext:
     state: EpisodeState
-    chart: PathwayChart
     step: Step
     at: datetime  # when it happened clinically (occurred_at, or the timer's due time)
     now: datetime  # the clock reading of this step
@@ -28,9 +25,8 @@ class StepContext:
 
     def send(self, event: str) -> bool:
         """Send a chart event if the current configuration allows it; True when it moved."""
-        try:
-            self.chart.send(event)
-        except TransitionNotAllowed:
+        moved = move(self.state.configuration, self.state.history, event)
+        if moved is None:
             return False
-        self.state.configuration, self.state.history = snapshot(self.chart)
+        self.state.configuration, self.state.history = moved
         return True

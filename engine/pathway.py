@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from engine.chart import bind, initial_configuration
+from engine.chart import initial_configuration, validate_stored
 from engine.clinic_time import add_days, day_start, shift_local, to_utc
 from engine.context import StepContext
 from engine.due import finish_task, open_task, refresh_task
@@ -33,7 +33,8 @@ PATIENT_POPULATIONS = (
 
 def _context(state: EpisodeState, at: datetime, now: datetime, d: PathwayDefaults) -> StepContext:
     step = Step(state=state, accepted=True)
-    return StepContext(state, bind(state.configuration, state.history), step, at, now, d)
+    validate_stored(state.configuration, state.history)
+    return StepContext(state, step, at, now, d)
 
 
 def open_episode(

@@ -500,5 +500,3 @@ def transaction(engine: Engine, read_only: bool = False) -> Iterator[EpisodeStor
             except error as exc:  # still in a transaction that would not roll back
                 connection.invalidate(exc)
         connection.close()
-
-
