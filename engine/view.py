@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from engine.episode import EpisodeState, iso
@@ -33,7 +34,10 @@ def _treated_with(state: EpisodeState, *kinds: str) -> bool:
     return any(t["kind"] in kinds for t in state.facts.get("treatments", []))
 
 
-def recommendation(rule_id: str, state: EpisodeState | None = None) -> dict[str, Any]:
+@cache
+def _guidance(rule_id: str) -> tuple[str, tuple[str, ...]]:
+    """A rule's recommendation text and citations: fixed for the pathway version, so built
+    once (every episode view carries several)."""
     entry = rule(rule_id)
     text = entry.text
     care = RECOMMENDED_CARE.get(rule_id)
@@ -41,9 +45,14 @@ def recommendation(rule_id: str, state: EpisodeState | None = None) -> dict[str,
         text += " Care plan: " + "; ".join(care) + "."
     if entry.conflict:
         text += " Sources differ: " + entry.conflict
+    return text, tuple(cite(rule_id))
+
+
+def recommendation(rule_id: str, state: EpisodeState | None = None) -> dict[str, Any]:
+    text, citations = _guidance(rule_id)
     if rule_id == "SDM-CHOICE" and state is not None:
         text += f" Recorded preference: {state.facts['preference']}."
-    return {"rule": rule_id, "text": text, "citations": cite(rule_id)}
+    return {"rule": rule_id, "text": text, "citations": list(citations)}
 
 
 def recommendations(state: EpisodeState) -> list[dict[str, Any]]:

@@ -28,8 +28,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from models.audit import INSERT_ENTRY, MOVE_HEAD, READ_HEAD
-from models.statements import Prepared
+from models.audit import AUDIT_LOG, INSERT_ENTRY, MOVE_HEAD, READ_HEAD
+from models.statements import BulkWrite, Prepared
 from models.tables import ClinicalEventRow, DueTimer, Episode, Reminder, Task
 
 EPISODE = cast(Table, Episode.__table__)
@@ -85,10 +85,11 @@ _MOVE_TASK = (
     .where(TASK.c.episode_id == bindparam("b_episode_id"), TASK.c.key == bindparam("b_key"))
     .values({name: bindparam(name) for name in (*TASK_FIELDS, "updated_at")})
 )
+CANCELLED_BY_ENGINE = "cancelled by the engine"
 _CANCEL_ALL_TIMERS = (
     update(TIMER)
     .where(TIMER.c.episode_id == bindparam("b_episode_id"), TIMER.c.status == "pending")
-    .values(status="cancelled", fired_at=bindparam("now"), outcome="cancelled by the engine")
+    .values(status="cancelled", fired_at=bindparam("now"), outcome=CANCELLED_BY_ENGINE)
 )
 _CANCEL_TIMER = _CANCEL_ALL_TIMERS.where(TIMER.c.ref == bindparam("b_ref"))
 _DUE_TIMERS = (
@@ -158,6 +159,8 @@ class Statements:
         self.read_head = prepare(READ_HEAD)
         self.insert_entry = prepare(INSERT_ENTRY)
         self.move_head = prepare(MOVE_HEAD)
+        # PostgreSQL writes a batch's rows of each kind with one statement (unnest).
+        self.bulk: BulkWrites | None = BulkWrites(dialect) if postgres else None
 
 
 class BatchReads:
@@ -189,6 +192,95 @@ class BatchReads:
             )
             .columns(episode_id=String)
         )
+
+
+class BulkWrites:
+    """PostgreSQL's one-statement forms of the writes a batch repeats, by the name of the
+    :class:`Statements` attribute each stands in for. Keys must be distinct within a batch
+    (an UPDATE ... FROM matching one row twice would apply only one of the two)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        cancel = {"status": "'cancelled'", "outcome": f"'{CANCELLED_BY_ENGINE}'"}
+        self.by_name: dict[str, tuple[BulkWrite, tuple[str, ...]]] = {
+            "insert_entry": (self._insert(AUDIT_LOG, *(c.key for c in AUDIT_LOG.columns)), ()),
+            "insert_task": (self._insert(TASK, *_TASK_COLUMNS), ()),
+            "insert_timer": (self._insert(TIMER, *_TIMER_COLUMNS), ()),
+            "insert_reminder": (
+                self._insert(REMINDER, *_REMINDER_COLUMNS, conflict="idempotency_key"),
+                (),
+            ),
+            "mark_timer": (
+                self._update(TIMER, {"b_id": "id"}, ("status", "fired_at", "outcome")),
+                ("b_id",),
+            ),
+            "save_episode": (
+                self._update(EPISODE, {"b_id": "id"}, _EPISODE_CHANGES),
+                ("b_id",),
+            ),
+            "move_task": (
+                self._update(
+                    TASK, {"b_episode_id": "episode_id", "b_key": "key"},
+                    (*TASK_FIELDS, "updated_at"),
+                ),
+                ("b_episode_id", "b_key"),
+            ),
+            "cancel_timer": (
+                self._update(
+                    TIMER, {"b_episode_id": "episode_id", "b_ref": "ref"}, (),
+                    fixed={**cancel, "fired_at": "v.now"}, now="fired_at", pending_only=True,
+                ),
+                ("b_episode_id", "b_ref"),
+            ),
+        }  # fmt: skip
+
+    def get(self, name: str) -> tuple[BulkWrite, tuple[str, ...]] | None:
+        """The bulk form of a statement, and the parameters that key its rows."""
+        return self.by_name.get(name)
+
+    def _array(self, table: Table, parameter: str, column: str) -> tuple[str, Any]:
+        column_type = table.c[column].type
+        cast_to = column_type.compile(dialect=self.dialect)
+        processor = column_type.dialect_impl(self.dialect).bind_processor(self.dialect)
+        # %b: sent in binary, so no element of a text array is quoted and escaped.
+        return f"%({parameter})b::{cast_to}[]", (parameter, processor)
+
+    def _insert(self, table: Table, *columns: str, conflict: str | None = None) -> BulkWrite:
+        arrays = [self._array(table, name, name) for name in columns]
+        sql = (
+            f"INSERT INTO {table.name} ({', '.join(columns)}) "
+            f"SELECT * FROM unnest({', '.join(a for a, _ in arrays)})"
+        )
+        if conflict:
+            sql += f" ON CONFLICT ({conflict}) DO NOTHING"
+        return BulkWrite(sql, [p for _, p in arrays])
+
+    def _update(
+        self,
+        table: Table,
+        keys: dict[str, str],
+        columns: tuple[str, ...],
+        fixed: dict[str, str] | None = None,
+        now: str | None = None,
+        pending_only: bool = False,
+    ) -> BulkWrite:
+        """UPDATE the rows whose key columns equal each row's ``keys`` parameters, setting
+        ``columns`` (parameters of the same names) and ``fixed`` (SQL expressions)."""
+        arrays = [self._array(table, p, c) for p, c in keys.items()]
+        arrays += [self._array(table, name, name) for name in columns]
+        if now is not None:
+            arrays.append(self._array(table, "now", now))
+        names = [p for _, (p, _) in arrays]
+        sets = [f"{c} = v.{c}" for c in columns] + [f"{c} = {e}" for c, e in (fixed or {}).items()]
+        where = [f"t.{c} = v.{p}" for p, c in keys.items()]
+        if pending_only:
+            where.append("t.status = 'pending'")
+        sql = (
+            f"UPDATE {table.name} AS t SET {', '.join(sets)} "
+            f"FROM unnest({', '.join(a for a, _ in arrays)}) AS v({', '.join(names)}) "
+            f"WHERE {' AND '.join(where)}"
+        )
+        return BulkWrite(sql, [p for _, p in arrays])
 
 
 @cache

@@ -119,6 +119,22 @@ class EpisodeStore:
         # The audit chain's head, read (and on PostgreSQL locked) with the episode.
         self._head: Rows | None = None
 
+    # Writing many rows of a kind
+
+    def write_many(self, statement: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Write ``rows`` with the named statement of :class:`Statements`: on PostgreSQL
+        several rows go in one statement (see :class:`BulkWrites`), elsewhere one by one."""
+        if not rows:
+            return
+        bulk = self.sql.bulk.get(statement) if self.sql.bulk is not None and len(rows) > 1 else None
+        if bulk is not None:
+            writer, keys = bulk
+            distinct = not keys or len({tuple(r[k] for k in keys) for r in rows}) == len(rows)
+            if distinct:
+                self.cursor.run_bulk(writer, rows)
+                return
+        self.cursor.run_many(getattr(self.sql, statement), rows)
+
     # Reading
 
     def read(self, episode_id: str, for_update: bool = False) -> Loaded:
@@ -255,23 +271,23 @@ class EpisodeStore:
     ) -> None:
         """Insert new due items and rewrite the ones that moved; leave the rest alone."""
         inserts, moves = task_changes(state, stored, now)
-        self.cursor.run_many(self.sql.insert_task, inserts)
-        self.cursor.run_many(self.sql.move_task, moves)
-        self.cursor.run_many(self.sql.insert_reminder, reminders_for(state, stored, now))
+        self.write_many("insert_task", inserts)
+        self.write_many("move_task", moves)
+        self.write_many("insert_reminder", reminders_for(state, stored, now))
 
     def cancel_timers(self, episode_id: str, refs: list[str], now: datetime) -> None:
         """Cancel the episode's pending timers with these refs (``"*"``: all of them)."""
         if "*" in refs:
             self.cursor.run(self.sql.cancel_all_timers, {"b_episode_id": episode_id, "now": now})
             return
-        self.cursor.run_many(
-            self.sql.cancel_timer,
+        self.write_many(
+            "cancel_timer",
             [{"b_episode_id": episode_id, "now": now, "b_ref": ref} for ref in refs],
         )
 
     def book_timers(self, episode_id: str, step: Step, now: datetime) -> None:
-        self.cursor.run_many(
-            self.sql.insert_timer,
+        self.write_many(
+            "insert_timer",
             [_timer_values(episode_id, request, now) for request in step.timers],
         )
 
@@ -280,11 +296,9 @@ class EpisodeStore:
     ) -> None:
         """Write a batch of timer steps, one statement per kind of row (each run for many
         rows): fired timers, episodes, due items, cancelled and booked timers."""
-        self.cursor.run_many(self.sql.mark_timer, marks)
+        self.write_many("mark_timer", marks)
         changed = [c for c in changes if c.steps]
-        self.cursor.run_many(
-            self.sql.save_episode, [_episode_values(c.state, now) for c in changed]
-        )
+        self.write_many("save_episode", [_episode_values(c.state, now) for c in changed])
         inserts: list[dict[str, Any]] = []
         moves: list[dict[str, Any]] = []
         reminders: list[dict[str, Any]] = []
@@ -293,15 +307,15 @@ class EpisodeStore:
             inserts += new
             moves += moved
             reminders += reminders_for(c.state, c.initial.task_rows, now)
-        self.cursor.run_many(self.sql.insert_task, inserts)
-        self.cursor.run_many(self.sql.move_task, moves)
-        self.cursor.run_many(self.sql.insert_reminder, reminders)
-        self.cursor.run_many(
-            self.sql.cancel_all_timers,
+        self.write_many("insert_task", inserts)
+        self.write_many("move_task", moves)
+        self.write_many("insert_reminder", reminders)
+        self.write_many(
+            "cancel_all_timers",
             [{"b_episode_id": c.state.id, "now": now} for c in changed if c.cancel_all],
         )
-        self.cursor.run_many(
-            self.sql.cancel_timer,
+        self.write_many(
+            "cancel_timer",
             [
                 {"b_episode_id": c.state.id, "now": now, "b_ref": ref}
                 for c in changed
@@ -309,8 +323,8 @@ class EpisodeStore:
                 for ref in sorted(c.cancelled)
             ],
         )
-        self.cursor.run_many(
-            self.sql.insert_timer,
+        self.write_many(
+            "insert_timer",
             [_timer_values(c.state.id, request, now) for c in changed for request in c.booked],
         )
 
@@ -422,20 +436,24 @@ def reminders_for(
 
 
 class AuditChain:
-    """Rows appended to the audit log in one transaction; :meth:`close` moves the head."""
+    """Rows appended to the audit log in one transaction; :meth:`close` writes them, all in
+    one go, and moves the head."""
 
     def __init__(self, store: EpisodeStore, last_seq: int, last_hash: str) -> None:
         self.store = store
         self.last_seq = last_seq
         self.last_hash = last_hash
+        self.rows: list[dict[str, Any]] = []
 
     def append(self, **facts: Any) -> dict[str, Any]:
         row = chain_row(self.last_seq, self.last_hash, **facts)
-        self.store.cursor.run(self.store.sql.insert_entry, row)
+        self.rows.append(row)
         self.last_seq, self.last_hash = row["seq"], row["hash"]
         return row
 
     def close(self) -> None:
+        self.store.write_many("insert_entry", self.rows)
+        self.rows = []
         self.store.cursor.run(
             self.store.sql.move_head, {"seq": self.last_seq, "hash": self.last_hash}
         )

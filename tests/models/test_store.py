@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import Engine, bindparam, func, select
+from sqlalchemy import Engine, bindparam, func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from engine.episode import Step, TimerRequest
 from engine.events import parse_opening
 from engine.pathway import open_episode
 from engine.settings import PathwayDefaults
+from models.db import make_engine
 from models.repository import EpisodeRepository
 from models.statements import Prepared
 from models.step_sql import EPISODE, TIMER
@@ -159,3 +160,81 @@ def test_a_reader_does_not_queue_behind_a_writer(db_engine: Engine) -> None:
         with read_only(db_engine) as reader:
             assert reader.scalar(select(func.count()).select_from(Episode)) == 0
         assert (datetime.now(UTC) - started).total_seconds() < 1
+
+
+VISIT = {"vas_leg": 6, "odi": 40}
+
+
+def _outcome(engine: Engine, prefix: str) -> dict[str, list[tuple[object, ...]]]:
+    """What a sweep left for the episodes whose ids start with ``prefix``, without ids."""
+    queries = {
+        "episode": "SELECT substr(id, 3), configuration::text, facts::text, version, phase, "
+        "management, referral FROM episode WHERE id LIKE :p ORDER BY id",
+        "task": "SELECT substr(episode_id, 3), key, rule, status, due_at, escalate_at, "
+        "completed_at, updated_at FROM task WHERE episode_id LIKE :p ORDER BY episode_id, key",
+        "due_timer": "SELECT substr(episode_id, 3), kind, ref, due_at, status, fired_at, "
+        "outcome FROM due_timer WHERE episode_id LIKE :p ORDER BY episode_id, due_at, kind, ref",
+        "reminder": "SELECT substr(idempotency_key, 3), task_status, due_at FROM reminder "
+        "WHERE episode_id LIKE :p ORDER BY idempotency_key",
+        "audit_log": "SELECT substr(episode_id, 3), trigger, type, rules::text, "
+        "configuration_before::text, configuration_after::text, occurred_at FROM audit_log "
+        "WHERE episode_id LIKE :p ORDER BY episode_id, seq",
+    }
+    with engine.connect() as connection:
+        return {
+            table: [tuple(row) for row in connection.execute(text(sql), {"p": prefix + "%"})]
+            for table, sql in queries.items()
+        }
+
+
+@pytest.mark.postgres
+def test_rows_written_in_bulk_are_the_rows_written_one_by_one(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL writes a batch's rows of each kind with one statement; a sweep must
+    leave exactly what the row-by-row statements leave."""
+    from models import step_sql
+
+    engine = make_engine(postgres_url)
+    try:
+        repo = EpisodeRepository(engine, PathwayDefaults())
+        enrolled = datetime(2026, 1, 6, 9, tzinfo=UTC)
+        visit = enrolled + timedelta(days=16)
+        later = enrolled + timedelta(days=200)  # phase changes, reviews, escalations, ...
+        outcomes = []
+        for prefix, bulk in (("a-", True), ("b-", False)):
+            for i in range(6):
+                repo.open(opening(f"r-{i}"), enrolled, episode_id=f"{prefix}{i}")  # type: ignore[arg-type]
+            statements = step_sql.statements_for(engine.dialect)
+            if not bulk:
+                monkeypatch.setattr(statements, "bulk", None)
+            for i in range(6):  # a follow-up visit: its item's pending timers are cancelled
+                repo.apply(f"{prefix}{i}", {"type": "assessment", "data": VISIT}, visit)
+            while repo.fire_batch(later, 50).claimed:
+                pass
+            monkeypatch.undo()
+            outcomes.append(_outcome(engine, prefix))
+        bulk_written, one_by_one = outcomes
+        assert all(bulk_written.values())  # every kind of row was written
+        assert bulk_written == one_by_one
+    finally:
+        engine.dispose()
+
+
+def test_timers_cancelled_together_are_those_named_and_no_others(db_engine: Engine) -> None:
+    repo = EpisodeRepository(db_engine, PathwayDefaults())
+    now = datetime(2026, 1, 6, 9, tzinfo=UTC)
+    repo.open(opening(), now, episode_id="e-1")  # type: ignore[arg-type]
+    repo.open(opening("r-2"), now, episode_id="e-2")  # type: ignore[arg-type]
+    query = select(TIMER.c.episode_id, TIMER.c.ref, TIMER.c.status, TIMER.c.outcome)
+    with db_engine.connect() as connection:
+        before = {(r.episode_id, r.ref) for r in connection.execute(query)}
+    refs = sorted(ref for episode, ref in before if episode == "e-1")[:2]
+    assert len(refs) == 2
+    with transaction(db_engine) as store:
+        store.cancel_timers("e-1", refs, now)
+    with db_engine.connect() as connection:
+        after = {(r.episode_id, r.ref): (r.status, r.outcome) for r in connection.execute(query)}
+    cancelled = {key for key, (status, _) in after.items() if status == "cancelled"}
+    assert cancelled == {("e-1", ref) for ref in refs}
+    assert {after[key][1] for key in cancelled} == {"cancelled by the engine"}
