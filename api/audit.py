@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from itertools import chain
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -90,9 +91,12 @@ def export_log(
     """Streamed in batches, so memory stays flat however long the log is. The last line
     is the chain's head (sequence number and hash) when the export began."""
     chunks = export(parts.engine, format, where)
+    # The first chunk is read before the answer starts: an error reading the log is then
+    # still answered as a problem, not cut into a half-sent 200.
+    first = next(chunks)
     name = f"carepath-audit.{'ndjson' if format == 'fhir' else format}"
     return StreamingResponse(
-        chunks,
+        chain([first], chunks),
         media_type=MEDIA[format],
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

@@ -52,6 +52,9 @@ class AuditFilter:
     rule: str | None = None
 
     def __post_init__(self) -> None:
+        for field, value in (("episode", self.episode_id), ("actor", self.actor)):
+            if value is not None and "\x00" in value:
+                raise InvalidEvent(field, "must not contain a NUL character")
         if self.rule is not None and not RULE_ID.fullmatch(self.rule):
             raise InvalidEvent("rule", f"not a rule ID: {self.rule!r}")
         if self.since and self.until and self.since >= self.until:

@@ -143,3 +143,29 @@ def test_every_export_line_is_the_row_as_json(
     exported = client.get("/audit/export", params={"format": "jsonl"}, headers=auditor)
     *lines, _ = exported.text.splitlines()
     assert lines == [json.dumps(row, sort_keys=True) for row in paged]
+
+
+def test_an_export_that_cannot_be_read_is_a_problem_not_a_broken_stream(
+    client: TestClient, tokens: dict[str, str], history: list[str]
+) -> None:
+    auditor = {"Authorization": tokens["auditor"]}
+    nul = client.get("/audit/export", params={"actor": "a\x00b"}, headers=auditor)
+    assert (nul.status_code, nul.json()["field"]) == (422, "actor")
+    listed = client.get("/audit/transitions", params={"episode": "\x00"}, headers=auditor)
+    assert (listed.status_code, listed.json()["field"]) == (422, "episode")
+
+
+def test_a_database_failure_before_the_export_starts_is_a_503_problem(
+    client: TestClient, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from models import audit_export
+
+    def unreachable(*_: object) -> None:
+        raise OperationalError("SELECT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(audit_export, "head", unreachable)
+    answer = client.get("/audit/export", headers={"Authorization": tokens["auditor"]})
+    assert answer.status_code == 503
+    assert answer.headers["content-type"] == "application/problem+json"
