@@ -78,17 +78,21 @@ class Recommendation(BaseModel):
 
 CONFIGURATION = ["care", "phase", "acute", "track", "routine", "management", "conservative",
                  "referral", "not_indicated"]  # fmt: skip
-EPISODE = {
-    "id": EPISODE_ID,
-    "patient_ref": "P-17",
-    "pathway": {"id": "lumbosacral-radiculopathy", "version": "1.0.0"},
-    "status": "active",
+# Where an episode stands: in the episode view, and in each step of its timeline.
+STANDING = {
     "configuration": CONFIGURATION,
     "phase": "acute",
     "management": "conservative",
     "referral": "not_indicated",
     "red_flag": None,
     "due": [DUE_ITEM],
+}
+EPISODE = {
+    "id": EPISODE_ID,
+    "patient_ref": "P-17",
+    "pathway": {"id": "lumbosacral-radiculopathy", "version": "1.0.0"},
+    "status": "active",
+    **STANDING,
     "risk_markers": ["PRED-PRIOR-LBP"],
     "recommendations": [RECOMMENDATION],
     "version": 2,
@@ -130,12 +134,7 @@ TRANSITION = {
     "reason": None,
     "override_possible": False,
     "eligible_from": None,
-    "configuration": CONFIGURATION,
-    "phase": "acute",
-    "management": "conservative",
-    "referral": "not_indicated",
-    "red_flag": None,
-    "due": [DUE_ITEM],
+    **STANDING,
 }
 
 

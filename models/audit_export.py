@@ -98,22 +98,6 @@ def page(
     return rows, (rows[-1]["seq"] if more else None)
 
 
-def rows_up_to_head(
-    engine: Engine, where: AuditFilter
-) -> tuple[tuple[int, str], Iterator[dict[str, Any]]]:
-    """The head, and an iterator over the matching rows up to it, a batch at a time.
-
-    Each row's times are ISO 8601 text and its JSON columns the JSON text as stored.
-    """
-    last_seq, last_hash = head(engine)
-
-    def rows() -> Iterator[dict[str, Any]]:
-        for batch in _batches(engine, where, last_seq):
-            yield from (dict(zip(EXPORT_COLUMNS, values, strict=True)) for values in batch)
-
-    return (last_seq, last_hash), rows()
-
-
 def _batches(engine: Engine, where: AuditFilter, last_seq: int) -> Iterator[list[tuple[Any, ...]]]:
     """The matching rows up to ``last_seq`` as tuples in :data:`EXPORT_COLUMNS` order,
     ``BATCH`` at a time, each batch read by key in a short read of its own."""

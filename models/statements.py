@@ -135,9 +135,9 @@ class BulkWrite:
 
     Row by row, a batch of timers cost PostgreSQL a statement (and the driver a message)
     per row; one statement for the lot costs little more than one row. ``sql`` names each
-    parameter ``%(name)s`` cast to its column's array type; ``parameters`` are the rows'
-    dicts, the same as :class:`Prepared` takes, each value converted as its column's type
-    converts it.
+    parameter ``%(name)b`` cast to its column's array type; :meth:`values` takes the rows'
+    dicts, the same as :class:`Prepared` takes, each value converted by ``processors`` as
+    its column's type converts it.
     """
 
     def __init__(self, sql: str, parameters: Sequence[tuple[str, Processor]]) -> None:
