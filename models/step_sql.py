@@ -64,8 +64,18 @@ _EPISODE_COLUMNS = tuple(c.key for c in EPISODE.columns)
 _TASK_COLUMNS = ("episode_id", "key", "created_at", "updated_at", *TASK_FIELDS)
 _TIMER_COLUMNS = ("episode_id", "kind", "ref", "due_at", "payload", "status", "set_at")
 _EVENT_COLUMNS = tuple(c.key for c in EVENT.columns if c.key != "id")
-_READ_EPISODE = select(EPISODE).where(EPISODE.c.id == bindparam("b_id"))
-_READ_TASKS = select(TASK).where(TASK.c.episode_id == bindparam("b_id")).order_by(TASK.c.id)
+# What the engine's state is rebuilt from (models.store.state_from_rows), and no more: each
+# column read is a value converted on every step.
+_STATE_COLUMNS = (
+    "id", "patient_ref", "patient", "onset", "enrolled_at", "clinic_timezone", "coordinator",
+    "status", "configuration", "history", "facts", "version", "pathway_id", "pathway_version",
+)  # fmt: skip
+_EPISODE_STATE = [EPISODE.c[name] for name in _STATE_COLUMNS]
+_TASK_STATE = [TASK.c.episode_id, TASK.c.key, *(TASK.c[name] for name in TASK_FIELDS)]
+_READ_EPISODE = select(*_EPISODE_STATE).where(EPISODE.c.id == bindparam("b_id"))
+_READ_TASKS = (
+    select(*_TASK_STATE).where(TASK.c.episode_id == bindparam("b_id")).order_by(TASK.c.id)
+)
 _EPISODE_CHANGES = (
     "configuration",
     "history",
@@ -169,13 +179,15 @@ class BatchReads:
     def __init__(self, prepare: Callable[[Any], Prepared]) -> None:
         ids = bindparam("b_ids", type_=ARRAY(String))
         self.episodes = prepare(
-            select(EPISODE)
+            select(*_EPISODE_STATE)
             .where(EPISODE.c.id == any_(ids))
             .order_by(EPISODE.c.id)
             # Locked in id order, so two workers never wait on each other in a cycle.
             .with_for_update()
         )
-        self.tasks = prepare(select(TASK).where(TASK.c.episode_id == any_(ids)).order_by(TASK.c.id))
+        self.tasks = prepare(
+            select(*_TASK_STATE).where(TASK.c.episode_id == any_(ids)).order_by(TASK.c.id)
+        )
         # For each episode, its first claimed timer (id, due instant): is an earlier one
         # of the episode still pending, held by another worker?
         self.held = prepare(

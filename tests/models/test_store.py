@@ -15,7 +15,7 @@ from engine.settings import PathwayDefaults
 from models.db import make_engine
 from models.repository import EpisodeRepository
 from models.statements import Prepared
-from models.step_sql import EPISODE, TIMER
+from models.step_sql import EPISODE, TASK, TIMER
 from models.store import EpisodeChanges, Loaded, transaction
 from models.tables import AuditEntry, Episode
 
@@ -48,7 +48,11 @@ def test_values_round_trip_through_the_column_types(db_engine: Engine) -> None:
     assert state.patient.age == 44
     assert state.configuration == view["configuration"]
     # Instants come back aware, in UTC, microseconds kept.
-    created = loaded.task_rows["first_follow_up"]["created_at"]
+    created_at = select(TASK.c.created_at).where(TASK.c.key == "first_follow_up")
+    with transaction(db_engine, read_only=True) as store:
+        row = store.cursor.query(Prepared(created_at, db_engine.dialect), {}).first()
+    assert row is not None
+    created = row["created_at"]
     assert created == datetime(2026, 1, 6, 9, 0, 0, 123456, tzinfo=UTC)
     assert created.tzinfo is not None
 
