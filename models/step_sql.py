@@ -73,9 +73,7 @@ _STATE_COLUMNS = (
 _EPISODE_STATE = [EPISODE.c[name] for name in _STATE_COLUMNS]
 _TASK_STATE = [TASK.c.episode_id, TASK.c.key, *(TASK.c[name] for name in TASK_FIELDS)]
 _READ_EPISODE = select(*_EPISODE_STATE).where(EPISODE.c.id == bindparam("b_id"))
-_READ_TASKS = (
-    select(*_TASK_STATE).where(TASK.c.episode_id == bindparam("b_id")).order_by(TASK.c.id)
-)
+_READ_TASKS = select(*_TASK_STATE).where(TASK.c.episode_id == bindparam("b_id")).order_by(TASK.c.id)
 _EPISODE_CHANGES = (
     "configuration",
     "history",
