@@ -51,6 +51,8 @@ _REMINDER_COLUMNS = (
     "created_at",
 )
 
+# The episode's indexed summary columns (the API's list filters), status first.
+SUMMARY_COLUMNS = ("status", "phase", "management", "referral", "red_flag")
 # What a due item's row says about it; a row is rewritten only when one of these moved.
 TASK_FIELDS = ("rule", "status", "due_at", "window_start", "escalate_at", "completed_at", "owner")
 
@@ -69,25 +71,25 @@ _EVENT_COLUMNS = tuple(c.key for c in EVENT.columns if c.key != "id")
 _STATE_COLUMNS = (
     "id", "patient_ref", "patient", "onset", "enrolled_at", "clinic_timezone", "coordinator",
     "status", "configuration", "history", "facts", "version", "pathway_id", "pathway_version",
+    # Where the episode stands, as the API's list filters index it: read so that a step
+    # rewrites only the ones it moved (see Statements.save_episode_moving).
+    *SUMMARY_COLUMNS,
 )  # fmt: skip
 _EPISODE_STATE = [EPISODE.c[name] for name in _STATE_COLUMNS]
 _TASK_STATE = [TASK.c.episode_id, TASK.c.key, *(TASK.c[name] for name in TASK_FIELDS)]
 _READ_EPISODE = select(*_EPISODE_STATE).where(EPISODE.c.id == bindparam("b_id"))
 _READ_TASKS = select(*_TASK_STATE).where(TASK.c.episode_id == bindparam("b_id")).order_by(TASK.c.id)
-_EPISODE_CHANGES = (
-    "configuration",
-    "history",
-    "facts",
-    "status",
-    "version",
-    "updated_at",
-    *("phase", "management", "referral", "red_flag"),
-)
-_SAVE_EPISODE = (
-    update(EPISODE)
-    .where(EPISODE.c.id == bindparam("b_id"))
-    .values({name: bindparam(name) for name in _EPISODE_CHANGES})
-)
+_EPISODE_CHANGES = ("configuration", "history", "facts", "version", "updated_at", *SUMMARY_COLUMNS)
+
+
+def _save_episode(*columns: str) -> Any:
+    return (
+        update(EPISODE)
+        .where(EPISODE.c.id == bindparam("b_id"))
+        .values({name: bindparam(name) for name in columns})
+    )
+
+
 _MOVE_TASK = (
     update(TASK)
     .where(TASK.c.episode_id == bindparam("b_episode_id"), TASK.c.key == bindparam("b_key"))
@@ -141,7 +143,9 @@ class Statements:
         )
         self.read_tasks = prepare(_READ_TASKS)
         self.insert_episode = prepare(_insert(EPISODE, *_EPISODE_COLUMNS))
-        self.save_episode = prepare(_SAVE_EPISODE)
+        self.save_episode = prepare(_save_episode(*_EPISODE_CHANGES))
+        self._prepare = prepare
+        self._saves: dict[tuple[str, ...], Prepared] = {}
         self.insert_task = prepare(_insert(TASK, *_TASK_COLUMNS))
         self.move_task = prepare(_MOVE_TASK)
         self.cancel_all_timers = prepare(_CANCEL_ALL_TIMERS)
@@ -169,6 +173,20 @@ class Statements:
         self.move_head = prepare(MOVE_HEAD)
         # PostgreSQL writes a batch's rows of each kind with one statement (unnest).
         self.bulk: BulkWrites | None = BulkWrites(dialect) if postgres else None
+
+    def save_episode_moving(self, moved: tuple[str, ...]) -> Prepared:
+        """The episode's UPDATE writing, of the summary columns, only those in ``moved``.
+
+        SQLite rewrites the index entry of every column an UPDATE sets, changed or not: a
+        step that set all five summary columns dirtied five index pages that most steps
+        leave as they were, about half of what it wrote.
+        """
+        statement = self._saves.get(moved)
+        if statement is None:
+            unmoved = set(SUMMARY_COLUMNS) - set(moved)
+            columns = [name for name in _EPISODE_CHANGES if name not in unmoved]
+            statement = self._saves[moved] = self._prepare(_save_episode(*columns))
+        return statement
 
 
 class BatchReads:

@@ -23,7 +23,7 @@ from engine.errors import EpisodeNotFound
 from models.audit import HEAD_MISSING, chain_row
 from models.db import begin_sqlite
 from models.statements import Cursor, Rows
-from models.step_sql import TASK_FIELDS, BatchReads, Statements, statements_for
+from models.step_sql import SUMMARY_COLUMNS, TASK_FIELDS, BatchReads, Statements, statements_for
 
 # The due-item statuses a coordinator is told about (our default): "upcoming" is the item's
 # creation and "done" the coordinator's own act, so neither is announced.
@@ -36,6 +36,8 @@ class Loaded:
 
     state: EpisodeState
     task_rows: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # The episode row's summary columns as stored (SUMMARY_COLUMNS).
+    summary: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -153,7 +155,7 @@ class EpisodeStore:
         row, tasks = episode.first(), task_rows.all()
         if row is None:
             raise EpisodeNotFound(episode_id)
-        return Loaded(state_from_rows(row, tasks), {t["key"]: t for t in tasks})
+        return _loaded(row, tasks)
 
     def claim_timers(self, now: datetime, limit: int) -> list[dict[str, Any]]:
         """Up to ``limit`` pending timers due at ``now``, in due order, locked until commit.
@@ -181,7 +183,7 @@ class EpisodeStore:
             row, tasks = episode.first(), task_rows.all()
             if row is None:
                 raise EpisodeNotFound(episode_id)
-            loaded[episode_id] = Loaded(state_from_rows(row, tasks), {t["key"]: t for t in tasks})
+            loaded[episode_id] = _loaded(row, tasks)
         return loaded
 
     def _read_set(self, ordered: list[str], reads: BatchReads) -> dict[str, Loaded]:
@@ -194,13 +196,7 @@ class EpisodeStore:
         missing = [episode_id for episode_id in ordered if episode_id not in rows]
         if missing:
             raise EpisodeNotFound(missing[0])
-        return {
-            episode_id: Loaded(
-                state_from_rows(rows[episode_id], tasks[episode_id]),
-                {t["key"]: t for t in tasks[episode_id]},
-            )
-            for episode_id in ordered
-        }
+        return {episode_id: _loaded(rows[episode_id], tasks[episode_id]) for episode_id in ordered}
 
     def held_elsewhere(self, timers: Sequence[Mapping[str, Any]]) -> set[str]:
         """Episodes with a pending timer due before the first of ``timers``: another
@@ -261,7 +257,10 @@ class EpisodeStore:
         """
         state = step.state
         state.version = loaded.state.version + 1
-        self.cursor.run(self.sql.save_episode, _episode_values(state, now))
+        values = _episode_values(state, now)
+        stored = loaded.summary
+        moved = tuple(n for n in SUMMARY_COLUMNS if n not in stored or values[n] != stored[n])
+        self.cursor.run(self.sql.save_episode_moving(moved), values)
         self.write_tasks(state, loaded.task_rows, now)
         self.cancel_timers(state.id, step.cancel_refs, now)
         self.book_timers(state.id, step, now)
@@ -346,6 +345,14 @@ class EpisodeStore:
         if head is None:
             raise RuntimeError(HEAD_MISSING)
         return AuditChain(self, head["last_seq"], head["last_hash"])
+
+
+def _loaded(row: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]) -> Loaded:
+    return Loaded(
+        state_from_rows(row, tasks),
+        {t["key"]: t for t in tasks},
+        {name: row[name] for name in SUMMARY_COLUMNS},
+    )
 
 
 def _episode_values(state: EpisodeState, now: datetime) -> dict[str, Any]:

@@ -215,3 +215,33 @@ def test_fire_due_respects_the_limit(repo: EpisodeRepository) -> None:
     open_episode(repo)
     before = repo.fire_due(day(1) + timedelta(days=60), limit=1)
     assert len(before) <= 1
+
+
+def test_the_list_filter_columns_follow_every_step(
+    repo: EpisodeRepository, factory: sessionmaker[Session]
+) -> None:
+    """A step rewrites only the summary columns it moved; the rest must still be right."""
+    view = open_episode(repo)
+    ces = {"urinary_retention": True, "saddle_anaesthesia": False}
+    steps = [
+        (assessment(), day(14)),  # moves none of them
+        ({**assessment(8, 62), "data": {"vas_leg": 8, "odi": 62, "ces_screen": ces}}, day(21)),
+        ({"type": "resolve", "data": {"reason": "referred on"}, "actor": "dr.gp"}, day(22)),
+    ]
+    seen = set()
+    for payload, at in steps:
+        _, after = repo.apply(view["id"], payload, at)
+        with factory() as session:
+            row = session.get(Episode, view["id"])
+            assert row is not None
+            stored = (row.status, row.phase, row.management, row.referral, row.red_flag)
+        state = repo.load(view["id"])
+        assert stored == (
+            state.status,
+            state.phase,
+            state.management,
+            state.referral,
+            state.in_red_flag,
+        )
+        seen.add(stored)
+    assert len(seen) == 3  # each step after the first moved at least one column
