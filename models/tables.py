@@ -146,6 +146,7 @@ class Task(Base):
 
     __tablename__ = "task"
     __table_args__ = (
+        # Also the index of an episode's items (its leading column).
         UniqueConstraint("episode_id", "key"),
         CheckConstraint(_one_of("status", TASK_STATUSES), name="status"),
         # The coordinator's work list: my open items, soonest first.
@@ -153,7 +154,7 @@ class Task(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    episode_id: Mapped[str] = mapped_column(ForeignKey("episode.id"), index=True)
+    episode_id: Mapped[str] = mapped_column(ForeignKey("episode.id"))
     key: Mapped[str] = mapped_column(String(64))
     rule: Mapped[str] = mapped_column(String(32))
     window_start: Mapped[datetime | None]
