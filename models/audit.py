@@ -9,7 +9,6 @@ gets past them (a superuser, a file editor).
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -18,6 +17,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
+from models.json_text import dumps_with
 from models.tables import AUDIT_TRIGGERS, AuditEntry, AuditHead
 
 GENESIS_HASH = "0" * 64
@@ -57,16 +57,18 @@ def _json_default(value: Any) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON-serialisable: {value!r}")
 
 
+_canonical_dumps = dumps_with(
+    sort_keys=True,
+    separators=(",", ":"),
+    ensure_ascii=False,
+    allow_nan=False,
+    default=_json_default,
+)
+
+
 def canonical_json(obj: Any) -> str:
     """One text per value: sorted keys, no spaces, UTC instants ending in ``Z``."""
-    return json.dumps(
-        obj,
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        allow_nan=False,
-        default=_json_default,
-    )
+    return _canonical_dumps(obj)
 
 
 def _sha256(text: str) -> str:

@@ -25,6 +25,7 @@ from sqlalchemy.pool import StaticPool
 
 import migrations
 from engine.errors import CarepathError
+from models import json_text
 
 DEFAULT_URL = "sqlite:///./carepath.db"
 DATABASE_URL_ENV = "CAREPATH_DATABASE_URL"
@@ -150,6 +151,8 @@ def make_engine(url: str | URL, *, begin_immediate: bool = True, **kwargs: Any) 
         **kwargs: passed to :func:`sqlalchemy.create_engine`.
     """
     parsed = normalize_url(url)
+    # json.dumps's text, from an encoder built once instead of on every value.
+    kwargs.setdefault("json_serializer", json_text.dumps)
     if parsed.get_backend_name() != "sqlite":
         kwargs.setdefault("pool_size", POSTGRES_POOL_SIZE)
         engine = create_engine(parsed, **kwargs)
