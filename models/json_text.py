@@ -39,13 +39,21 @@ def dumps_with(
         None, reference.default, string, None,
         key_separator, item_separator, sort_keys, False, allow_nan,
     )  # fmt: skip
+    return _Dumps(string, encode)
 
-    def dumps(value: Any) -> str:
+
+class _Dumps:
+    """The prebuilt encoder as a callable object: psycopg caches its JSON dumpers by the
+    function given, which it can do for an object but not for a closure."""
+
+    def __init__(self, string: Callable[[str], str], encode: Callable[[Any, int], Any]) -> None:
+        self.string = string
+        self.encode = encode
+
+    def __call__(self, value: Any) -> str:
         if isinstance(value, str):
-            return string(value)
-        return "".join(encode(value, 0))
-
-    return dumps
+            return self.string(value)
+        return "".join(self.encode(value, 0))
 
 
 # json.dumps with its defaults: the text of every JSON column carepath writes.

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from psycopg.adapt import AdaptersMap
+from psycopg.types.json import set_json_dumps
 
 from models.audit import _json_default, canonical_json
 from models.json_text import dumps, dumps_with
@@ -46,3 +50,15 @@ def test_options_refuse_as_json_dumps_refuses() -> None:
         dumps({"at": datetime(2026, 1, 1, tzinfo=UTC)})
     with pytest.raises(TypeError, match="keys must be str"):
         dumps({(1, 2): "tuple key"})
+
+
+def test_psycopg_takes_the_encoder_without_a_leak_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """psycopg caches a JSON dumper per dumps function, and refuses to (with a warning of a
+    leak, on every connection) when the function is a closure."""
+    adapters = AdaptersMap(psycopg.adapters)
+    with caplog.at_level(logging.WARNING, logger="psycopg"):
+        set_json_dumps(dumps, adapters)
+        set_json_dumps(canonical_json, adapters)
+    assert [r.getMessage() for r in caplog.records] == []
