@@ -280,4 +280,9 @@ def move(
 
 def region_value(configuration: list[str], region: tuple[str, ...]) -> str | None:
     """Which of a region's states is active, if any."""
-    return next((sid for sid in configuration if sid in region), None)
+    # A plain loop: every episode view asks this several times, and a generator costs more
+    # to set up than the search itself.
+    for sid in configuration:
+        if sid in region:
+            return sid
+    return None
