@@ -85,12 +85,35 @@ def _bind_aware(value: datetime | None) -> datetime | None:
 def _bind_sqlite_text(value: datetime | None) -> str | None:
     # SQLAlchemy's SQLite DATETIME text, "YYYY-MM-DD HH:MM:SS.ffffff", of the UTC wall time:
     # the aware form's ISO text less its "+00:00".
-    return None if value is None else as_utc(value).isoformat(" ", "microseconds")[:26]
+    global _last_bound
+    if value is None:
+        return None
+    last = _last_bound
+    if value is last[0]:
+        return last[1]
+    text = as_utc(value).isoformat(" ", "microseconds")[:26]
+    _last_bound = (value, text)
+    return text
+
+
+# The last instant bound and its text: a step binds its clock reading (recorded_at,
+# updated_at, set_at, ...) a dozen times, the same object each time. Held here, the object
+# cannot be freed and its identity reused.
+_last_bound: tuple[datetime | None, str | None] = (None, None)
 
 
 def _read_sqlite_text(value: str | None) -> datetime | None:
     if value is None:
         return None
+    # The UTC wall time carepath writes, read as UTC: parsing an offset costs a tenth of
+    # setting the zone with replace(). Any other text (one with an offset of its own, a
+    # bare date) takes the general path.
+    try:
+        read = datetime.fromisoformat(value + "+00:00")
+        if read.tzinfo is UTC:
+            return read
+    except ValueError:
+        pass
     read = datetime.fromisoformat(value)
     return read.replace(tzinfo=UTC) if read.tzinfo is None else read.astimezone(UTC)
 

@@ -60,7 +60,15 @@ def test_sqlite_text_reads_back_as_the_chain_reads_it(instant: datetime) -> None
 
 
 @pytest.mark.parametrize(
-    "stored", ["2026-01-31 23:59:59", "2026-03-29 01:30:00.000001", "2026-01-19T09:00:00+01:00"]
+    "stored",
+    [
+        "2026-01-31 23:59:59",
+        "2026-03-29 01:30:00.000001",
+        "2026-01-19T09:00:00+01:00",
+        "2026-01-19T09:00:00Z",
+        "2026-01-19",
+        "2026-01-19 09",
+    ],
 )
 def test_other_sqlite_texts_read_as_the_chain_reads_them(stored: str) -> None:
     read = column_type("sqlite").result_processor(DIALECTS["sqlite"], None)(stored)  # type: ignore[misc]
