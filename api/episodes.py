@@ -170,7 +170,7 @@ def post_event(
     event = parse_event(payload)
     at = event.occurred_at or parts.clock.now()
     response.headers["ETag"] = f'"{view["version"]}"'
-    return {"episode": view, "transition": timeline_entry(step, at, "event", event.type)}
+    return {"episode": view, "transition": timeline_entry(step, at, "event", event.type, view)}
 
 
 def _version(if_match: str | None) -> int | None:

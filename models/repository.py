@@ -37,9 +37,13 @@ def opening_json(opening: Opening) -> dict[str, Any]:
     }
 
 
-def timeline_entry(step: Step, at: datetime, trigger: str, type_: str) -> dict[str, Any]:
-    """One entry of a simulation timeline (CONTRACT section 4), also the `event` result."""
-    view = episode_view(step.state)
+def timeline_entry(
+    step: Step, at: datetime, trigger: str, type_: str, view: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """One entry of a simulation timeline (CONTRACT section 4), also the `event` result.
+    ``view`` is the episode view after the step, when the caller has it already."""
+    if view is None:
+        view = episode_view(step.state)
     return {
         "at": iso(to_utc(at)),
         "trigger": trigger,
@@ -197,9 +201,9 @@ class EpisodeRepository:
         expected_version: int | None = None,
     ) -> dict[str, Any]:
         """:meth:`apply`, answered as a timeline entry (the `event` command's output)."""
-        step, _ = self.apply(episode_id, payload, now, expected_version)
+        step, view = self.apply(episode_id, payload, now, expected_version)
         at = parse_event(payload).occurred_at or now
-        entry = timeline_entry(step, at, "event", str(payload.get("type")))
+        entry = timeline_entry(step, at, "event", str(payload.get("type")), view)
         entry["version"] = step.state.version
         return entry
 
