@@ -46,8 +46,12 @@ class FakeClock:
 
 def to_utc(instant: datetime) -> datetime:
     """Convert an aware datetime to UTC; refuse a naive one (its zone would be a guess)."""
+    if instant.tzinfo is UTC:  # most instants already are: every one read or stamped
+        return instant
     if instant.tzinfo is None or instant.utcoffset() is None:
-        raise ValueError(f"naive datetime {instant.isoformat()} has no UTC offset")
+        raise ValueError(
+            f"naive datetime {instant.isoformat()} has no UTC offset; pass an aware datetime"
+        )
     return instant.astimezone(UTC)
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
+from engine.clinic_time import to_utc
 from models.json_text import dumps_with
 from models.tables import AUDIT_TRIGGERS, AuditEntry, AuditHead
 
@@ -42,16 +43,10 @@ HASHED_FIELDS = (
 )
 
 
-def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"naive datetime {value.isoformat()} has no UTC offset")
-    return value.astimezone(UTC)
-
-
 def _json_default(value: Any) -> str:
     if isinstance(value, datetime):
         # Always with microseconds: the form does not depend on the value.
-        return _utc(value).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        return to_utc(value).isoformat(timespec="microseconds").replace("+00:00", "Z")
     if isinstance(value, date):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON-serialisable: {value!r}")
@@ -131,8 +126,8 @@ def chain_row(
         "type": type,
         "actor": actor,
         # Hashed as they will read back: UTC, microseconds kept.
-        "occurred_at": _utc(occurred_at),
-        "recorded_at": _utc(recorded_at),
+        "occurred_at": to_utc(occurred_at),
+        "recorded_at": to_utc(recorded_at),
         "accepted": bool(accepted),
         "configuration_before": list(configuration_before),
         "configuration_after": list(configuration_after),

@@ -16,6 +16,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from engine.clinic_time import to_utc
+
 # JSON documents: the engine's configuration, history, facts and event data.
 PortableJSON: TypeEngine[Any] = JSON().with_variant(JSONB(), "postgresql")
 
@@ -41,11 +43,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=None)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        return None if value is None else _read_back(value)
 
     # Every step binds and reads a few dozen instants. The decorator's chain (this type's
     # method, then the dialect's own conversion) costs three calls and a dict format per
@@ -69,13 +67,12 @@ def as_utc(value: datetime) -> datetime:
     """``value`` in UTC; a naive datetime (or anything else) is refused."""
     if not isinstance(value, datetime):
         raise TypeError(f"expected a datetime, got {type(value).__name__}: {value!r}")
-    if value.tzinfo is UTC:
-        return value
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(
-            f"naive datetime {value.isoformat()} has no UTC offset; pass an aware datetime"
-        )
-    return value.astimezone(UTC)
+    return to_utc(value)
+
+
+def _read_back(value: datetime) -> datetime:
+    """An instant as the database gave it, in UTC: a naive one is the UTC wall time."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _bind_aware(value: datetime | None) -> datetime | None:
@@ -114,8 +111,7 @@ def _read_sqlite_text(value: str | None) -> datetime | None:
             return read
     except ValueError:
         pass
-    read = datetime.fromisoformat(value)
-    return read.replace(tzinfo=UTC) if read.tzinfo is None else read.astimezone(UTC)
+    return _read_back(datetime.fromisoformat(value))
 
 
 def _default_sqlite_format(column_type: UTCDateTime, dialect: Dialect) -> bool:
