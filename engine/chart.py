@@ -245,6 +245,7 @@ Configuration = tuple[list[str], dict[str, list[str]]]
 # configurations, so each answer is worked out once per process (the memo is bounded).
 _moves: dict[tuple[tuple[str, ...], tuple[tuple[str, tuple[str, ...]], ...], str], Any] = {}
 _MAX_MOVES = 10_000
+_UNKNOWN = object()  # not in the memo (None there means "not allowed")
 
 
 def move(
@@ -260,17 +261,19 @@ def move(
         tuple(sorted((name, tuple(values)) for name, values in history.items())),
         event,
     )
-    if key not in _moves:
+    # One lookup, and the answer kept locally: another thread may clear the memo between a
+    # write and a second read.
+    answer = _moves.get(key, _UNKNOWN)
+    if answer is _UNKNOWN:
         chart = bind(configuration, history)
         try:
             chart.send(event)
-            answer: Configuration | None = snapshot(chart)
+            answer = snapshot(chart)
         except TransitionNotAllowed:
             answer = None
         if len(_moves) >= _MAX_MOVES:
             _moves.clear()
         _moves[key] = answer
-    answer = _moves[key]
     if answer is None:
         return None
     after, history_after = answer
