@@ -28,7 +28,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from models.audit import AUDIT_LOG, INSERT_ENTRY, MOVE_HEAD, READ_HEAD
+from models.audit import AUDIT_HEAD, AUDIT_LOG, INSERT_ENTRY, MOVE_HEAD, READ_HEAD
 from models.statements import BulkWrite, Prepared
 from models.tables import ClinicalEventRow, DueTimer, Episode, Reminder, Task
 
@@ -78,6 +78,12 @@ _STATE_COLUMNS = (
 _EPISODE_STATE = [EPISODE.c[name] for name in _STATE_COLUMNS]
 _TASK_STATE = [TASK.c.episode_id, TASK.c.key, *(TASK.c[name] for name in TASK_FIELDS)]
 _READ_EPISODE = select(*_EPISODE_STATE).where(EPISODE.c.id == bindparam("b_id"))
+# A step's read: the episode with the audit chain's head, which the step appends to. One
+# statement instead of two; on PostgreSQL it locks the episode's row, then the head's (the
+# order of FROM), as the worker does.
+_READ_FOR_STEP = _READ_EPISODE.add_columns(AUDIT_HEAD.c.last_seq, AUDIT_HEAD.c.last_hash).where(
+    AUDIT_HEAD.c.id == 1
+)
 _READ_TASKS = select(*_TASK_STATE).where(TASK.c.episode_id == bindparam("b_id")).order_by(TASK.c.id)
 _EPISODE_CHANGES = ("configuration", "history", "facts", "version", "updated_at", *SUMMARY_COLUMNS)
 
@@ -138,6 +144,9 @@ class Statements:
         self.read_episode = prepare(_READ_EPISODE)
         # On PostgreSQL the row lock serialises writers of one episode; SQLite's
         # BEGIN IMMEDIATE has already serialised every writer.
+        self.read_for_step = prepare(
+            _READ_FOR_STEP.with_for_update() if postgres else _READ_FOR_STEP
+        )
         self.read_episode_locked = prepare(
             _READ_EPISODE.with_for_update() if postgres else _READ_EPISODE
         )

@@ -22,7 +22,7 @@ from engine.episode import EpisodeState, Patient, Step, TaskItem, TimerRequest
 from engine.errors import EpisodeNotFound
 from models.audit import HEAD_MISSING, chain_row
 from models.db import begin_sqlite
-from models.statements import Cursor, Rows
+from models.statements import Cursor
 from models.step_sql import SUMMARY_COLUMNS, TASK_FIELDS, BatchReads, Statements, statements_for
 
 # The due-item statuses a coordinator is told about (our default): "upcoming" is the item's
@@ -119,7 +119,7 @@ class EpisodeStore:
         self.cursor = cursor
         self.sql = sql
         # The audit chain's head, read (and on PostgreSQL locked) with the episode.
-        self._head: Rows | None = None
+        self._head: Mapping[str, Any] | None = None
 
     # Writing many rows of a kind
 
@@ -146,15 +146,18 @@ class EpisodeStore:
             EpisodeNotFound: no such episode.
             InvalidConfiguration: the stored configuration cannot be bound to the chart.
         """
-        query = self.sql.read_episode_locked if for_update else self.sql.read_episode
+        # A step reads (and on PostgreSQL locks) the audit chain's head with the episode.
+        query = self.sql.read_for_step if for_update else self.sql.read_episode
         # Both sent before either is read: one round trip on PostgreSQL.
         episode = self.cursor.query(query, {"b_id": episode_id})
         task_rows = self.cursor.query(self.sql.read_tasks, {"b_id": episode_id})
-        if for_update:
-            self._head = self.cursor.query(self.sql.read_head, {})
         row, tasks = episode.first(), task_rows.all()
         if row is None:
+            if for_update and self.cursor.query(self.sql.read_head, {}).first() is None:
+                raise RuntimeError(HEAD_MISSING)
             raise EpisodeNotFound(episode_id)
+        if for_update:
+            self._head = {"last_seq": row["last_seq"], "last_hash": row["last_hash"]}
         return _loaded(row, tasks)
 
     def claim_timers(self, now: datetime, limit: int) -> list[dict[str, Any]]:
@@ -340,8 +343,9 @@ class EpisodeStore:
 
     def audit_chain(self) -> AuditChain:
         """The chain's head, locked until commit, to append several rows to."""
-        pending, self._head = self._head, None
-        head = (pending or self.cursor.query(self.sql.read_head, {})).first()
+        head, self._head = self._head, None
+        if head is None:
+            head = self.cursor.query(self.sql.read_head, {}).first()
         if head is None:
             raise RuntimeError(HEAD_MISSING)
         return AuditChain(self, head["last_seq"], head["last_hash"])

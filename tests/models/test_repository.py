@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
@@ -10,10 +11,10 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.clinic_time import add_days, clinic_noon
-from engine.errors import InvalidConfiguration, InvalidEvent, StaleEpisode
+from engine.errors import EpisodeNotFound, InvalidConfiguration, InvalidEvent, StaleEpisode
 from engine.events import parse_opening
 from engine.settings import PathwayDefaults
-from models.audit import verify_chain
+from models.audit import HEAD_MISSING, verify_chain
 from models.db import make_engine, make_session_factory
 from models.repository import EpisodeRepository
 from models.tables import AuditEntry, ClinicalEventRow, DueTimer, Episode, Task
@@ -145,6 +146,22 @@ def test_a_corrupt_stored_configuration_is_refused_on_load(
     with pytest.raises(InvalidConfiguration):
         repo.apply(view["id"], assessment(), day(15))
     assert count(factory, AuditEntry) == 1
+
+
+def test_a_step_on_an_unknown_episode_or_without_a_chain_head_says_which(
+    repo: EpisodeRepository, engine: Engine, factory: sessionmaker[Session]
+) -> None:
+    # The step reads the episode and the audit chain's head in one statement: a row
+    # missing from either must still be told apart.
+    view = open_episode(repo)
+    with pytest.raises(EpisodeNotFound):
+        repo.apply("no-such-episode", assessment(), day(15))
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM audit_head"))
+    with pytest.raises(RuntimeError, match=re.escape(HEAD_MISSING)):
+        repo.apply(view["id"], assessment(), day(15))
+    assert repo.view(view["id"])["version"] == 1
+    assert count(factory, ClinicalEventRow) == 0
 
 
 def test_an_episode_saved_and_reloaded_carries_on(
