@@ -7,9 +7,9 @@ The engine's memory of the episode (baseline scores, treatments, results, flags)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from engine.chart import (
@@ -23,6 +23,7 @@ from engine.chart import (
 )
 
 OPEN_TASK_STATUSES = ("upcoming", "due", "overdue", "escalated")
+_Value = TypeVar("_Value", "Patient", "TaskItem", "EpisodeState")
 
 
 @dataclass
@@ -114,14 +115,15 @@ class EpisodeState:
         return ZoneInfo(self.clinic_timezone)
 
     def clone(self) -> EpisodeState:
-        return replace(
-            self,
-            configuration=list(self.configuration),
-            history={key: list(values) for key, values in self.history.items()},
-            facts=_copy_json(self.facts),
-            tasks={k: replace(t) for k, t in self.tasks.items()},
-            patient=replace(self.patient, flags=dict(self.patient.flags)),
-        )
+        """A copy the engine may change without touching this one (every step makes one)."""
+        copy = _fields_copy(self)
+        copy.configuration = list(self.configuration)
+        copy.history = {key: list(values) for key, values in self.history.items()}
+        copy.facts = _copy_json(self.facts)
+        copy.tasks = {key: _fields_copy(task) for key, task in self.tasks.items()}
+        copy.patient = _fields_copy(self.patient)
+        copy.patient.flags = dict(self.patient.flags)
+        return copy
 
     @property
     def phase(self) -> str | None:
@@ -176,6 +178,17 @@ def iso(value: datetime | date | None) -> str | None:
     if isinstance(value, datetime):
         return value.isoformat().replace("+00:00", "Z")
     return value.isoformat()
+
+
+def _fields_copy(value: _Value) -> _Value:
+    """A field-for-field (shallow) copy of a plain dataclass instance.
+
+    What ``dataclasses.replace`` gives when no field changes, at a quarter of its cost: it
+    introspects the fields and runs ``__init__`` on every call.
+    """
+    copy = object.__new__(type(value))
+    copy.__dict__.update(value.__dict__)
+    return copy
 
 
 def _copy_json(value: Any) -> Any:

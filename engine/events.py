@@ -13,7 +13,6 @@ between onset and now is checked by :func:`check_event_time`, given the current 
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -647,14 +646,12 @@ class ClinicalEvent:
         data: the validated data, an instance of ``EVENT_TYPES[type]``.
         actor: who reports the event (``"unknown"`` when not given).
         occurred_at: when it happened, in UTC; ``None`` means "now" (the caller's clock).
-        raw: a copy of the payload as received, for the audit log.
     """
 
     type: str
     data: BaseModel
     actor: str
     occurred_at: datetime | None
-    raw: dict[str, Any]
 
 
 _EVENT_KEYS = ("type", "data", "actor", "occurred_at")
@@ -712,7 +709,6 @@ def parse_event(payload: Mapping[str, Any]) -> ClinicalEvent:
         data=model,
         actor=actor,
         occurred_at=occurred_at,
-        raw=copy.deepcopy(dict(payload)),
     )
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.clinic_time import to_utc
 from engine.episode import EpisodeState, Step, iso
 from engine.errors import InvalidConfiguration, StaleEpisode
-from engine.events import Opening, check_event_time, event_payload_json, parse_event
+from engine.events import ClinicalEvent, Opening, check_event_time, event_payload_json, parse_event
 from engine.pathway import apply_event, complete_task, fire_timer, open_episode
 from engine.settings import PathwayDefaults
 from engine.view import episode_view
@@ -149,8 +149,12 @@ class EpisodeRepository:
             InvalidEvent: bad input (nothing is written).
             EpisodeNotFound, StaleEpisode, InvalidConfiguration.
         """
-        now = to_utc(now)
-        event = parse_event(payload)
+        return self._apply(episode_id, parse_event(payload), to_utc(now), expected_version)
+
+    def _apply(
+        self, episode_id: str, event: ClinicalEvent, now: datetime, expected_version: int | None
+    ) -> tuple[Step, dict[str, Any]]:
+        payload = event_payload_json(event)
         with transaction(self.engine) as store:
             loaded = store.read(episode_id, for_update=True)
             before = loaded.state
@@ -166,7 +170,7 @@ class EpisodeRepository:
                 {
                     "episode_id": episode_id,
                     "type": event.type,
-                    "data": event.data.model_dump(mode="json", exclude_none=True),
+                    "data": payload["data"],
                     "actor": event.actor,
                     "occurred_at": occurred,
                     "recorded_at": now,
@@ -187,7 +191,7 @@ class EpisodeRepository:
                 configuration_after=step.state.configuration,
                 rules=step.rules,
                 reason=step.reason,
-                payload=event_payload_json(event),
+                payload=payload,
                 pathway_id=step.state.pathway_id,
                 pathway_version=step.state.pathway_version,
             )
@@ -201,9 +205,11 @@ class EpisodeRepository:
         expected_version: int | None = None,
     ) -> dict[str, Any]:
         """:meth:`apply`, answered as a timeline entry (the `event` command's output)."""
-        step, view = self.apply(episode_id, payload, now, expected_version)
-        at = parse_event(payload).occurred_at or now
-        entry = timeline_entry(step, at, "event", str(payload.get("type")), view)
+        now = to_utc(now)
+        event = parse_event(payload)
+        step, view = self._apply(episode_id, event, now, expected_version)
+        at = event.occurred_at or now
+        entry = timeline_entry(step, at, "event", event.type, view)
         entry["version"] = step.state.version
         return entry
 

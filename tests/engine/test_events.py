@@ -148,7 +148,6 @@ def test_every_event_type_accepts_a_valid_example(event_type: str) -> None:
     assert isinstance(event.data, MODELS[event_type])
     assert event.actor == "dr a"
     assert event.occurred_at is None
-    assert event.raw == {"type": event_type, "data": VALID[event_type], "actor": "dr a"}
 
 
 @pytest.mark.parametrize("event_type", sorted(VALID))

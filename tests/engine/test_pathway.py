@@ -135,3 +135,34 @@ def test_a_resolved_episode_does_not_stop_the_next_episode_moving() -> None:
     second.run_until(second.day(42))
     assert second.state.management == "review"
     assert second.state.phase == "subacute"
+
+
+def test_a_clone_is_equal_and_shares_nothing_the_engine_changes() -> None:
+    # Every step works on a clone, so a refused event leaves the episode as it was.
+    ep = Episode(age=70)
+    ep.send(1, "assessment", vas_leg=6, odi=40, motor={"L5": 4})
+    ep.send(2, "treatment", kind="nsaid", start="2026-01-07")
+    original = ep.state
+    statuses = {key: task.status for key, task in original.tasks.items()}
+    copy = original.clone()
+    assert copy == original
+    assert copy is not original
+    copy.configuration.append("x")
+    copy.history.setdefault("h", []).append("x")
+    next(iter(copy.history.values())).append("y")
+    copy.facts["treatments"][0]["kind"] = "x"
+    copy.facts["baseline"]["odi"] = 99
+    for task in copy.tasks.values():
+        task.status = "cancelled"
+    copy.tasks["new"] = next(iter(copy.tasks.values()))
+    copy.patient.flags["elderly"] = False
+    copy.patient.age = 1
+    assert original != copy
+    assert "x" not in original.configuration
+    assert all("x" not in v and "y" not in v for v in original.history.values())
+    assert original.facts["treatments"][0]["kind"] == "nsaid"
+    assert original.facts["baseline"]["odi"] == 40
+    assert {key: task.status for key, task in original.tasks.items()} == statuses
+    assert "new" not in original.tasks
+    assert original.patient.age == 70
+    assert original.patient.flags == ep.state.patient.flags
