@@ -101,7 +101,8 @@ class ClinicalEventRow(Base):
     __tablename__ = "clinical_event"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    episode_id: Mapped[str] = mapped_column(ForeignKey("episode.id"), index=True)
+    # Not indexed: nothing reads events by episode (an episode's history is its audit rows).
+    episode_id: Mapped[str] = mapped_column(ForeignKey("episode.id"))
     type: Mapped[str] = mapped_column(String(64))
     data: Mapped[dict[str, Any]]
     actor: Mapped[str] = mapped_column(String(128))
