@@ -178,8 +178,6 @@ class EpisodeRepository:
                     "rules": list(step.rules),
                     "reason": step.reason,
                 },
-            )
-            store.append_audit(
                 episode_id=episode_id,
                 trigger="event",
                 type=event.type,
@@ -195,7 +193,11 @@ class EpisodeRepository:
                 pathway_id=step.state.pathway_id,
                 pathway_version=step.state.pathway_version,
             )
-        return step, episode_view(step.state)
+            # Built before the commit, while PostgreSQL still works through the writes
+            # just sent: the answer is ready when the commit is. (If the commit fails, the
+            # view goes with the error.)
+            view = episode_view(step.state)
+        return step, view
 
     def apply_entry(
         self,

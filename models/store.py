@@ -330,9 +330,21 @@ class EpisodeStore:
             [_timer_values(c.state.id, request, now) for c in changed for request in c.booked],
         )
 
-    def record_event(self, values: Mapping[str, Any]) -> None:
-        """The event as received, accepted or refused."""
-        self.cursor.run(self.sql.insert_event, values)
+    def record_event(self, event: Mapping[str, Any], **audit: Any) -> dict[str, Any]:
+        """The event as received, accepted or refused, and its audit row (``audit`` being
+        :func:`models.audit.chain_row`'s arguments): returns the audit row.
+
+        On PostgreSQL both rows and the chain's new head go in one statement.
+        """
+        chain = self.audit_chain()
+        row = chain.append(**audit)
+        combined = self.sql.event_with_audit
+        if combined is None:
+            self.cursor.run(self.sql.insert_event, event)
+            chain.close()
+        else:
+            self.cursor.run(combined, {**{f"event_{k}": v for k, v in event.items()}, **row})
+        return row
 
     def append_audit(self, **facts: Any) -> dict[str, Any]:
         """The next row of the hash chain (:func:`models.audit.chain_row`'s arguments)."""
