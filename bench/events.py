@@ -22,6 +22,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import make_url
 from statemachine.exceptions import TransitionNotAllowed
 from statemachine.orderedset import OrderedSet
 
@@ -65,7 +66,8 @@ def fresh_database(backend: str, workdir: str) -> tuple[str, Any]:
     with admin.connect() as conn:
         conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         conn.execute(text(f"CREATE DATABASE {name}"))
-    return PG_SERVER.rsplit("/", 1)[0] + "/" + name, (admin, name)
+    url = make_url(PG_SERVER).set(database=name).render_as_string(hide_password=False)
+    return url, (admin, name)
 
 
 def drop_database(handle: Any) -> None:
