@@ -1,6 +1,7 @@
 """Events applied per second through the full persisted path, beside a naive baseline.
 
     .venv/bin/python -m bench.events --episodes 1000 --events 10 [--backend sqlite|postgresql|both]
+        [--repeat N]
 
 The full path is what the service does for each event: load the episode (and its due items)
 under a lock, validate, run the engine, write the state, due items, timers, the event row and
@@ -182,18 +183,45 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=1000)
     parser.add_argument("--events", type=int, default=10, choices=range(1, len(SCRIPT) + 1))
     parser.add_argument("--backend", default="both", choices=["sqlite", "postgresql", "both"])
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs per backend, each on a fresh database; the median run is reported last",
+    )
     args = parser.parse_args()
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     for backend in backends:
-        print(f"{backend}: {args.episodes} episodes x {args.events} events ...", flush=True)
-        result = bench(backend, args.episodes, args.events)
-        for path, figures in result.items():
+        runs = []
+        for run in range(1, args.repeat + 1):
+            label = f" (run {run} of {args.repeat})" if args.repeat > 1 else ""
+            size = f"{args.episodes} episodes x {args.events} events"
+            print(f"{backend}: {size}{label} ...", flush=True)
+            result = bench(backend, args.episodes, args.events)
+            report(result)
+            runs.append(result)
+        if args.repeat > 1:
+            full = statistics.median(r["full"]["per_second"] for r in runs)
+            naive = statistics.median(r["naive"]["per_second"] for r in runs)
+            print(f"{backend}: median of {args.repeat} runs")
             print(
-                f"  {path:5}  {figures['per_second']:8.0f} events/s   "
-                f"p50 {figures['p50_ms']:.2f} ms   p99 {figures['p99_ms']:.2f} ms"
+                f"  full  {full:8.0f} events/s   naive {naive:6.0f} events/s   "
+                f"full / naive {statistics.median(ratio(r) for r in runs):.2f}x",
+                flush=True,
             )
-        ratio = result["full"]["per_second"] / result["naive"]["per_second"]
-        print(f"  full / naive throughput: {ratio:.2f}x")
+
+
+def ratio(result: dict[str, dict[str, float]]) -> float:
+    return result["full"]["per_second"] / result["naive"]["per_second"]
+
+
+def report(result: dict[str, dict[str, float]]) -> None:
+    for path, figures in result.items():
+        print(
+            f"  {path:5}  {figures['per_second']:8.0f} events/s   "
+            f"p50 {figures['p50_ms']:.2f} ms   p99 {figures['p99_ms']:.2f} ms"
+        )
+    print(f"  full / naive throughput: {ratio(result):.2f}x", flush=True)
 
 
 if __name__ == "__main__":
