@@ -160,15 +160,15 @@ def post_event(
     """Validated, applied and audited in one transaction. The actor is the token's subject.
     A refusal is recorded and answered 409 with the rules, whether a documented override
     would let it through, and when time lifts it."""
-    payload = {**body, "actor": who.subject}
-    step, view = parts.repo.apply(episode_id, payload, parts.clock.now(), _version(if_match))
+    event = parse_event({**body, "actor": who.subject})
+    now = parts.clock.now()
+    step, view = parts.repo.apply_parsed(episode_id, event, now, _version(if_match))
     if not step.accepted:
         raise Refused(
             list(step.rules), step.reason, step.override_possible, step.eligible_from,
             view["version"],
         )  # fmt: skip
-    event = parse_event(payload)
-    at = event.occurred_at or parts.clock.now()
+    at = event.occurred_at or now
     response.headers["ETag"] = f'"{view["version"]}"'
     return {"episode": view, "transition": timeline_entry(step, at, "event", event.type, view)}
 

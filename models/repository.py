@@ -149,11 +149,18 @@ class EpisodeRepository:
             InvalidEvent: bad input (nothing is written).
             EpisodeNotFound, StaleEpisode, InvalidConfiguration.
         """
-        return self._apply(episode_id, parse_event(payload), to_utc(now), expected_version)
+        return self.apply_parsed(episode_id, parse_event(payload), now, expected_version)
 
-    def _apply(
-        self, episode_id: str, event: ClinicalEvent, now: datetime, expected_version: int | None
+    def apply_parsed(
+        self,
+        episode_id: str,
+        event: ClinicalEvent,
+        now: datetime,
+        expected_version: int | None = None,
     ) -> tuple[Step, dict[str, Any]]:
+        """:meth:`apply` for an event already validated by
+        :func:`engine.events.parse_event` (a caller that needs the event too parses once)."""
+        now = to_utc(now)
         payload = event_payload_json(event)
         with transaction(self.engine) as store:
             loaded = store.read(episode_id, for_update=True)
@@ -209,7 +216,7 @@ class EpisodeRepository:
         """:meth:`apply`, answered as a timeline entry (the `event` command's output)."""
         now = to_utc(now)
         event = parse_event(payload)
-        step, view = self._apply(episode_id, event, now, expected_version)
+        step, view = self.apply_parsed(episode_id, event, now, expected_version)
         at = event.occurred_at or now
         entry = timeline_entry(step, at, "event", event.type, view)
         entry["version"] = step.state.version
