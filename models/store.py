@@ -342,14 +342,12 @@ class EpisodeStore:
 
         On PostgreSQL both rows and the chain's new head go in one statement.
         """
-        chain = self.audit_chain()
-        row = chain.append(**audit)
         combined = self.sql.event_with_audit
         if combined is None:
             self.cursor.run(self.sql.insert_event, event)
-            chain.close()
-        else:
-            self.cursor.run(combined, {**{f"event_{k}": v for k, v in event.items()}, **row})
+            return self.append_audit(**audit)
+        row = self.audit_chain().append(**audit)
+        self.cursor.run(combined, {**{f"event_{k}": v for k, v in event.items()}, **row})
         return row
 
     def append_audit(self, **facts: Any) -> dict[str, Any]:
