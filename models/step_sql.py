@@ -161,9 +161,6 @@ class Statements:
         self.read_for_step = prepare(
             _READ_FOR_STEP.with_for_update() if postgres else _READ_FOR_STEP
         )
-        self.read_episode_locked = prepare(
-            _READ_EPISODE.with_for_update() if postgres else _READ_EPISODE
-        )
         self.read_tasks = prepare(_READ_TASKS)
         self.insert_episode = prepare(_insert(EPISODE, *_EPISODE_COLUMNS))
         self.save_episode = prepare(_save_episode(*_EPISODE_CHANGES))

@@ -180,9 +180,10 @@ class EpisodeStore:
         ordered = sorted(set(episode_ids))
         if self.sql.batch_reads is not None:
             return self._read_set(ordered, self.sql.batch_reads)
+        # SQLite: BEGIN IMMEDIATE has already serialised every writer, so a plain read.
         pending = [
             (
-                self.cursor.query(self.sql.read_episode_locked, {"b_id": episode_id}),
+                self.cursor.query(self.sql.read_episode, {"b_id": episode_id}),
                 self.cursor.query(self.sql.read_tasks, {"b_id": episode_id}),
             )
             for episode_id in ordered
