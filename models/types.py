@@ -72,7 +72,7 @@ def as_utc(value: datetime) -> datetime:
 
 def _read_back(value: datetime) -> datetime:
     """An instant as the database gave it, in UTC: a naive one is the UTC wall time."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else to_utc(value)
 
 
 def _bind_aware(value: datetime | None) -> datetime | None:
