@@ -1,6 +1,6 @@
 """What the browser loads besides the pages: the page's stylesheet and the API docs.
 
-``/docs`` is Swagger UI from carepath's own copy (the ``swagger-ui-bundle`` package), with
+``/docs`` is Swagger UI from carepath's own copy (the ``swagger-ui-bundle-v2`` package), with
 its start-up script a file of ours (``static/docs.js``), so the docs load nothing from
 another site and hold to the same Content-Security-Policy as the pages. ReDoc is not
 served. Only the files named here are served, each with a one-hour ``Cache-Control``

@@ -77,18 +77,24 @@ def require(*roles: str) -> Callable[..., Awaitable[Principal]]:
     return check
 
 
-class SessionEnded(HTTPException):
-    """The page's session cookie names no live session (signed out, expired, revoked)."""
+class NotSignedIn(HTTPException):
+    """No bearer token and no live page session; ``ended`` when the cookie named a session
+    that is over (signed out, expired, its token revoked). The pages answer it with the
+    sign-in form, the API with a 401 problem."""
 
-    def __init__(self) -> None:
-        super().__init__(401, "the session has ended: sign in again", headers=CHALLENGE)
+    def __init__(self, ended: bool) -> None:
+        detail = "the session has ended: sign in again" if ended else "a bearer token is required"
+        super().__init__(401, detail, headers=CHALLENGE)
+        self.ended = ended
 
 
 async def _page_session(request: Request, parts: Services) -> Principal:
     session_id = request.cookies.get(SESSION_COOKIE)
-    if not session_id or (request.method not in READS and not request.scope.get(FORM_CHECKED)):
+    if not session_id:
+        raise NotSignedIn(ended=False)
+    if request.method not in READS and not request.scope.get(FORM_CHECKED):
         raise HTTPException(401, "a bearer token is required", headers=CHALLENGE)
     who = await run_in_threadpool(parts.sessions.resolve, session_id)
     if who is None:
-        raise SessionEnded()
+        raise NotSignedIn(ended=True)
     return who

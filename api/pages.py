@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from api.deps import CHALLENGE, ServicesDep, SessionEnded, require
+from api.deps import CHALLENGE, NotSignedIn, ServicesDep, require
 from api.problems import problem
 from api.security import FormRefused, WebSettings, checked_form, cookie_is_secure, form_token
 from api.sessions import SESSION_COOKIE, SIGNIN_COOKIE
@@ -38,10 +38,11 @@ PAGE_ROLES = ("coordinator", "admin")
 WINDOW_DAYS = 7
 TIMELINE_ROWS = 500
 ENDED = "Your session has ended: sign in again."
+PAGES = "/pages/"
 
 
 def install(app: FastAPI) -> None:
-    """The pages, and their answers to a refused form and an ended session."""
+    """The pages, and their answers to a refused form and to a browser not signed in."""
     app.include_router(router)
 
     @app.exception_handler(FormRefused)
@@ -49,12 +50,13 @@ def install(app: FastAPI) -> None:
         context = {"who": None, "reason": exc.reason}
         return _render(request, "refused.html", context, None, status_code=403)
 
-    @app.exception_handler(SessionEnded)
-    async def session_ended(request: Request, exc: SessionEnded) -> Response:
-        if "text/html" not in request.headers.get("accept", ""):  # the API, or an image
-            detail = str(exc.detail)
+    @app.exception_handler(NotSignedIn)
+    async def not_signed_in(request: Request, exc: NotSignedIn) -> Response:
+        page = request.url.path.startswith(PAGES)
+        if not page or "text/html" not in request.headers.get("accept", ""):
+            detail = str(exc.detail)  # the API, or the page's drawing: a problem as ever
             return problem(401, "unauthenticated", detail, detail, headers=dict(CHALLENGE))
-        return _sign_in_page(request, notice=ENDED, status_code=401)
+        return _sign_in_page(request, notice=ENDED if exc.ended else None, status_code=401)
 
 
 @router.get("/", response_class=HTMLResponse)
