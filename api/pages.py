@@ -11,10 +11,12 @@ same two things.
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -39,6 +41,7 @@ WINDOW_DAYS = 7
 TIMELINE_ROWS = 500
 ENDED = "Your session has ended: sign in again."
 PAGES = "/pages/"
+PAGE_PATH = re.compile(r"/pages/[A-Za-z0-9/_.~%-]*\Z")  # as quote() leaves a path
 
 
 def install(app: FastAPI) -> None:
@@ -56,7 +59,13 @@ def install(app: FastAPI) -> None:
         if not page or "text/html" not in request.headers.get("accept", ""):
             detail = str(exc.detail)  # the API, or the page's drawing: a problem as ever
             return problem(401, "unauthenticated", detail, detail, headers=dict(CHALLENGE))
-        return _sign_in_page(request, notice=ENDED if exc.ended else None, status_code=401)
+        here = quote(request.url.path) if request.method == "GET" else None
+        if here and request.headers.get("sec-fetch-site") == "cross-site":
+            # A link followed from another site (a web calendar) comes without the
+            # SameSite=Strict cookie. Opened again from this page, it comes with it.
+            return templates.TemplateResponse(request, "opening.html", {"here": here})
+        notice = ENDED if exc.ended else None
+        return _sign_in_page(request, notice=notice, status_code=401, next_page=here)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -79,16 +88,20 @@ def home(request: Request, parts: ServicesDep) -> Response:
 
 @router.post("/signin", dependencies=[SignInForm])
 def sign_in(
-    request: Request, parts: ServicesDep, token: Annotated[str, Form()] = ""
+    request: Request,
+    parts: ServicesDep,
+    token: Annotated[str, Form()] = "",
+    next_page: Annotated[str, Form(alias="next")] = "",
 ) -> Response:
     # Looked up afresh, not through the token cache: a token revoked a moment ago opens
     # no session.
     who = principal_for(parts.engine, token.strip()) if token.strip() else None
     if who is None or who.role not in PAGE_ROLES:
         error = "That token is not a coordinator's live token."
-        return _sign_in_page(request, error=error, status_code=401)
+        return _sign_in_page(request, error=error, status_code=401, next_page=next_page)
     session_id = parts.sessions.start(who)
-    answer = RedirectResponse("/", status_code=303)
+    # Back to the page that asked for sign-in: one of ours, never an address given.
+    answer = RedirectResponse(next_page if PAGE_PATH.match(next_page) else "/", status_code=303)
     lifetime = int(parts.web.session.absolute.total_seconds())
     _set_cookie(answer, request, parts.web, SESSION_COOKIE, session_id, lifetime)
     _forget_cookie(answer, request, parts.web, SIGNIN_COOKIE)
@@ -145,12 +158,14 @@ def _render(
 
 def _sign_in_page(
     request: Request, error: str | None = None, notice: str | None = None,
-    status_code: int = 200,
+    status_code: int = 200, next_page: str | None = None,
 ) -> Response:  # fmt: skip
-    """The sign-in form, bound to this browser's pre-session cookie (set here if new)."""
+    """The sign-in form, bound to this browser's pre-session cookie (set here if new), and
+    leading on to ``next_page`` when that is one of the pages."""
     web: WebSettings = request.app.state.services.web
     presession = request.cookies.get(SIGNIN_COOKIE) or secrets.token_urlsafe(32)
-    context = {"who": None, "error": error, "notice": notice}
+    next_page = next_page if next_page and PAGE_PATH.match(next_page) else None
+    context = {"who": None, "error": error, "notice": notice, "next": next_page}
     answer = _render(request, "signin.html", context, presession, status_code)
     if request.cookies.get(SIGNIN_COOKIE) != presession:
         _set_cookie(answer, request, web, SIGNIN_COOKIE, presession)

@@ -5,8 +5,8 @@ episode and sees the statechart with its active states highlighted, and signs ou
 browser enforces the page's Content-Security-Policy without a single violation, on the
 pages and on /docs. A page on another origin of the same site (so SameSite cookies go with
 its posts) cannot acknowledge an item, sign the browser in with its own token, or frame the
-page. A session left idle past its limit on the app's clock ends. Screenshots are kept in
-artifacts/screenshots/.
+page; a plain link from another site still opens the page signed in. A session left idle
+past its limit on the app's clock ends. Screenshots are kept in artifacts/screenshots/.
 """
 
 from __future__ import annotations
@@ -216,7 +216,12 @@ def test_a_coordinator_signs_in_acknowledges_the_escalation_and_sees_the_diagram
     browser.get(f"{served.url}/pages/episodes/{served.episode}")
     assert browser.find_elements(By.ID, "token")
     assert "session has ended" not in browser.page_source  # its cookie went at sign-out
-    assert served.episode not in browser.page_source
+    assert "P-31" not in browser.page_source  # nothing of the patient's
+    # Signing in again leads back to the page that asked for it.
+    browser.find_element(By.ID, "token").send_keys(served.token)
+    browser.find_element(By.CSS_SELECTOR, "form[action='/signin'] button").click()
+    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "img.diagram"))
+    assert browser.current_url == f"{served.url}/pages/episodes/{served.episode}"
 
 
 class Attacker:
@@ -263,6 +268,7 @@ def test_a_page_elsewhere_cannot_post_the_forms_nor_frame_the_page(
         <form method="post" action="{served.url}/signin">
           <input type="hidden" name="token" value="{attackers_token}">
           <button id="sign-in">Claim another</button></form>
+        <a href="{served.url}/pages/episodes/{served.episode}">the patient</a>
         <iframe src="{served.url}/" title="carepath"></iframe></html>"""
     )
     try:
@@ -287,6 +293,12 @@ def test_a_page_elsewhere_cannot_post_the_forms_nor_frame_the_page(
         browser.get(served.url + "/")
         assert "Worklist for nurse.jones" in browser.page_source  # not signed in as mallory
         assert "(seen)" not in browser.find_element(By.CSS_SELECTOR, "tbody tr").text.lower()
+        # A plain link from another site (a web calendar's, here localhost) still opens the
+        # episode page, signed in: the page reopens itself from carepath with the cookie.
+        browser.get(attacker.url.replace("127.0.0.1", "localhost"))
+        browser.find_element(By.LINK_TEXT, "the patient").click()
+        waiting(browser).until(lambda b: b.find_elements(By.CSS_SELECTOR, "img.diagram"))
+        assert browser.current_url == f"{served.url}/pages/episodes/{served.episode}"
     finally:
         attacker.close()
 

@@ -9,7 +9,7 @@ from sqlalchemy import Engine, select
 
 from api.tokens import digest
 from models.tables import WebSession
-from tests.api.page_forms import post_form, sign_in
+from tests.api.page_forms import ORIGIN, form_token, post_form, sign_in
 
 
 def test_the_home_page_asks_for_a_token_first(client: TestClient, tokens: dict[str, str]) -> None:
@@ -70,3 +70,29 @@ def test_a_coordinator_works_the_list_from_the_page(
     again = client.get("/")
     assert "session has ended" in again.text
     assert '<label for="token">' in again.text
+
+
+def test_a_link_from_another_site_reopens_itself_then_leads_on_after_sign_in(
+    client: TestClient, tokens: dict[str, str], late_referral: str
+) -> None:
+    """A web calendar's link arrives without the SameSite=Strict cookie: the page opens
+    itself again from carepath (no script), and sign-in leads back to it."""
+    here = f"/pages/episodes/{late_referral}"
+    html = {"Accept": "text/html"}
+    hop = client.get(here, headers={**html, "Sec-Fetch-Site": "cross-site"})
+    assert hop.status_code == 200
+    assert f'<meta http-equiv="refresh" content="0; url={here}">' in hop.text
+    assert '<label for="token">' not in hop.text
+    page = client.get(here, headers={**html, "Sec-Fetch-Site": "same-origin"})
+    assert page.status_code == 401
+    assert f'<input type="hidden" name="next" value="{here}">' in page.text
+    token = tokens["coordinator"].removeprefix("Bearer ")
+    for given, landing in ((here, here), ("https://evil.example/", "/"), ("//evil.example", "/")):
+        client.cookies.clear()
+        csrf = form_token(client.get("/").text)
+        answer = client.post(
+            "/signin", data={"token": token, "csrf_token": csrf, "next": given},
+            headers={"Origin": ORIGIN}, follow_redirects=False,
+        )  # fmt: skip
+        assert answer.status_code == 303, given
+        assert answer.headers["location"] == landing
