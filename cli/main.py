@@ -489,8 +489,9 @@ def serve(
                 )
             typer.echo("a token to try the API with: carepath token create --role admin", err=True)
         defaults = _repository(engine).defaults
-        typer.echo(f"carepath on http://{host}:{port} at {web.base_url} (API docs at /docs)",
-                   err=True)  # fmt: skip
+        listening = f"http://{host}:{port}"
+        reached = "" if web.base_url == listening else f", reached at {web.base_url}"
+        typer.echo(f"carepath on {listening}{reached} (API docs at /docs)", err=True)
         if workers > 1:
             # Worker processes build the app themselves (api.app.app_from_env), from
             # settings passed down in the environment.

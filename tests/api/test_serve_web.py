@@ -89,4 +89,4 @@ def test_serve_links_to_its_own_address_and_believes_only_trusted_proxies(
     finally:
         process.kill()
         process.communicate()
-    assert f"at {url} (API docs at /docs)" in err
+    assert f"carepath on {url} (API docs at /docs)" in err
