@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -12,13 +13,14 @@ import urllib.error
 import urllib.request
 from datetime import UTC, datetime
 from email.message import Message
+from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from api.tokens import create_token
 from cli.main import app
+from models.db import make_engine
 from tests.api.test_serve import CAREPATH_COMMAND, free_port
 
 
@@ -49,8 +51,13 @@ def fetch(url: str, headers: dict[str, str]) -> tuple[int, Message, bytes]:
 
 @pytest.mark.parametrize("trusted", [None, "127.0.0.1"], ids=["no-proxy", "trusted-proxy"])
 def test_serve_links_to_its_own_address_and_believes_only_trusted_proxies(
-    engine: Engine, db_url: str, trusted: str | None
+    sqlite_template: Path, tmp_path: Path, trusted: str | None
 ) -> None:
+    """On SQLite only: what is checked here is the same on either database."""
+    database = tmp_path / "carepath.db"
+    shutil.copy(sqlite_template, database)
+    db_url = f"sqlite:///{database}"
+    engine = make_engine(db_url)
     port = free_port()
     _, feed = create_token(engine, "calendar", "demo", datetime.now(UTC))
     command = ["serve", "--demo", "--port", str(port), "--interval", "60"]
@@ -89,4 +96,5 @@ def test_serve_links_to_its_own_address_and_believes_only_trusted_proxies(
     finally:
         process.kill()
         process.communicate()
+        engine.dispose()
     assert f"carepath on {url} (API docs at /docs)" in err
