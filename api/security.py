@@ -19,10 +19,15 @@ browser in with the attacker's token). The token is a hash of the cookie's value
 HttpOnly: another site can neither read nor compute it, and no server secret is needed,
 so every process of ``serve --workers N`` checks every form. Before the token, the post's
 origin must be the base URL's, or when none is configured the request's own (scheme and
-Host: a cross-site post still names the attacker's site in ``Origin``). A post that sends
-neither ``Origin`` nor ``Referer`` is admitted only when ``Sec-Fetch-Site: same-origin``
-says the browser sent it from our page; every browser carepath supports sends ``Origin``
-on a form post, so anything else is refused.
+Host: a cross-site post still names the attacker's site in ``Origin``). A post whose
+``Sec-Fetch-Site`` says another site (``same-site`` included: a sibling host or port) sent
+it is refused whatever else it says. One that sends neither ``Origin`` nor ``Referer`` is
+admitted only when ``Sec-Fetch-Site: same-origin`` says the browser sent it from our page;
+current browsers send ``Origin`` with every form post, so anything else is refused.
+
+**Proxies.** ``X-Forwarded-Proto`` decides the scheme (and so the cookies' ``Secure`` flag)
+only from the proxies ``CAREPATH_TRUSTED_PROXIES`` names: ``carepath serve`` hands them to
+uvicorn as ``forwarded_allow_ips``, and trusts none by default.
 """
 
 from __future__ import annotations
