@@ -128,11 +128,12 @@ def browser() -> Iterator[Any]:
 
 
 def waiting(browser: Any) -> Any:
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    # A page being replaced can hand back elements that are gone: look again.
-    return WebDriverWait(browser, 10, ignored_exceptions=(StaleElementReferenceException,))
+    # A page being replaced can hand back elements that are gone (stale, or "node does not
+    # belong to the document"): look again, until the deadline says otherwise.
+    return WebDriverWait(browser, 10, ignored_exceptions=(WebDriverException,))
 
 
 def sign_in(browser: Any, served: Served, token: str | None = None) -> None:
