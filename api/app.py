@@ -14,9 +14,11 @@ from functools import partial
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from api import audit, calendar_feed, episodes, ops, pages, problems, worklist
+from api import assets, audit, calendar_feed, episodes, ops, pages, problems, worklist
 from api.deps import Services
 from api.http_metrics import HttpMetrics, HttpMetricsMiddleware
+from api.security import SecurityHeaders, WebSettings
+from api.sessions import Sessions
 from api.tokens import Tokens
 from engine.clinic_time import Clock, SystemClock
 from engine.settings import PathwayDefaults
@@ -42,15 +44,19 @@ def create_app(
     channels: Sequence[Channel] = (),
     token_cache_seconds: float = 0.0,
     owns_engine: bool = False,
+    web: WebSettings | None = None,
 ) -> FastAPI:
     """The API on ``engine``; with ``worker_interval`` the worker sweeps in-process and
     sends reminders through ``channels``. A live token is remembered for
     ``token_cache_seconds`` (see :class:`api.tokens.Tokens`). With ``owns_engine`` the
-    engine is disposed when the app shuts down."""
+    engine is disposed when the app shuts down. ``web`` is the base URL and the page
+    sessions' limits (:class:`api.security.WebSettings`)."""
     clock = clock or SystemClock()
+    web = web or WebSettings()
     repo = EpisodeRepository(engine, defaults)
     tokens = Tokens(engine, token_cache_seconds)
-    parts = Services(engine, repo, clock, WorkerMetrics(), tokens)
+    sessions = Sessions(engine, clock, web.session)
+    parts = Services(engine, repo, clock, WorkerMetrics(), tokens, sessions, web)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -72,12 +78,16 @@ def create_app(
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by api.assets, from carepath's own copy of Swagger UI
+        redoc_url=None,
     )
     app.state.services = parts
     app.add_middleware(HttpMetricsMiddleware, metrics=HttpMetrics(parts.metrics.registry))
+    app.add_middleware(SecurityHeaders, hsts=web.https)
     problems.install(app)
     app.include_router(episodes.router)
-    app.include_router(pages.router)
+    pages.install(app)
+    app.include_router(assets.router)
     app.include_router(worklist.router)
     app.include_router(calendar_feed.router)
     app.include_router(audit.router)
@@ -93,7 +103,7 @@ TOKEN_CACHE_ENV = "CAREPATH_TOKEN_CACHE_SECONDS"
 def app_from_env() -> FastAPI:
     """The app of one process of ``carepath serve --workers N``, set up from the environment
     the command leaves for it: the database, the pathway defaults, the reminder channels,
-    the sweep interval and the token cache. Each process sweeps too, as several
+    the sweep interval, the token cache and the base URL. Each process sweeps too, as several
     ``carepath worker`` processes may: timers are claimed, never shared."""
     logs.configure(json_lines=False)
     interval = os.environ.get(SWEEP_INTERVAL_ENV)
@@ -105,4 +115,5 @@ def app_from_env() -> FastAPI:
         channels=channels_from_env(),
         token_cache_seconds=float(os.environ.get(TOKEN_CACHE_ENV, "0")),
         owns_engine=True,
+        web=WebSettings.from_env(),
     )

@@ -1,6 +1,8 @@
 """A coordinator's due items as an iCalendar feed, for the calendar they already use.
 
-One VTODO per open item, with its due date, status, rule and a link to the episode; the
+One VTODO per open item, with its due date, status, rule and a link to the episode's page
+for the coordinator, built from the configured base URL (``CAREPATH_BASE_URL``), never
+from the request's Host header; with no base URL configured the items carry no link. The
 patient appears by reference only. The feed URL carries a token of the ``calendar`` role
 for that coordinator (``carepath token create --role calendar --subject NAME``), which
 opens this feed and nothing else and can be revoked on its own.
@@ -11,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Response
 from icalendar import Calendar, Todo
 
 from api.deps import ServicesDep
@@ -43,7 +45,6 @@ PRIORITY = {"escalated": 1, "overdue": 3, "due": 5, "upcoming": 9}
 )
 def calendar_feed(
     coordinator: str,
-    request: Request,
     parts: ServicesDep,
     token: Annotated[str | None, Query(description="the feed's calendar token")] = None,
 ) -> Response:
@@ -69,8 +70,8 @@ def calendar_feed(
         todo.add("due", datetime.fromisoformat(item["due_at"]))
         todo.add("priority", PRIORITY[item["status"]])
         todo.add("status", "IN-PROCESS" if item["acknowledged"] else "NEEDS-ACTION")
-        link = str(request.base_url).rstrip("/") + f"/episodes/{item['episode_id']}"
-        todo.add("url", link)
+        if parts.web.base_url is not None:
+            todo.add("url", f"{parts.web.base_url}/pages/episodes/{item['episode_id']}")
         todo.add("description", f"Rule {item['rule']}. Episode {item['episode_id']}.")
         feed.add_component(todo)
     return Response(feed.to_ical(), media_type="text/calendar; charset=utf-8")

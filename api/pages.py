@@ -1,22 +1,32 @@
 """The coordinator's pages: sign in, the worklist, an episode. Server-rendered, no script.
 
-Sign-in takes the coordinator's token once and keeps it in an HttpOnly, SameSite=Strict
-cookie, so the forms below (acknowledge, done, sign out) work without JavaScript and a
-page on another site cannot post them.
+Sign-in takes the coordinator's token once and opens a server-side session
+(:mod:`api.sessions`); the cookie (HttpOnly, SameSite=Strict, Path=/, Secure over TLS)
+names the session and never holds the token. Every form (sign-in, sign-out, acknowledge,
+done) renders ``csrf_field()`` from ``templates/_forms.html`` and its route declares
+:func:`api.security.checked_form`: the post's origin and CSRF token are checked before the
+route runs, and a refused form is a 403 page, with nothing changed. A new form does the
+same two things.
 """
 
 from __future__ import annotations
 
+import re
+import secrets
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from api.deps import COOKIE, ServicesDep, require
-from api.tokens import Principal
+from api.deps import CHALLENGE, NotSignedIn, ServicesDep, require
+from api.problems import problem
+from api.security import FormRefused, WebSettings, checked_form, cookie_is_secure, form_token
+from api.sessions import SESSION_COOKIE, SIGNIN_COOKIE
+from api.tokens import Principal, principal_for
 from api.worklist import TaskId
 from models.audit_export import AuditFilter, page
 from models.worklist import acknowledge, find_task, worklist
@@ -24,21 +34,46 @@ from models.worklist import acknowledge, find_task, worklist
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 Coordinator = Annotated[Principal, Depends(require("coordinator"))]
+SignedInForm = Depends(checked_form(SESSION_COOKIE))
+SignInForm = Depends(checked_form(SIGNIN_COOKIE))
+PAGE_ROLES = ("coordinator", "admin")
 WINDOW_DAYS = 7
 TIMELINE_ROWS = 500
+ENDED = "Your session has ended: sign in again."
+PAGES = "/pages/"
+PAGE_PATH = re.compile(r"/pages/[A-Za-z0-9/_.~%-]*\Z")  # as quote() leaves a path
 
 
-def _signed_in(request: Request, parts: ServicesDep) -> Principal | None:
-    token = request.cookies.get(COOKIE)
-    who = parts.tokens.principal(token) if token else None
-    return who if who and who.role in ("coordinator", "admin") else None
+def install(app: FastAPI) -> None:
+    """The pages, and their answers to a refused form and to a browser not signed in."""
+    app.include_router(router)
+
+    @app.exception_handler(FormRefused)
+    async def form_refused(request: Request, exc: FormRefused) -> Response:
+        context = {"who": None, "reason": exc.reason}
+        return _render(request, "refused.html", context, None, status_code=403)
+
+    @app.exception_handler(NotSignedIn)
+    async def not_signed_in(request: Request, exc: NotSignedIn) -> Response:
+        page = request.url.path.startswith(PAGES)
+        if not page or "text/html" not in request.headers.get("accept", ""):
+            detail = str(exc.detail)  # the API, or the page's drawing: a problem as ever
+            return problem(401, "unauthenticated", detail, detail, headers=dict(CHALLENGE))
+        here = quote(request.url.path) if request.method == "GET" else None
+        if here and request.headers.get("sec-fetch-site") == "cross-site":
+            # A link followed from another site (a web calendar) comes without the
+            # SameSite=Strict cookie. Opened again from this page, it comes with it.
+            return templates.TemplateResponse(request, "opening.html", {"here": here})
+        notice = ENDED if exc.ended else None
+        return _sign_in_page(request, notice=notice, status_code=401, next_page=here)
 
 
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, parts: ServicesDep) -> Response:
-    who = _signed_in(request, parts)
-    if who is None:
-        return templates.TemplateResponse(request, "signin.html", {"who": None, "error": None})
+    session_id = request.cookies.get(SESSION_COOKIE)
+    who = parts.sessions.resolve(session_id) if session_id else None
+    if session_id is None or who is None:
+        return _sign_in_page(request, notice=ENDED if session_id else None)
     now = parts.clock.now()
     items = worklist(parts.engine, who.subject, now, timedelta(days=WINDOW_DAYS))
     context = {
@@ -48,29 +83,42 @@ def home(request: Request, parts: ServicesDep) -> Response:
         "window": WINDOW_DAYS,
         "items": items,
     }
-    return templates.TemplateResponse(request, "worklist.html", context)
+    return _render(request, "worklist.html", context, session_id)
 
 
-@router.post("/signin")
-def sign_in(request: Request, parts: ServicesDep, token: Annotated[str, Form()]) -> Response:
-    who = parts.tokens.principal(token.strip())
-    if who is None or who.role not in ("coordinator", "admin"):
-        context = {"who": None, "error": "That token is not a coordinator's live token."}
-        return templates.TemplateResponse(request, "signin.html", context, status_code=401)
-    answer = RedirectResponse("/", status_code=303)
-    answer.set_cookie(COOKIE, token.strip(), httponly=True, samesite="strict",
-                      secure=request.url.scheme == "https")  # fmt: skip
+@router.post("/signin", dependencies=[SignInForm])
+def sign_in(
+    request: Request,
+    parts: ServicesDep,
+    token: Annotated[str, Form()] = "",
+    next_page: Annotated[str, Form(alias="next")] = "",
+) -> Response:
+    # Looked up afresh, not through the token cache: a token revoked a moment ago opens
+    # no session.
+    who = principal_for(parts.engine, token.strip()) if token.strip() else None
+    if who is None or who.role not in PAGE_ROLES:
+        error = "That token is not a coordinator's live token."
+        return _sign_in_page(request, error=error, status_code=401, next_page=next_page)
+    session_id = parts.sessions.start(who)
+    # Back to the page that asked for sign-in: one of ours, never an address given.
+    answer = RedirectResponse(next_page if PAGE_PATH.match(next_page) else "/", status_code=303)
+    lifetime = int(parts.web.session.absolute.total_seconds())
+    _set_cookie(answer, request, parts.web, SESSION_COOKIE, session_id, lifetime)
+    _forget_cookie(answer, request, parts.web, SIGNIN_COOKIE)
     return answer
 
 
-@router.post("/signout")
-def sign_out() -> Response:
+@router.post("/signout", dependencies=[SignedInForm])
+def sign_out(request: Request, parts: ServicesDep) -> Response:
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if session_id:  # always, past the form check
+        parts.sessions.end(session_id)
     answer = RedirectResponse("/", status_code=303)
-    answer.delete_cookie(COOKIE)
+    _forget_cookie(answer, request, parts.web, SESSION_COOKIE)
     return answer
 
 
-@router.post("/pages/tasks/{task_id}/{action}")
+@router.post("/pages/tasks/{task_id}/{action}", dependencies=[SignedInForm])
 def task_action(task_id: TaskId, action: str, parts: ServicesDep, who: Coordinator) -> Response:
     task = find_task(parts.engine, task_id)
     if task is None:
@@ -94,4 +142,46 @@ def episode_page(
     episode = parts.repo.view(episode_id)
     timeline, _ = page(parts.engine, AuditFilter(episode_id=episode_id), 0, TIMELINE_ROWS)
     context: dict[str, Any] = {"who": who, "episode": episode, "timeline": timeline}
-    return templates.TemplateResponse(request, "episode.html", context)
+    return _render(request, "episode.html", context, request.cookies.get(SESSION_COOKIE))
+
+
+def _render(
+    request: Request, name: str, context: dict[str, Any], binding: str | None,
+    status_code: int = 200,
+) -> Response:  # fmt: skip
+    """A page whose forms carry the CSRF token bound to the cookie value ``binding``."""
+    token = form_token(binding) if binding else ""
+    return templates.TemplateResponse(
+        request, name, {**context, "csrf_token": token}, status_code=status_code
+    )
+
+
+def _sign_in_page(
+    request: Request, error: str | None = None, notice: str | None = None,
+    status_code: int = 200, next_page: str | None = None,
+) -> Response:  # fmt: skip
+    """The sign-in form, bound to this browser's pre-session cookie (set here if new), and
+    leading on to ``next_page`` when that is one of the pages."""
+    web: WebSettings = request.app.state.services.web
+    presession = request.cookies.get(SIGNIN_COOKIE) or secrets.token_urlsafe(32)
+    next_page = next_page if next_page and PAGE_PATH.match(next_page) else None
+    context = {"who": None, "error": error, "notice": notice, "next": next_page}
+    answer = _render(request, "signin.html", context, presession, status_code)
+    if request.cookies.get(SIGNIN_COOKIE) != presession:
+        _set_cookie(answer, request, web, SIGNIN_COOKIE, presession)
+    if SESSION_COOKIE in request.cookies:  # an ended session's cookie: drop it
+        _forget_cookie(answer, request, web, SESSION_COOKIE)
+    return answer
+
+
+def _set_cookie(
+    answer: Response, request: Request, web: WebSettings, name: str, value: str,
+    max_age: int | None = None,
+) -> None:  # fmt: skip
+    answer.set_cookie(name, value, max_age=max_age, path="/", httponly=True,
+                      samesite="strict", secure=cookie_is_secure(request, web))  # fmt: skip
+
+
+def _forget_cookie(answer: Response, request: Request, web: WebSettings, name: str) -> None:
+    answer.delete_cookie(name, path="/", httponly=True, samesite="strict",
+                         secure=cookie_is_secure(request, web))  # fmt: skip

@@ -18,9 +18,10 @@ from typing import cast
 from sqlalchemy import Engine, Table, insert, select, update
 
 from models.db import read_only
-from models.tables import TOKEN_ROLES, ApiToken
+from models.tables import TOKEN_ROLES, ApiToken, WebSession
 
 TOKENS = cast(Table, ApiToken.__table__)
+WEB_SESSIONS = cast(Table, WebSession.__table__)
 PREFIX = "cp_"
 
 
@@ -58,12 +59,18 @@ def create_token(engine: Engine, role: str, subject: str, now: datetime) -> tupl
 
 
 def revoke_token(engine: Engine, token_id: int, now: datetime) -> bool:
-    """Revoke a token by its id; False when there is no such live token."""
+    """Revoke a token by its id, and end the page sessions it opened; False when there is
+    no such live token."""
     with engine.begin() as connection:
         result = connection.execute(
             update(TOKENS)
             .where(TOKENS.c.id == token_id, TOKENS.c.revoked_at.is_(None))
             .values(revoked_at=now)
+        )
+        connection.execute(
+            update(WEB_SESSIONS)
+            .where(WEB_SESSIONS.c.token_id == token_id, WEB_SESSIONS.c.ended_at.is_(None))
+            .values(ended_at=now)
         )
     return bool(result.rowcount)
 
@@ -84,8 +91,9 @@ class Tokens:
 
     Looking a token up costs a database round trip on every request; remembering a live one
     briefly saves it. The price is that a token revoked elsewhere (``carepath token
-    revoke``) keeps working on a running service for at most ``cache_seconds``. Unknown
-    and revoked tokens are never remembered, so a new token works at once. With
+    revoke``) keeps working for API calls on a running service for at most
+    ``cache_seconds``; the page sessions it opened end at once (:mod:`api.sessions`).
+    Unknown and revoked tokens are never remembered, so a new token works at once. With
     ``cache_seconds`` 0 every request looks its token up.
     """
 

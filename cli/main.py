@@ -429,11 +429,39 @@ def serve(
     workers: Annotated[
         int, typer.Option("--workers", min=1, help="Processes serving requests (each sweeps)")
     ] = 1,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            "--base-url",
+            envvar="CAREPATH_BASE_URL",
+            help="Where people reach the service (https://carepath.clinic.example): links and "
+            "the forms' origin check. Default http://HOST:PORT",
+        ),
+    ] = None,
+    trusted_proxies: Annotated[
+        str | None,
+        typer.Option(
+            "--trusted-proxies",
+            envvar="CAREPATH_TRUSTED_PROXIES",
+            help="Proxy addresses or networks whose X-Forwarded-Proto and -For are believed "
+            "(comma-separated). Default: none",
+        ),
+    ] = None,
 ) -> None:
     """Run the service: the HTTP API, with the scheduler worker sweeping in-process."""
+    import dataclasses
+
     import uvicorn
 
     from api.app import SWEEP_INTERVAL_ENV, TOKEN_CACHE_ENV, create_app
+    from api.security import (
+        BASE_URL_ENV,
+        WebSettingError,
+        WebSettings,
+        default_base_url,
+        parse_base_url,
+        parse_trusted_proxies,
+    )
     from schedulers import logs
     from schedulers.channels import ChannelSettingError, channels_from_env
 
@@ -441,6 +469,16 @@ def serve(
         channels = channels_from_env()
     except ChannelSettingError as exc:
         _fail(f"invalid: {exc}", 2)
+    try:
+        base = parse_base_url(base_url, "--base-url") if base_url else None
+        web = dataclasses.replace(
+            WebSettings.from_env(), base_url=base or default_base_url(host, port)
+        )
+        proxies = parse_trusted_proxies(trusted_proxies or "", "--trusted-proxies")
+    except WebSettingError as exc:
+        _fail(f"invalid: {exc}", 2)
+    # uvicorn rewrites the scheme and client address from X-Forwarded-* only for these.
+    proxy_headers = proxies is not None
     logs.configure(json_lines=False)
     with _database() as engine:
         if demo:
@@ -451,13 +489,16 @@ def serve(
                 )
             typer.echo("a token to try the API with: carepath token create --role admin", err=True)
         defaults = _repository(engine).defaults
-        typer.echo(f"carepath on http://{host}:{port} (API docs at /docs)", err=True)
+        listening = f"http://{host}:{port}"
+        reached = "" if web.base_url == listening else f", reached at {web.base_url}"
+        typer.echo(f"carepath on {listening}{reached} (API docs at /docs)", err=True)
         if workers > 1:
             # Worker processes build the app themselves (api.app.app_from_env), from
             # settings passed down in the environment.
             os.environ[DATABASE_URL_ENV] = engine.url.render_as_string(hide_password=False)
             os.environ[SWEEP_INTERVAL_ENV] = str(interval)
             os.environ[TOKEN_CACHE_ENV] = str(token_cache)
+            os.environ[BASE_URL_ENV] = str(web.base_url)
             engine.dispose()
             uvicorn.run(
                 "api.app:app_from_env",
@@ -466,6 +507,8 @@ def serve(
                 host=host,
                 port=port,
                 log_level="warning",
+                proxy_headers=proxy_headers,
+                forwarded_allow_ips=proxies,
             )
             return
         app = create_app(
@@ -475,8 +518,10 @@ def serve(
             worker_interval=interval,
             channels=channels,
             token_cache_seconds=token_cache,
+            web=web,
         )
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        uvicorn.run(app, host=host, port=port, log_level="warning",
+                    proxy_headers=proxy_headers, forwarded_allow_ips=proxies)  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------

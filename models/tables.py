@@ -279,3 +279,23 @@ class ApiToken(Base):
     subject: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+
+
+class WebSession(Base):
+    """A coordinator signed in to the page: the browser's cookie names it, the API token
+    it was opened with stays on the server.
+
+    Only the SHA-256 of the session id is kept (the id is 256 random bits, like a token).
+    A session ends at sign-out, when its token is revoked, ``idle`` after ``last_seen_at``,
+    or at ``expires_at`` however busy it is.
+    """
+
+    __tablename__ = "web_session"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_token.id"), index=True)
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]

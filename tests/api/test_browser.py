@@ -1,7 +1,12 @@
 """The coordinator page in a real browser: headless Chromium (Debian's), driven by Selenium.
 
 Signs in as a coordinator, finds the overdue referral on top, acknowledges it, opens the
-episode and sees the statechart with its active states highlighted. Screenshots are kept
+episode and sees the statechart with its active states highlighted, leaves the list idle
+past the session's limit on the app's clock, signs in again and signs out. The
+browser enforces the page's Content-Security-Policy without a single violation, on the
+pages and on /docs. A page on another origin of the same site (so SameSite cookies go with
+its posts) cannot acknowledge an item, sign the browser in with its own token, or frame the
+page; a plain link from another site still opens the page signed in. Screenshots are kept
 in artifacts/screenshots/.
 """
 
@@ -12,19 +17,24 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from api.app import create_app
+from api.security import WebSettings
 from api.tokens import create_token
 from engine.clinic_time import FakeClock
 from engine.events import parse_opening
 from engine.settings import PathwayDefaults
 from models.repository import EpisodeRepository
+from models.tables import Task
 from schedulers.worker import Worker
 
 CHROMIUM = shutil.which("chromium")
@@ -52,33 +62,55 @@ def late_referral(engine: Engine, clock: FakeClock) -> str:
     return episode
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Served:
+    url: str
+    token: str
+    episode: str
+    clock: FakeClock
+    engine: Engine
+
+    def escalated_task(self) -> tuple[int, Any]:
+        """The referral's task id, and when it was acknowledged (None: not yet)."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(Task.id, Task.acknowledged_at).where(
+                    Task.episode_id == self.episode, Task.status == "escalated"
+                )
+            ).one()
+        return row.id, row.acknowledged_at
+
+
 @pytest.fixture
-def served(engine: Engine) -> Iterator[tuple[str, str, str]]:
-    """The API on a free port in this process; yields its URL, a token, the episode id."""
+def served(engine: Engine) -> Iterator[Served]:
+    """The API on a free port in this process, configured at its own address as `serve`
+    is, on a clock the test moves."""
     clock = FakeClock(ONSET + timedelta(days=20))
     episode = late_referral(engine, clock)
     _, token = create_token(engine, "coordinator", "nurse.jones", clock.now())
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(engine, clock, PathwayDefaults()), host="127.0.0.1", port=port,
-        log_level="warning",
-    )  # fmt: skip
-    server = uvicorn.Server(config)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    app = create_app(engine, clock, PathwayDefaults(), web=WebSettings(base_url=url))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started:
         assert time.monotonic() < deadline, "the server did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", token, episode
+    yield Served(url, token, episode, clock, engine)
     server.should_exit = True
     thread.join(10)
 
 
 @pytest.fixture
-def browser() -> Iterator[object]:
+def browser() -> Iterator[Any]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -87,6 +119,7 @@ def browser() -> Iterator[object]:
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                      "--window-size=1400,1000"):  # fmt: skip
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
     try:
         yield driver
@@ -94,48 +127,191 @@ def browser() -> Iterator[object]:
         driver.quit()
 
 
-def test_a_coordinator_signs_in_acknowledges_the_escalation_and_sees_the_diagram(
-    served: tuple[str, str, str], browser: object, db_url: str
-) -> None:
-    from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.remote.webdriver import WebDriver
+def waiting(browser: Any) -> Any:
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    assert isinstance(browser, WebDriver)
-    url, token, episode = served
-    backend = db_url.split(":", 1)[0].split("+")[0]
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    # A page being replaced can hand back elements that are gone (stale, or "node does not
+    # belong to the document"): look again, until the deadline says otherwise.
+    return WebDriverWait(browser, 10, ignored_exceptions=(WebDriverException,))
 
-    browser.get(url + "/")
-    browser.find_element(By.ID, "token").send_keys(token)
+
+def sign_in(browser: Any, served: Served, token: str | None = None) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(served.url + "/")
+    browser.find_element(By.ID, "token").send_keys(token or served.token)
     browser.find_element(By.CSS_SELECTOR, "form[action='/signin'] button").click()
-    # A page being replaced can hand back elements that are gone: look again.
-    wait = WebDriverWait(browser, 10, ignored_exceptions=(StaleElementReferenceException,))
-    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "tbody tr"))
+    waiting(browser).until(lambda b: b.find_elements(By.CSS_SELECTOR, "tbody tr"))
+
+
+def console_errors(browser: Any) -> list[str]:
+    """What the console logged as errors since last asked (CSP violations among them)."""
+    return [entry["message"] for entry in browser.get_log("browser")
+            if entry["level"] == "SEVERE"]  # fmt: skip
+
+
+def backend(db_url: str) -> str:
+    return db_url.split(":", 1)[0].split("+")[0]
+
+
+def test_a_coordinator_signs_in_acknowledges_the_escalation_and_sees_the_diagram(
+    served: Served, browser: Any, db_url: str
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    sign_in(browser, served)
     rows = browser.find_elements(By.CSS_SELECTOR, "tbody tr")
     assert rows[0].get_attribute("class") == "escalated"
     assert "referral" in rows[0].text
     assert "P-31" in rows[0].text
-    browser.save_screenshot(str(SCREENSHOTS / f"worklist-{backend}.png"))
+    # The stylesheet is the service's own file, and applied: statuses shown in capitals.
+    status = rows[0].find_element(By.CSS_SELECTOR, ".status")
+    assert status.value_of_css_property("text-transform") == "uppercase"
+    browser.save_screenshot(str(SCREENSHOTS / f"worklist-{backend(db_url)}.png"))
 
     rows[0].find_element(By.XPATH, ".//button[starts-with(@aria-label, 'Acknowledge')]").click()
     # The form posts, and the browser follows the redirect back to the list.
+    wait = waiting(browser)
     wait.until(lambda b: "(seen)" in b.find_element(By.CSS_SELECTOR, "tbody tr").text.lower())
     first = browser.find_elements(By.CSS_SELECTOR, "tbody tr")[0]
     assert "escalated (seen)" in first.text.lower()  # shown in capitals by the stylesheet
-    browser.save_screenshot(str(SCREENSHOTS / f"acknowledged-{backend}.png"))
+    browser.save_screenshot(str(SCREENSHOTS / f"acknowledged-{backend(db_url)}.png"))
 
     first.find_element(By.LINK_TEXT, "referral").click()
     wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "img.diagram"))
-    assert episode in browser.current_url
+    assert served.episode in browser.current_url
     diagram = browser.find_element(By.CSS_SELECTOR, "img.diagram")
     deadline = time.monotonic() + 10
     while not browser.execute_script("return arguments[0].naturalWidth", diagram):
         assert time.monotonic() < deadline, "the diagram did not load"
         time.sleep(0.1)
-    browser.save_screenshot(str(SCREENSHOTS / f"episode-{backend}.png"))
+    browser.save_screenshot(str(SCREENSHOTS / f"episode-{backend(db_url)}.png"))
+    assert console_errors(browser) == []  # the pages: no CSP violation, nothing missing
+
+    # The browser does enforce the policy: a script slipped into the page does not run.
+    browser.execute_script(
+        "const s = document.createElement('script');"
+        "s.textContent = 'document.body.dataset.injected = 1';"
+        "document.head.appendChild(s);"
+    )
+    assert browser.execute_script("return document.body.dataset.injected") is None
+    assert any("Content Security Policy" in line for line in console_errors(browser))
+
     # The same drawing the page shows, fetched with the page's cookie: the active states.
-    browser.get(f"{url}/episodes/{episode}/diagram.svg")
+    browser.get(f"{served.url}/episodes/{served.episode}/diagram.svg")
     active = browser.find_elements(By.CSS_SELECTOR, "g.active title")
     assert {"acute", "overdue"} <= {element.get_attribute("textContent") for element in active}
+    console_errors(browser)  # a drawing opened on its own asks for /favicon.ico: a 404
+
+    # The API docs: Swagger UI from carepath's own copy, started by its own script.
+    browser.get(served.url + "/docs")
+    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, ".opblock"))
+    browser.save_screenshot(str(SCREENSHOTS / f"docs-{backend(db_url)}.png"))
+    assert console_errors(browser) == []
+
+    # Idle: 29 minutes keep the session, 30 more end it; the list left open then posts.
+    browser.get(served.url + "/")
+    served.clock.advance(timedelta(minutes=29))
+    browser.refresh()
+    assert browser.find_elements(By.CSS_SELECTOR, "tbody tr")
+    served.clock.advance(timedelta(minutes=30))
+    row = browser.find_elements(By.CSS_SELECTOR, "tbody tr")[0]
+    row.find_element(By.XPATH, ".//button[starts-with(@aria-label, 'Mark')]").click()
+    wait.until(lambda b: b.find_elements(By.ID, "token"))
+    assert "Your session has ended" in browser.page_source
+    served.escalated_task()  # found: the referral is still escalated, not marked done
+
+    sign_in(browser, served)  # signing in again works at once
+    browser.find_element(By.XPATH, "//button[text()='Sign out']").click()
+    wait.until(lambda b: b.find_elements(By.ID, "token"))
+    # The session is over on the server: its pages are closed to this browser now.
+    browser.get(f"{served.url}/pages/episodes/{served.episode}")
+    assert browser.find_elements(By.ID, "token")
+    assert "session has ended" not in browser.page_source  # its cookie went at sign-out
+    assert "P-31" not in browser.page_source  # nothing of the patient's
+    # Signing in again leads back to the page that asked for it.
+    browser.find_element(By.ID, "token").send_keys(served.token)
+    browser.find_element(By.CSS_SELECTOR, "form[action='/signin'] button").click()
+    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "img.diagram"))
+    assert browser.current_url == f"{served.url}/pages/episodes/{served.episode}"
+
+
+class Attacker:
+    """A page on another origin of the same site (127.0.0.1, another port), whose forms
+    post to carepath and which frames carepath's list."""
+
+    def __init__(self, page: str) -> None:
+        body = page.encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server interface
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
+def test_a_page_elsewhere_cannot_post_the_forms_nor_frame_the_page(
+    served: Served, browser: Any, db_url: str
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    task_id, _ = served.escalated_task()
+    _, attackers_token = create_token(served.engine, "coordinator", "mallory", served.clock.now())
+    attacker = Attacker(
+        f"""<!doctype html><html lang="en"><title>Win a prize</title>
+        <form method="post" action="{served.url}/pages/tasks/{task_id}/ack">
+          <input type="hidden" name="csrf_token" value="{"0" * 64}">
+          <button id="acknowledge">Claim your prize</button></form>
+        <form method="post" action="{served.url}/signin">
+          <input type="hidden" name="token" value="{attackers_token}">
+          <button id="sign-in">Claim another</button></form>
+        <a href="{served.url}/pages/episodes/{served.episode}">the patient</a>
+        <iframe src="{served.url}/" title="carepath"></iframe></html>"""
+    )
+    try:
+        sign_in(browser, served)
+        console_errors(browser)
+        browser.get(attacker.url)
+        # The framed list is refused by the browser (frame-ancestors 'none').
+        deadline = time.monotonic() + 10
+        framed: list[str] = []
+        while not any("frame-ancestors" in line for line in framed):
+            assert time.monotonic() < deadline, f"the page was framed: {framed}"
+            framed += console_errors(browser)
+            time.sleep(0.1)
+        for button in ("acknowledge", "sign-in"):
+            browser.get(attacker.url)
+            browser.find_element(By.ID, button).click()
+            waiting(browser).until(lambda b: "carepath" in b.title)
+            assert "This form was not accepted" in browser.page_source, button
+            assert "another site" in browser.page_source
+        browser.save_screenshot(str(SCREENSHOTS / f"refused-{backend(db_url)}.png"))
+        assert served.escalated_task()[1] is None  # not acknowledged
+        browser.get(served.url + "/")
+        assert "Worklist for nurse.jones" in browser.page_source  # not signed in as mallory
+        assert "(seen)" not in browser.find_element(By.CSS_SELECTOR, "tbody tr").text.lower()
+        # A plain link from another site (a web calendar's, here localhost) still opens the
+        # episode page, signed in: the page reopens itself from carepath with the cookie.
+        browser.get(attacker.url.replace("127.0.0.1", "localhost"))
+        browser.find_element(By.LINK_TEXT, "the patient").click()
+        waiting(browser).until(lambda b: b.find_elements(By.CSS_SELECTOR, "img.diagram"))
+        assert browser.current_url == f"{served.url}/pages/episodes/{served.episode}"
+    finally:
+        attacker.close()

@@ -5,41 +5,48 @@ from __future__ import annotations
 import re
 
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
 
-
-def sign_in(client: TestClient, tokens: dict[str, str], role: str = "coordinator") -> int:
-    token = tokens[role].removeprefix("Bearer ")
-    answer = client.post("/signin", data={"token": token}, follow_redirects=False)
-    return answer.status_code
+from api.tokens import digest
+from models.tables import WebSession
+from tests.api.page_forms import ORIGIN, form_token, post_form, sign_in
 
 
 def test_the_home_page_asks_for_a_token_first(client: TestClient, tokens: dict[str, str]) -> None:
     page = client.get("/")
     assert page.status_code == 200
     assert '<label for="token">' in page.text
-    assert sign_in(client, tokens, "service") == 401  # not a coordinator
-    assert client.post("/signin", data={"token": "cp_wrong"}).status_code == 401
-    assert 'role="alert"' in client.post("/signin", data={"token": "cp_wrong"}).text
+    assert sign_in(client, tokens["service"]).status_code == 401  # not a coordinator
+    refused = sign_in(client, "cp_wrong")
+    assert refused.status_code == 401
+    assert 'role="alert"' in refused.text
+    assert "carepath_session" not in refused.headers.get("set-cookie", "")
 
 
 def test_a_coordinator_works_the_list_from_the_page(
-    client: TestClient, tokens: dict[str, str], late_referral: str
+    client: TestClient, tokens: dict[str, str], late_referral: str, engine: Engine
 ) -> None:
-    answer = client.post(
-        "/signin", data={"token": tokens["coordinator"].removeprefix("Bearer ")},
-        follow_redirects=False,
-    )  # fmt: skip
+    answer = sign_in(client, tokens["coordinator"])
     assert answer.status_code == 303
     cookie = answer.headers["set-cookie"].lower()
     assert "httponly" in cookie
     assert "samesite=strict" in cookie
+    assert "path=/" in cookie
+    # The cookie names a session; the token stays with the coordinator.
+    session_id = client.cookies["carepath_session"]
+    token = tokens["coordinator"].removeprefix("Bearer ")
+    assert token not in answer.headers["set-cookie"]
+    assert len(session_id) >= 43  # 256 random bits, URL-safe base64
+    with engine.connect() as connection:
+        (stored,) = connection.execute(select(WebSession.session_hash)).scalars().all()
+    assert stored == digest(session_id)
 
     page = client.get("/").text
     rows = re.findall(r'<tr class="(\w+)" data-task="(\d+)">', page)
     assert rows[0][0] == "escalated"  # the overdue referral, escalated, on top
     assert "P-31" in page
     task = rows[0][1]
-    acked = client.post(f"/pages/tasks/{task}/ack", follow_redirects=True)
+    acked = post_form(client, f"/pages/tasks/{task}/ack")
     assert acked.status_code == 200
     assert "escalated (seen)" in acked.text
 
@@ -52,7 +59,40 @@ def test_a_coordinator_works_the_list_from_the_page(
     assert diagram.status_code == 200
     assert 'class="node active"' in diagram.text
 
-    done = client.post(f"/pages/tasks/{task}/done", follow_redirects=True)
+    done = post_form(client, f"/pages/tasks/{task}/done")
     assert f'data-task="{task}"' not in done.text
-    client.post("/signout")
-    assert '<label for="token">' in client.get("/").text
+    signed_out = post_form(client, "/signout")
+    assert '<label for="token">' in signed_out.text
+    assert "carepath_session" not in client.cookies
+    # The old cookie, replayed, opens nothing.
+    client.cookies.set("carepath_session", session_id)
+    assert client.get(f"/episodes/{late_referral}/diagram.svg").status_code == 401
+    again = client.get("/")
+    assert "session has ended" in again.text
+    assert '<label for="token">' in again.text
+
+
+def test_a_link_from_another_site_reopens_itself_then_leads_on_after_sign_in(
+    client: TestClient, tokens: dict[str, str], late_referral: str
+) -> None:
+    """A web calendar's link arrives without the SameSite=Strict cookie: the page opens
+    itself again from carepath (no script), and sign-in leads back to it."""
+    here = f"/pages/episodes/{late_referral}"
+    html = {"Accept": "text/html"}
+    hop = client.get(here, headers={**html, "Sec-Fetch-Site": "cross-site"})
+    assert hop.status_code == 200
+    assert f'<meta http-equiv="refresh" content="0; url={here}">' in hop.text
+    assert '<label for="token">' not in hop.text
+    page = client.get(here, headers={**html, "Sec-Fetch-Site": "same-origin"})
+    assert page.status_code == 401
+    assert f'<input type="hidden" name="next" value="{here}">' in page.text
+    token = tokens["coordinator"].removeprefix("Bearer ")
+    for given, landing in ((here, here), ("https://evil.example/", "/"), ("//evil.example", "/")):
+        client.cookies.clear()
+        csrf = form_token(client.get("/").text)
+        answer = client.post(
+            "/signin", data={"token": token, "csrf_token": csrf, "next": given},
+            headers={"Origin": ORIGIN}, follow_redirects=False,
+        )  # fmt: skip
+        assert answer.status_code == 303, given
+        assert answer.headers["location"] == landing
