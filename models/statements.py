@@ -89,6 +89,10 @@ class Rows:
         finally:
             self.cursor.close()
 
+    def raw(self) -> Sequence[Any]:
+        """The rows as the driver gave them, to convert one by one (:meth:`Prepared.row`)."""
+        return self._fetch()
+
     def first(self) -> dict[str, Any] | None:
         raws = self._fetch()
         return self.statement.row(raws[0]) if raws else None
