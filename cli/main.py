@@ -380,23 +380,71 @@ def worker(
     logs.configure(json_lines=log_format == "json")
     with _database() as engine:
         deliver = partial(deliver_due, engine, channels) if channels else None
-        runner = Worker(_repository(engine), CLOCK, batch_size=batch_size, deliver=deliver)
+        # The database's clock decides what is due (PostgreSQL): a skewed host fires
+        # nothing early.
+        runner = Worker(
+            _repository(engine), CLOCK, batch_size=batch_size, deliver=deliver,
+            database_clock=True,
+        )  # fmt: skip
         if metrics_port is not None:
             from prometheus_client import start_http_server
 
             start_http_server(metrics_port, registry=runner.metrics.registry)
         if once:
+            # SIGTERM lets the batch in progress finish, then the summary is printed.
+            stop_on_signal(runner.stopping.set)
             with _reported():
                 report = runner.sweep()
-            summary: dict[str, Any] = {
-                "fired": report.fired,
-                "noops": report.noops,
-                "held": report.held,
-                "deliveries": {f"{c}:{o}": n for (c, o), n in report.deliveries.items()},
-            }
-            typer.echo(json.dumps({**summary, "duration_s": round(report.duration_s, 3)}))
+            typer.echo(json.dumps(report.summary(), default=str))
             return
         runner.run(interval)
+
+
+def stop_on_signal(stop: Any) -> None:
+    """Call ``stop`` on SIGTERM or SIGINT instead of dying there and then."""
+    import signal
+
+    def handler(signum: int, _frame: Any) -> None:
+        import logging
+
+        logging.getLogger("carepath.worker").info(
+            "stopping", extra={"signal": signal.Signals(signum).name}
+        )
+        stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
+
+
+@app.command("incidents")
+def incidents(
+    resolve: Annotated[
+        int | None, typer.Option("--resolve", help="Close this open incident by hand")
+    ] = None,
+    retry: Annotated[
+        int | None, typer.Option("--retry", help="Retry this open incident at the next sweep")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Resolved ones too")] = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many, newest first")] = 100,
+) -> None:
+    """Steps that could not be done for one episode: kind (timer, episode, delivery), the
+    episode, the timer or delivery, the error, attempts and the next retry.
+
+    Repair the episode, then --retry ID (or wait for the retry); --resolve ID closes one
+    by hand. Either way the episode's timers are then claimed again, in due order.
+    """
+    from models.incidents import list_incidents, retry_now
+    from models.incidents import resolve as resolve_incident
+
+    if resolve is not None and retry is not None:
+        _fail("invalid: --resolve and --retry: give one of them", 2)
+    with _database() as engine, _reported():
+        if resolve is not None:
+            _print(resolve_incident(engine, resolve, CLOCK.now()))
+        elif retry is not None:
+            _print(retry_now(engine, retry))
+        else:
+            _print(list_incidents(engine, include_resolved=all_, limit=limit))
 
 
 @app.command("reminders")

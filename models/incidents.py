@@ -319,7 +319,7 @@ def open_counts(engine: Engine) -> dict[str, int]:
     )
     with read_only(engine) as connection:
         counts = dict.fromkeys(("timer", "episode", "delivery"), 0)
-        counts.update(dict(connection.execute(query).tuples().all()))
+        counts.update({str(kind): int(n) for kind, n in connection.execute(query)})
         return counts
 
 
@@ -331,13 +331,16 @@ class NoSuchIncident(CarepathError):
         super().__init__(f"no open incident with id {incident_id}")
 
 
-def retry_now(engine: Engine, incident_id: int, now: datetime) -> dict[str, Any]:
-    """Retry an open incident at the next sweep (after the row was repaired).
+def retry_now(engine: Engine, incident_id: int) -> dict[str, Any]:
+    """Retry an open incident at the next sweep (after the row was repaired): its retry is
+    moved back to its last attempt, which any worker's next sweep has passed, whatever
+    this process's clock says.
 
     Raises:
         NoSuchIncident: no open incident has this id.
     """
-    return _change(engine, incident_id, {"next_retry_at": now}, "retry requested")
+    values = {"next_retry_at": INCIDENT.c.last_seen_at}
+    return _change(engine, incident_id, values, "retry requested")
 
 
 def resolve(engine: Engine, incident_id: int, now: datetime) -> dict[str, Any]:

@@ -385,7 +385,11 @@ def _loaded(row: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]) -> Loade
 def _first_and_all(
     episode: Rows, tasks: Rows
 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    return episode.first(), tasks.all()
+    # Both fetched before either is converted: a row that does not parse must not leave
+    # the other's cursor open (SQLite would then call the table locked).
+    raw_episode, raw_tasks = episode.raw(), tasks.raw()
+    row = episode.statement.row(raw_episode[0]) if raw_episode else None
+    return row, [tasks.statement.row(raw) for raw in raw_tasks]
 
 
 def _read_set(

@@ -40,6 +40,8 @@ def state_from_rows(row: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]) 
         raise UnreadableEpisode(str(episode_id), "the episode row has no id")
     try:
         return _state(episode_id, row, tasks)
+    except UnreadableEpisode:
+        raise
     except InvalidConfiguration as exc:
         raise UnreadableEpisode(episode_id, f"configuration: {exc.reason}") from None
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
