@@ -14,7 +14,7 @@ from functools import partial
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from api import audit, calendar_feed, episodes, ops, pages, problems, worklist
+from api import audit, calendar_feed, episodes, incidents, ops, pages, problems, worklist
 from api.deps import Services
 from api.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from api.tokens import Tokens
@@ -42,11 +42,14 @@ def create_app(
     channels: Sequence[Channel] = (),
     token_cache_seconds: float = 0.0,
     owns_engine: bool = False,
+    database_clock: bool = False,
 ) -> FastAPI:
     """The API on ``engine``; with ``worker_interval`` the worker sweeps in-process and
     sends reminders through ``channels``. A live token is remembered for
     ``token_cache_seconds`` (see :class:`api.tokens.Tokens`). With ``owns_engine`` the
-    engine is disposed when the app shuts down."""
+    engine is disposed when the app shuts down. With ``database_clock`` (``carepath
+    serve``) the database's clock decides what is due, for the worker and ``/healthz``'s
+    lag (PostgreSQL; SQLite's clock is ``clock``)."""
     clock = clock or SystemClock()
     repo = EpisodeRepository(engine, defaults)
     tokens = Tokens(engine, token_cache_seconds)
@@ -57,7 +60,8 @@ def create_app(
         stop = None
         if worker_interval is not None:
             deliver = partial(deliver_due, engine, channels) if channels else None
-            worker = Worker(repo, clock, deliver=deliver, metrics=parts.metrics)
+            worker = Worker(repo, clock, deliver=deliver, metrics=parts.metrics,
+                            database_clock=database_clock)  # fmt: skip
             stop = worker.start(worker_interval)
         try:
             yield
@@ -74,6 +78,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.services = parts
+    app.state.health = ops.HealthSettings.from_env(database_clock)
     app.add_middleware(HttpMetricsMiddleware, metrics=HttpMetrics(parts.metrics.registry))
     problems.install(app)
     app.include_router(episodes.router)
@@ -82,6 +87,7 @@ def create_app(
     app.include_router(calendar_feed.router)
     app.include_router(audit.router)
     app.include_router(ops.router)
+    app.include_router(incidents.router)
     return app
 
 
@@ -105,4 +111,5 @@ def app_from_env() -> FastAPI:
         channels=channels_from_env(),
         token_cache_seconds=float(os.environ.get(TOKEN_CACHE_ENV, "0")),
         owns_engine=True,
+        database_clock=True,
     )

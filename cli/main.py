@@ -523,6 +523,7 @@ def serve(
             worker_interval=interval,
             channels=channels,
             token_cache_seconds=token_cache,
+            database_clock=True,
         )
         uvicorn.run(app, host=host, port=port, log_level="warning")
 
