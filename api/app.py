@@ -94,6 +94,7 @@ def create_app(
 # How `carepath serve --workers N` hands its settings to each worker process.
 SWEEP_INTERVAL_ENV = "CAREPATH_SERVE_INTERVAL"
 TOKEN_CACHE_ENV = "CAREPATH_TOKEN_CACHE_SECONDS"
+LOG_FORMAT_ENV = "CAREPATH_LOG_FORMAT"
 
 
 def app_from_env() -> FastAPI:
@@ -101,7 +102,7 @@ def app_from_env() -> FastAPI:
     the command leaves for it: the database, the pathway defaults, the reminder channels,
     the sweep interval and the token cache. Each process sweeps too, as several
     ``carepath worker`` processes may: timers are claimed, never shared."""
-    logs.configure(json_lines=False)
+    logs.configure(json_lines=os.environ.get(LOG_FORMAT_ENV, "json") == "json")
     interval = os.environ.get(SWEEP_INTERVAL_ENV)
     return create_app(
         make_engine(database_url()),

@@ -477,19 +477,33 @@ def serve(
     workers: Annotated[
         int, typer.Option("--workers", min=1, help="Processes serving requests (each sweeps)")
     ] = 1,
+    log_format: Annotated[
+        str, typer.Option("--log-format", help="json (one object per line) or text")
+    ] = "json",
 ) -> None:
-    """Run the service: the HTTP API, with the scheduler worker sweeping in-process."""
+    """Run the service: the HTTP API, with the scheduler worker sweeping in-process.
+
+    SIGTERM lets the sweep's batch in progress and the requests in flight finish, then
+    the process exits 0.
+    """
+    import logging
+    import signal
+
     import uvicorn
 
-    from api.app import SWEEP_INTERVAL_ENV, TOKEN_CACHE_ENV, create_app
+    from api.app import LOG_FORMAT_ENV, SWEEP_INTERVAL_ENV, TOKEN_CACHE_ENV, create_app
     from schedulers import logs
     from schedulers.channels import ChannelSettingError, channels_from_env
 
+    if log_format not in ("json", "text"):
+        _fail(f"invalid: --log-format: {log_format!r} is not json or text", 2)
     try:
         channels = channels_from_env()
     except ChannelSettingError as exc:
         _fail(f"invalid: {exc}", 2)
-    logs.configure(json_lines=False)
+    json_lines = log_format == "json"
+    logs.configure(json_lines=json_lines)
+    log = logging.getLogger("carepath.serve")
     with _database() as engine:
         if demo:
             for view in seed_demo(_repository(engine), CLOCK.now()):
@@ -497,15 +511,22 @@ def serve(
                     f"demo episode {view['id']} ({view['patient_ref']}): {view['phase']}, "
                     f"management {view['management']}, referral {view['referral']}"
                 )
-            typer.echo("a token to try the API with: carepath token create --role admin", err=True)
+            log.info("a token to try the API with: carepath token create --role admin")
         defaults = _repository(engine).defaults
-        typer.echo(f"carepath on http://{host}:{port} (API docs at /docs)", err=True)
+        log.info(f"carepath on http://{host}:{port} (API docs at /docs)",
+                 extra={"url": f"http://{host}:{port}", "workers": workers})  # fmt: skip
+        # Uvicorn stops gracefully on SIGTERM, then sends the signal again to end by it:
+        # caught here, the process exits 0 instead, as a service manager expects.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: None)
+        log_config = logs.logging_config(json_lines)
         if workers > 1:
             # Worker processes build the app themselves (api.app.app_from_env), from
             # settings passed down in the environment.
             os.environ[DATABASE_URL_ENV] = engine.url.render_as_string(hide_password=False)
             os.environ[SWEEP_INTERVAL_ENV] = str(interval)
             os.environ[TOKEN_CACHE_ENV] = str(token_cache)
+            os.environ[LOG_FORMAT_ENV] = log_format
             engine.dispose()
             uvicorn.run(
                 "api.app:app_from_env",
@@ -514,6 +535,7 @@ def serve(
                 host=host,
                 port=port,
                 log_level="warning",
+                log_config=log_config,
             )
             return
         app = create_app(
@@ -525,7 +547,7 @@ def serve(
             token_cache_seconds=token_cache,
             database_clock=True,
         )
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        uvicorn.run(app, host=host, port=port, log_level="warning", log_config=log_config)
 
 
 # --------------------------------------------------------------------------------------------

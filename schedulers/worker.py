@@ -128,7 +128,8 @@ class Worker:
         self.metrics = metrics or WorkerMetrics()
         self.stopping = threading.Event()
         self.wait = wait or self.stopping.wait
-        self.database_clock = database_clock
+        # SQLite has no clock of its own: there the process's (``clock``) decides.
+        self.database_clock = database_clock and self.engine.dialect.name == "postgresql"
         self.reconnect_cap = reconnect_cap
         self._skewed = False
 
