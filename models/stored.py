@@ -128,19 +128,22 @@ def _task(episode_id: str, t: Mapping[str, Any]) -> TaskItem:
     key = t["key"]
     if type(key) is not str or type(t["rule"]) is not str or t["status"] not in TASK_STATUSES:
         raise _bad(episode_id, f"due item {key!r}", "a key, a rule and a status")
-    if not _instant(t["due_at"]) or not all(
-        value is None or _instant(value)
-        for value in (t["window_start"], t["escalate_at"], t["completed_at"])
+    window_start, escalate_at, completed_at = t["window_start"], t["escalate_at"], t["completed_at"]
+    if not (
+        _instant(t["due_at"])
+        and (window_start is None or _instant(window_start))
+        and (escalate_at is None or _instant(escalate_at))
+        and (completed_at is None or _instant(completed_at))
     ):
         raise _bad(episode_id, f"due item {key}'s times", "instants")
     return TaskItem(
         key=key,
         rule=t["rule"],
         due_at=t["due_at"],
-        window_start=t["window_start"],
-        escalate_at=t["escalate_at"],
+        window_start=window_start,
+        escalate_at=escalate_at,
         status=t["status"],
-        completed_at=t["completed_at"],
+        completed_at=completed_at,
     )
 
 

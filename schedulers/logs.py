@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +34,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler on whatever ``sys.stderr`` is when a record is emitted, not when the
+    handler was made (a stream replaced since, as a test's capture is, stays reachable)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def logging_config(json_lines: bool = True, level: int = logging.INFO) -> dict[str, Any]:
     """The :func:`logging.config.dictConfig` of a carepath process: also handed to uvicorn
     (``log_config``), which applies it in each of its worker processes."""
@@ -47,11 +64,7 @@ def logging_config(json_lines: bool = True, level: int = logging.INFO) -> dict[s
         "disable_existing_loggers": False,
         "formatters": {"carepath": formatter},
         "handlers": {
-            "stderr": {
-                "class": "logging.StreamHandler",
-                "formatter": "carepath",
-                "stream": "ext://sys.stderr",
-            }
+            "stderr": {"()": f"{__name__}.StderrHandler", "formatter": "carepath"}
         },
         "root": {"handlers": handler, "level": "WARNING"},
         "loggers": {

@@ -304,16 +304,22 @@ class Worker:
         scheduler = BlockingScheduler(timezone="UTC")
         self._schedule(scheduler, interval)
 
+        stopper: list[threading.Thread] = []
+
         def stop(signum: int, _frame: Any) -> None:
             log.info("stopping", extra={"signal": signal.Signals(signum).name})
             self.stopping.set()
             # From the signal handler: wake the scheduler, let the running job finish.
-            threading.Thread(target=scheduler.shutdown, kwargs={"wait": True}).start()
+            stopper.append(threading.Thread(target=scheduler.shutdown, kwargs={"wait": True}))
+            stopper[-1].start()
 
         previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         log.info("worker started", extra={"interval_s": interval, "batch_size": self.batch_size})
         try:
             scheduler.start()
+            # start() returns once shutdown began; the sweep in progress ends its batch.
+            for thread in stopper:
+                thread.join()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

@@ -4,6 +4,7 @@ its error, counted, retried after repair, and its timers then fire once, in due 
 from __future__ import annotations
 
 import json
+import logging
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -88,8 +89,10 @@ def worker(engine: Engine, clock: FakeClock) -> Worker:
 
 
 def test_a_poison_pill_among_100_episodes_is_an_incident_and_fires_once_after_repair(
-    engine: Engine, db_url: str
+    engine: Engine, db_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(logging.getLogger("carepath"), "propagate", True)  # to caplog
+    caplog.set_level(logging.INFO, logger="carepath.incidents")
     ids = open_episodes(engine, 100)
     bad = ids[37]
     configuration = stored(engine, bad, "configuration")
@@ -160,6 +163,14 @@ def test_a_poison_pill_among_100_episodes_is_an_incident_and_fires_once_after_re
     ).decode()
     with make_session_factory(engine)() as session:
         assert verify_chain(session).ok
+    # Logged once per change, naming the episode.
+    records = {id(r): r for r in caplog.records}.values()  # each once, however many handlers
+    changes = [(r.getMessage(), r.episode_id) for r in records  # type: ignore[attr-defined]
+               if r.name == "carepath.incidents"]  # fmt: skip
+    assert changes == [
+        ("incident opened", bad), ("incident retried", bad), ("incident retry requested", bad),
+        ("incident resolved", bad),
+    ]  # fmt: skip
 
 
 # Every shape the damage can take, each written as an attacker with database access would.

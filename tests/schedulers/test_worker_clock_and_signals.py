@@ -44,6 +44,7 @@ def test_a_worker_whose_clock_runs_15_days_ahead_fires_nothing_early(
     # The 14-day timers look due to the skewed clock: it alone would fire them.
     assert count(engine, DueTimer.status == "pending", DueTimer.due_at <= ahead.now()) > 0
     assert count(engine, DueTimer.status == "pending", DueTimer.due_at <= now) == 0
+    monkeypatch.setattr(logging.getLogger("carepath"), "propagate", True)  # to caplog
     repo = EpisodeRepository(engine, PathwayDefaults())
     if engine.dialect.name == "sqlite":
         # SQLite has no clock of its own: there the process's decides (documented).
@@ -62,7 +63,8 @@ def test_a_worker_whose_clock_runs_15_days_ahead_fires_nothing_early(
         if line.startswith("carepath_clock_skew_seconds ")
     )  # fmt: skip
     assert abs(skew - timedelta(days=15).total_seconds()) < 60
-    skewed = [r for r in caplog.records if r.getMessage().startswith("clock skew")]
+    records = {id(r): r for r in caplog.records}.values()  # each once, however many handlers
+    skewed = [r for r in records if r.getMessage().startswith("clock skew")]
     assert len(skewed) == 1  # once per change, not once per sweep
     assert skewed[0].skew_seconds > 5  # type: ignore[attr-defined]
 
@@ -93,6 +95,33 @@ def test_worker_once_reports_a_bad_episode_and_exits_0(engine: Engine, db_url: s
         "opened", "episode", bad,
     )  # fmt: skip
     assert incident["error"] == "history is not an object of state id lists"
+
+
+def test_a_failed_sweep_is_counted_and_the_lag_still_read(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    enrolled = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    open_episodes(engine, 2, enrolled=enrolled)
+    repo = EpisodeRepository(engine, PathwayDefaults())
+    worker = Worker(repo, FakeClock(enrolled + timedelta(days=50)))
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("out of memory, say")
+
+    monkeypatch.setattr(repo, "fire_batch", broken)
+    assert worker.sweep_logged() is None
+    exposed = generate_latest(worker.metrics.registry).decode()
+    assert 'carepath_worker_sweeps_total{outcome="error"} 1.0' in exposed
+    lag = next(float(line.split()[1]) for line in exposed.splitlines()
+               if line.startswith("carepath_timer_lag_seconds "))  # fmt: skip
+    assert lag > timedelta(days=30).total_seconds()
+
+
+def test_reconnection_waits_double_up_to_10_seconds() -> None:
+    from schedulers.worker import RECONNECT_CAP, _delays
+
+    waits = _delays(RECONNECT_CAP)
+    assert [next(waits) for _ in range(7)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0]
 
 
 def start_worker(db_url: str, *args: str) -> subprocess.Popen[str]:
