@@ -19,7 +19,6 @@ from sqlalchemy import (
     Table,
     any_,
     bindparam,
-    exists,
     func,
     insert,
     select,
@@ -116,17 +115,23 @@ _CANCEL_TIMER = _CANCEL_ALL_TIMERS.where(TIMER.c.ref == bindparam("b_ref"))
 def _due_timers(cutoff: Any) -> Any:
     """Pending timers due by ``cutoff``, in due order, less those of an episode with an
     open incident whose retry is not due yet; ``retrying`` flags an episode whose open
-    incident is being retried now (a success resolves it)."""
-    open_incident = (
-        (INCIDENT.c.episode_id == TIMER.c.episode_id)
-        & INCIDENT.c.resolved_at.is_(None)
-        # A delivery's incident holds back nothing but the delivery.
-        & (INCIDENT.c.kind != "delivery")
-    )
-    waiting = exists().where(open_incident, INCIDENT.c.next_retry_at > cutoff)
+    incident is being retried now (a success resolves it).
+
+    Both incident checks are uncorrelated subqueries, which the database runs once per
+    claim (PostgreSQL's hashed subplan, SQLite's ephemeral index), not once per timer: a
+    claim passes over every timer due at the same instant before its LIMIT applies.
+    """
+    # A delivery's incident holds back nothing but the delivery.
+    open_incident = (INCIDENT.c.resolved_at.is_(None), INCIDENT.c.kind != "delivery")
+    waiting = select(INCIDENT.c.episode_id).where(*open_incident, INCIDENT.c.next_retry_at > cutoff)
+    retrying = TIMER.c.episode_id.in_(select(INCIDENT.c.episode_id).where(*open_incident))
     return (
-        select(TIMER, exists().where(open_incident).label("retrying"))
-        .where(TIMER.c.status == "pending", TIMER.c.due_at <= cutoff, ~waiting)
+        select(TIMER, retrying.label("retrying"))
+        .where(
+            TIMER.c.status == "pending",
+            TIMER.c.due_at <= cutoff,
+            TIMER.c.episode_id.not_in(waiting),
+        )
         .order_by(TIMER.c.due_at, TIMER.c.id)
         .limit(bindparam("b_limit"))
     )
