@@ -158,15 +158,15 @@ class BatchIncidents:
             action, incident_id = "retried", current["id"]
         else:
             attempts, retry_at = 1, now + self.backoff.after(1)
-            self.cursor.run(
+            inserted = self.cursor.query(
                 self.sql.insert,
                 {
                     "kind": kind, "episode_id": episode_id, "timer_id": timer_id,
                     "delivery_id": None, "error": error, "attempts": 1,
                     "first_seen_at": now, "last_seen_at": now, "next_retry_at": retry_at,
                 },
-            )  # fmt: skip
-            action, incident_id = "opened", None
+            ).first()  # fmt: skip
+            action, incident_id = "opened", inserted["id"] if inserted else None
         self.changes.append(
             Change(action, incident_id, kind, episode_id, timer_id, None, error, attempts,
                    retry_at)
@@ -200,7 +200,10 @@ class _Statements:
             dialect,
         )  # fmt: skip
         self.insert = Prepared(
-            insert(INCIDENT).values({name: bindparam(name) for name in columns}), dialect
+            insert(INCIDENT)
+            .values({name: bindparam(name) for name in columns})
+            .returning(INCIDENT.c.id),
+            dialect,
         )
         bumped = ("kind", "timer_id", "error", "attempts", "last_seen_at", "next_retry_at")
         self.bump = Prepared(
@@ -247,10 +250,12 @@ def delivery_failed(
     values = {"error": error, "attempts": attempts, "last_seen_at": now,
               "next_retry_at": next_attempt_at}  # fmt: skip
     if current is None:
-        connection.execute(
-            insert(INCIDENT).values(kind="delivery", episode_id=episode_id,
-                                    delivery_id=delivery_id, first_seen_at=now, **values)
-        )  # fmt: skip
+        current = connection.execute(
+            insert(INCIDENT)
+            .values(kind="delivery", episode_id=episode_id, delivery_id=delivery_id,
+                    first_seen_at=now, **values)
+            .returning(INCIDENT.c.id)
+        ).scalar()  # fmt: skip
         action = "opened"
     else:
         connection.execute(update(INCIDENT).where(INCIDENT.c.id == current).values(**values))

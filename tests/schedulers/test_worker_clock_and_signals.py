@@ -95,6 +95,8 @@ def test_worker_once_reports_a_bad_episode_and_exits_0(engine: Engine, db_url: s
         "opened", "episode", bad,
     )  # fmt: skip
     assert incident["error"] == "history is not an object of state id lists"
+    listed = CliRunner().invoke(cli.main.app, ["incidents"], env={"CAREPATH_DATABASE_URL": db_url})
+    assert [i["id"] for i in json.loads(listed.stdout)] == [incident["incident"]]
 
 
 def test_a_failed_sweep_is_counted_and_the_lag_still_read(
