@@ -435,9 +435,11 @@ def incidents(
     """
     from models.incidents import list_incidents, retry_now
     from models.incidents import resolve as resolve_incident
+    from schedulers import logs
 
     if resolve is not None and retry is not None:
         _fail("invalid: --resolve and --retry: give one of them", 2)
+    logs.configure()  # a retry or resolution is logged, as the worker logs its changes
     with _database() as engine, _reported():
         if resolve is not None:
             _print(resolve_incident(engine, resolve, CLOCK.now()))
