@@ -16,6 +16,7 @@ from sqlalchemy import Engine, func, select, text, update
 from typer.testing import CliRunner
 
 import models.repository
+import schedulers.logs
 from cli.main import app
 from engine.clinic_time import FakeClock
 from engine.events import parse_opening
@@ -88,11 +89,34 @@ def worker(engine: Engine, clock: FakeClock) -> Worker:
     return Worker(EpisodeRepository(engine, PathwayDefaults()), clock)
 
 
+class Kept(logging.Handler):
+    """Keeps the records of the logger it is put on, whatever else handles them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def incident_log(monkeypatch: pytest.MonkeyPatch) -> Iterator[Kept]:
+    # The commands run in-process here would set logging up afresh, dropping this handler.
+    monkeypatch.setattr(schedulers.logs, "configure", lambda *_, **__: None)
+    logger = logging.getLogger("carepath.incidents")
+    kept = Kept()
+    logger.addHandler(kept)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    yield kept
+    logger.removeHandler(kept)
+    logger.setLevel(level)
+
+
 def test_a_poison_pill_among_100_episodes_is_an_incident_and_fires_once_after_repair(
-    engine: Engine, db_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, db_url: str, incident_log: Kept
 ) -> None:
-    monkeypatch.setattr(logging.getLogger("carepath"), "propagate", True)  # to caplog
-    caplog.set_level(logging.INFO, logger="carepath.incidents")
     ids = open_episodes(engine, 100)
     bad = ids[37]
     configuration = stored(engine, bad, "configuration")
@@ -164,9 +188,8 @@ def test_a_poison_pill_among_100_episodes_is_an_incident_and_fires_once_after_re
     with make_session_factory(engine)() as session:
         assert verify_chain(session).ok
     # Logged once per change, naming the episode.
-    records = {id(r): r for r in caplog.records}.values()  # each once, however many handlers
-    changes = [(r.getMessage(), r.episode_id) for r in records  # type: ignore[attr-defined]
-               if r.name == "carepath.incidents"]  # fmt: skip
+    changes = [(r.getMessage(), r.episode_id)  # type: ignore[attr-defined]
+               for r in incident_log.records]  # fmt: skip
     assert changes == [
         ("incident opened", bad), ("incident retried", bad), ("incident retry requested", bad),
         ("incident resolved", bad),
