@@ -14,7 +14,7 @@ from functools import partial
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from api import assets, audit, calendar_feed, episodes, ops, pages, problems, worklist
+from api import assets, audit, calendar_feed, episodes, incidents, ops, pages, problems, worklist
 from api.deps import Services
 from api.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from api.security import SecurityHeaders, WebSettings
@@ -45,12 +45,15 @@ def create_app(
     token_cache_seconds: float = 0.0,
     owns_engine: bool = False,
     web: WebSettings | None = None,
+    database_clock: bool = False,
 ) -> FastAPI:
     """The API on ``engine``; with ``worker_interval`` the worker sweeps in-process and
     sends reminders through ``channels``. A live token is remembered for
     ``token_cache_seconds`` (see :class:`api.tokens.Tokens`). With ``owns_engine`` the
     engine is disposed when the app shuts down. ``web`` is the base URL and the page
-    sessions' limits (:class:`api.security.WebSettings`)."""
+    sessions' limits (:class:`api.security.WebSettings`). With ``database_clock``
+    (``carepath serve``) the database's clock decides what is due, for the worker and
+    ``/healthz``'s lag (PostgreSQL; SQLite's clock is ``clock``)."""
     clock = clock or SystemClock()
     web = web or WebSettings()
     repo = EpisodeRepository(engine, defaults)
@@ -63,7 +66,8 @@ def create_app(
         stop = None
         if worker_interval is not None:
             deliver = partial(deliver_due, engine, channels) if channels else None
-            worker = Worker(repo, clock, deliver=deliver, metrics=parts.metrics)
+            worker = Worker(repo, clock, deliver=deliver, metrics=parts.metrics,
+                            database_clock=database_clock)  # fmt: skip
             stop = worker.start(worker_interval)
         try:
             yield
@@ -82,6 +86,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.services = parts
+    app.state.health = ops.HealthSettings.from_env(database_clock)
     app.add_middleware(HttpMetricsMiddleware, metrics=HttpMetrics(parts.metrics.registry))
     app.add_middleware(SecurityHeaders, hsts=web.https)
     problems.install(app)
@@ -92,12 +97,14 @@ def create_app(
     app.include_router(calendar_feed.router)
     app.include_router(audit.router)
     app.include_router(ops.router)
+    app.include_router(incidents.router)
     return app
 
 
 # How `carepath serve --workers N` hands its settings to each worker process.
 SWEEP_INTERVAL_ENV = "CAREPATH_SERVE_INTERVAL"
 TOKEN_CACHE_ENV = "CAREPATH_TOKEN_CACHE_SECONDS"
+LOG_FORMAT_ENV = "CAREPATH_LOG_FORMAT"
 
 
 def app_from_env() -> FastAPI:
@@ -105,7 +112,7 @@ def app_from_env() -> FastAPI:
     the command leaves for it: the database, the pathway defaults, the reminder channels,
     the sweep interval, the token cache and the base URL. Each process sweeps too, as several
     ``carepath worker`` processes may: timers are claimed, never shared."""
-    logs.configure(json_lines=False)
+    logs.configure(json_lines=os.environ.get(LOG_FORMAT_ENV, "json") == "json")
     interval = os.environ.get(SWEEP_INTERVAL_ENV)
     return create_app(
         make_engine(database_url()),
@@ -116,4 +123,5 @@ def app_from_env() -> FastAPI:
         token_cache_seconds=float(os.environ.get(TOKEN_CACHE_ENV, "0")),
         owns_engine=True,
         web=WebSettings.from_env(),
+        database_clock=True,
     )

@@ -76,7 +76,7 @@ def open_episode(
     summary="The episode view",
     response_class=JSONResponse,
     responses={200: {"model": EpisodeView, "description": "The episode; ETag is its version"},
-               **documented(401, 403, 404, 422, 503)},
+               **documented(401, 403, 404, 422, 500, 503)},
 )  # fmt: skip
 async def read_episode(episode_id: str, parts: ServicesDep, _: Clinical) -> JSONResponse:
     # The busiest route: async, so the database read is the request's only hop to a thread,
@@ -96,7 +96,7 @@ async def read_episode(episode_id: str, parts: ServicesDep, _: Clinical) -> JSON
                 "image/svg+xml": {"example": '<svg xmlns="http://www.w3.org/2000/svg">…</svg>'}
             },
         },
-        **documented(401, 403, 404, 422, 503),
+        **documented(401, 403, 404, 422, 500, 503),
     },
 )
 def episode_diagram(episode_id: str, parts: ServicesDep, _: Clinical) -> Response:
@@ -145,7 +145,7 @@ def list_episodes(
     summary="Record a clinical event",
     response_model=None,
     responses={200: {"model": EventAnswer, "description": "Accepted: the episode and the step"},
-               **documented(401, 403, 404, 409, 412, 422, 503)},
+               **documented(401, 403, 404, 409, 412, 422, 500, 503)},
 )  # fmt: skip
 def post_event(
     episode_id: str,

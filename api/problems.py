@@ -17,7 +17,13 @@ from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.schemas import Problem
-from engine.errors import EpisodeNotFound, InvalidConfiguration, InvalidEvent, StaleEpisode
+from engine.errors import (
+    EpisodeNotFound,
+    InvalidConfiguration,
+    InvalidEvent,
+    StaleEpisode,
+    UnreadableEpisode,
+)
 
 PROBLEM_TYPES = "https://carepath.example/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -45,6 +51,11 @@ _MEANINGS: dict[int, tuple[str, dict[str, Any]]] = {
     422: ("Invalid input: field names the first field at fault", {
         "type": PROBLEM_TYPES + "invalid-input", "title": "Invalid input", "status": 422,
         "detail": "data.vas_leg: must be between 0 and 10, got 14", "field": "data.vas_leg"}),
+    500: ("The episode's stored record cannot be read (named; an incident for operators)", {
+        "type": PROBLEM_TYPES + "unreadable-episode", "title": "Stored episode cannot be read",
+        "status": 500, "detail": "stored episode 583dab66-f42c-419e-bcac-4411bd0d0469 cannot "
+                  "be read: configuration is not a list of state ids",
+        "episode_id": "583dab66-f42c-419e-bcac-4411bd0d0469"}),
     503: ("The database could not complete the request; retry after Retry-After", {
         "type": PROBLEM_TYPES + "database-unavailable", "title": "Database unavailable",
         "status": 503, "detail": "the database could not complete the request; try again"}),
@@ -134,6 +145,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(EpisodeNotFound)
     async def not_found(_: Request, exc: EpisodeNotFound) -> JSONResponse:
         return problem(404, "not-found", "No such episode", str(exc))
+
+    @app.exception_handler(UnreadableEpisode)
+    async def unreadable(_: Request, exc: UnreadableEpisode) -> JSONResponse:
+        # The reason names what is damaged, never a stored value beyond state ids.
+        return problem(500, "unreadable-episode", "Stored episode cannot be read", str(exc),
+                       episode_id=exc.episode_id)  # fmt: skip
 
     @app.exception_handler(InvalidConfiguration)
     async def corrupt(_: Request, exc: InvalidConfiguration) -> JSONResponse:

@@ -316,12 +316,55 @@ class ChainCheck(BaseModel):
 
 
 class Health(BaseModel):
-    model_config = _example({"status": "ok", "database": "ok", "timer_lag_seconds": 0.8})
-    status: Literal["ok", "unavailable"]
+    model_config = _example(
+        {"status": "ok", "database": "ok", "timer_lag_seconds": 0.8, "open_incidents": 0,
+         "lag_threshold_seconds": 300.0, "reasons": []}
+    )  # fmt: skip
+    status: Literal["ok", "degraded", "unavailable"]
     database: Literal["ok", "unreachable"]
     timer_lag_seconds: float | None = Field(
         default=None, description="age of the oldest due timer not yet fired"
     )
+    open_incidents: int | None = Field(
+        default=None, description="incidents not yet resolved (see GET /incidents)"
+    )
+    lag_threshold_seconds: float | None = Field(
+        default=None, description="a lag past this is degraded (CAREPATH_HEALTH_MAX_LAG_SECONDS)"
+    )
+    reasons: list[str] | None = Field(default=None, description="why it is degraded")
+
+
+INCIDENT = {
+    "id": 7, "kind": "episode", "episode_id": EPISODE_ID, "timer_id": 1042, "delivery_id": None,
+    "error": "configuration is not a list of state ids", "attempts": 3,
+    "first_seen_at": "2026-03-02T09:00:00+00:00", "last_seen_at": "2026-03-02T09:03:00+00:00",
+    "next_retry_at": "2026-03-02T09:07:00+00:00", "resolved": False, "resolved_at": None,
+    "resolution": None,
+}  # fmt: skip
+
+
+class IncidentView(BaseModel):
+    """A step that could not be done for one episode (``carepath incidents``)."""
+
+    model_config = _example(INCIDENT)
+    id: int
+    kind: Literal["timer", "episode", "delivery"]
+    episode_id: str
+    timer_id: int | None
+    delivery_id: int | None
+    error: str = Field(description="the error's first line")
+    attempts: int
+    first_seen_at: datetime
+    last_seen_at: datetime
+    next_retry_at: datetime | None = Field(description="null once resolved")
+    resolved: bool
+    resolved_at: datetime | None
+    resolution: str | None = Field(description="retried, by hand, or no pending timer left")
+
+
+class IncidentList(BaseModel):
+    model_config = _example({"items": [INCIDENT]})
+    items: list[IncidentView]
 
 
 class Problem(BaseModel):
@@ -333,6 +376,9 @@ class Problem(BaseModel):
     status: int
     detail: str
     field: str | None = Field(default=None, description="422: the field at fault")
+    episode_id: str | None = Field(
+        default=None, description="500: the episode whose stored record cannot be read"
+    )
     errors: list[dict[str, str]] | None = Field(
         default=None, description="422: every field at fault, as {field, reason}"
     )

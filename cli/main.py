@@ -380,23 +380,73 @@ def worker(
     logs.configure(json_lines=log_format == "json")
     with _database() as engine:
         deliver = partial(deliver_due, engine, channels) if channels else None
-        runner = Worker(_repository(engine), CLOCK, batch_size=batch_size, deliver=deliver)
+        # The database's clock decides what is due (PostgreSQL): a skewed host fires
+        # nothing early.
+        runner = Worker(
+            _repository(engine), CLOCK, batch_size=batch_size, deliver=deliver,
+            database_clock=True,
+        )  # fmt: skip
         if metrics_port is not None:
             from prometheus_client import start_http_server
 
             start_http_server(metrics_port, registry=runner.metrics.registry)
         if once:
+            # SIGTERM lets the batch in progress finish, then the summary is printed.
+            stop_on_signal(runner.stopping.set)
             with _reported():
                 report = runner.sweep()
-            summary: dict[str, Any] = {
-                "fired": report.fired,
-                "noops": report.noops,
-                "held": report.held,
-                "deliveries": {f"{c}:{o}": n for (c, o), n in report.deliveries.items()},
-            }
-            typer.echo(json.dumps({**summary, "duration_s": round(report.duration_s, 3)}))
+            typer.echo(json.dumps(report.summary(), default=str))
             return
         runner.run(interval)
+
+
+def stop_on_signal(stop: Any) -> None:
+    """Call ``stop`` on SIGTERM or SIGINT instead of dying there and then."""
+    import signal
+
+    def handler(signum: int, _frame: Any) -> None:
+        import logging
+
+        logging.getLogger("carepath.worker").info(
+            "stopping", extra={"signal": signal.Signals(signum).name}
+        )
+        stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
+
+
+@app.command("incidents")
+def incidents(
+    resolve: Annotated[
+        int | None, typer.Option("--resolve", help="Close this open incident by hand")
+    ] = None,
+    retry: Annotated[
+        int | None, typer.Option("--retry", help="Retry this open incident at the next sweep")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Resolved ones too")] = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many, newest first")] = 100,
+) -> None:
+    """Steps that could not be done for one episode: kind (timer, episode, delivery), the
+    episode, the timer or delivery, the error, attempts and the next retry.
+
+    Repair the episode, then --retry ID (or wait for the retry); --resolve ID closes one
+    by hand. Either way the episode's timers are then claimed again, in due order.
+    """
+    from models.incidents import list_incidents, retry_now
+    from models.incidents import resolve as resolve_incident
+    from schedulers import logs
+
+    if resolve is not None and retry is not None:
+        _fail("invalid: --resolve and --retry: give one of them", 2)
+    logs.configure()  # a retry or resolution is logged, as the worker logs its changes
+    with _database() as engine, _reported():
+        if resolve is not None:
+            _print(resolve_incident(engine, resolve, CLOCK.now()))
+        elif retry is not None:
+            _print(retry_now(engine, retry))
+        else:
+            _print(list_incidents(engine, include_resolved=all_, limit=limit))
 
 
 @app.command("reminders")
@@ -447,13 +497,22 @@ def serve(
             "(comma-separated). Default: none",
         ),
     ] = None,
+    log_format: Annotated[
+        str, typer.Option("--log-format", help="json (one object per line) or text")
+    ] = "json",
 ) -> None:
-    """Run the service: the HTTP API, with the scheduler worker sweeping in-process."""
+    """Run the service: the HTTP API, with the scheduler worker sweeping in-process.
+
+    SIGTERM lets the sweep's batch in progress and the requests in flight finish, then
+    the process exits 0.
+    """
     import dataclasses
+    import logging
+    import signal
 
     import uvicorn
 
-    from api.app import SWEEP_INTERVAL_ENV, TOKEN_CACHE_ENV, create_app
+    from api.app import LOG_FORMAT_ENV, SWEEP_INTERVAL_ENV, TOKEN_CACHE_ENV, create_app
     from api.security import (
         BASE_URL_ENV,
         WebSettingError,
@@ -465,6 +524,8 @@ def serve(
     from schedulers import logs
     from schedulers.channels import ChannelSettingError, channels_from_env
 
+    if log_format not in ("json", "text"):
+        _fail(f"invalid: --log-format: {log_format!r} is not json or text", 2)
     try:
         channels = channels_from_env()
     except ChannelSettingError as exc:
@@ -479,7 +540,9 @@ def serve(
         _fail(f"invalid: {exc}", 2)
     # uvicorn rewrites the scheme and client address from X-Forwarded-* only for these.
     proxy_headers = proxies is not None
-    logs.configure(json_lines=False)
+    json_lines = log_format == "json"
+    logs.configure(json_lines=json_lines)
+    log = logging.getLogger("carepath.serve")
     with _database() as engine:
         if demo:
             for view in seed_demo(_repository(engine), CLOCK.now()):
@@ -487,11 +550,18 @@ def serve(
                     f"demo episode {view['id']} ({view['patient_ref']}): {view['phase']}, "
                     f"management {view['management']}, referral {view['referral']}"
                 )
-            typer.echo("a token to try the API with: carepath token create --role admin", err=True)
+            log.info("a token to try the API with: carepath token create --role admin")
         defaults = _repository(engine).defaults
         listening = f"http://{host}:{port}"
         reached = "" if web.base_url == listening else f", reached at {web.base_url}"
-        typer.echo(f"carepath on {listening}{reached} (API docs at /docs)", err=True)
+        log.info(f"carepath on {listening}{reached} (API docs at /docs)",
+                 extra={"url": listening, "base_url": str(web.base_url),
+                        "workers": workers})  # fmt: skip
+        # Uvicorn stops gracefully on SIGTERM, then sends the signal again to end by it:
+        # caught here, the process exits 0 instead, as a service manager expects.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: None)
+        log_config = logs.logging_config(json_lines)
         if workers > 1:
             # Worker processes build the app themselves (api.app.app_from_env), from
             # settings passed down in the environment.
@@ -499,6 +569,7 @@ def serve(
             os.environ[SWEEP_INTERVAL_ENV] = str(interval)
             os.environ[TOKEN_CACHE_ENV] = str(token_cache)
             os.environ[BASE_URL_ENV] = str(web.base_url)
+            os.environ[LOG_FORMAT_ENV] = log_format
             engine.dispose()
             uvicorn.run(
                 "api.app:app_from_env",
@@ -509,6 +580,7 @@ def serve(
                 log_level="warning",
                 proxy_headers=proxy_headers,
                 forwarded_allow_ips=proxies,
+                log_config=log_config,
             )
             return
         app = create_app(
@@ -519,8 +591,9 @@ def serve(
             channels=channels,
             token_cache_seconds=token_cache,
             web=web,
+            database_clock=True,
         )
-        uvicorn.run(app, host=host, port=port, log_level="warning",
+        uvicorn.run(app, host=host, port=port, log_level="warning", log_config=log_config,
                     proxy_headers=proxy_headers, forwarded_allow_ips=proxies)  # fmt: skip
 
 

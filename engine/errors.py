@@ -78,3 +78,21 @@ class EpisodeNotFound(CarepathError):
     def __init__(self, episode_id: str) -> None:
         self.episode_id = episode_id
         super().__init__(f"no episode with id {episode_id}")
+
+
+class UnreadableEpisode(InvalidConfiguration):
+    """A stored episode that cannot be rebuilt, whatever shape the damage has (a
+    configuration that is null, not a list or names unknown states; a patient, history or
+    facts that are not objects; a column that is null or not of its type; a row that does
+    not parse). An :class:`InvalidConfiguration` that names the episode.
+
+    Args:
+        episode_id: the episode whose stored record is damaged.
+        reason: what is wrong with it, in words (no stored values beyond state ids).
+    """
+
+    def __init__(self, episode_id: str, reason: str) -> None:
+        self.episode_id = episode_id
+        self.configuration = []
+        self.reason = reason
+        CarepathError.__init__(self, f"stored episode {episode_id} cannot be read: {reason}")

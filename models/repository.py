@@ -14,15 +14,17 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.clinic_time import to_utc
 from engine.episode import EpisodeState, Step, iso
-from engine.errors import InvalidConfiguration, StaleEpisode
+from engine.errors import InvalidConfiguration, StaleEpisode, UnreadableEpisode
 from engine.events import ClinicalEvent, Opening, check_event_time, event_payload_json, parse_event
 from engine.pathway import apply_event, complete_task, fire_timer, open_episode
 from engine.settings import PathwayDefaults
 from engine.view import episode_view
+from models.incidents import BatchIncidents, Change, RetryBackoff, log_changes
 from models.store import EpisodeChanges, transaction
 
 
@@ -72,13 +74,18 @@ class EpisodeRepository:
     Args:
         database: the carepath database, as an engine or a session factory bound to one.
         defaults: the pathway's configurable numbers (``CAREPATH_DEFAULTS`` when omitted).
+        retry: when an episode's timers are retried after an incident.
     """
 
     def __init__(
-        self, database: Engine | sessionmaker[Session], defaults: PathwayDefaults | None = None
+        self,
+        database: Engine | sessionmaker[Session],
+        defaults: PathwayDefaults | None = None,
+        retry: RetryBackoff | None = None,
     ) -> None:
         self.engine: Engine = database if isinstance(database, Engine) else database.kw["bind"]
         self.defaults = defaults or PathwayDefaults.from_env()
+        self.retry = retry or RetryBackoff()
 
     # ---------------------------------------------------------------------------------------
     # Reading
@@ -281,7 +288,7 @@ class EpisodeRepository:
         return entries
 
     def fire_batch(
-        self, now: datetime, limit: int, on_time: bool = False, timeline: bool = False
+        self, now: datetime | None, limit: int, on_time: bool = False, timeline: bool = False
     ) -> FiredBatch:
         """Claim up to ``limit`` due timers and fire them in one transaction.
 
@@ -292,26 +299,107 @@ class EpisodeRepository:
         the rest of an episode whose step booked a timer that is already due: each
         episode's timers apply in due order, whoever claims them. ``timeline`` collects a
         timeline entry per step that changed an episode (the simulation's output).
+
+        A step that cannot be done for one episode (its stored record unreadable, its
+        step raising) makes an incident (:mod:`models.incidents`) that holds back that
+        episode's timers until its retry; the rest of the batch commits. Should the
+        database refuse a write of the batch, it is fired again one episode at a time, so
+        that only the episode whose write was refused becomes an incident.
+
+        Args:
+            now: the instant that decides what is due; None for the database's clock
+                (PostgreSQL's ``now()``; SQLite's is the process's own).
         """
-        now = to_utc(now)
-        batch = FiredBatch()
+        try:
+            batch = self._fire_batch(now, limit, on_time, timeline)
+        except (IntegrityError, DataError):
+            batch = self._fire_one_episode_at_a_time(now, limit, on_time, timeline)
+        log_changes(batch.incidents)
+        return batch
+
+    def _fire_one_episode_at_a_time(
+        self, now: datetime | None, limit: int, on_time: bool, timeline: bool
+    ) -> FiredBatch:
         with transaction(self.engine) as store:
-            timers = store.claim_timers(now, limit)
-            batch.claimed = len(timers)
-            if not timers:
+            claimed = store.claim_due(now, limit)
+        batch = FiredBatch(now=claimed.now)
+        first: dict[str, int] = {}
+        for timer in claimed.timers:
+            first.setdefault(timer["episode_id"], timer["id"])
+        for episode_id, timer_id in first.items():
+            try:
+                part = self._fire_batch(claimed.now, limit, on_time, timeline, episode_id)
+            except (IntegrityError, DataError) as exc:
+                with transaction(self.engine) as store:
+                    incidents = BatchIncidents(store.cursor, self.engine.dialect, self.retry)
+                    open_ones = incidents.open_on([episode_id]).get(episode_id, ())
+                    incidents.failed("timer", episode_id, timer_id, exc, claimed.now, open_ones)
+                part = FiredBatch(now=claimed.now, claimed=1, failed=1)
+                part.incidents = incidents.changes
+            batch.add(part)
+        return batch
+
+    def _fire_batch(
+        self,
+        now: datetime | None,
+        limit: int,
+        on_time: bool,
+        timeline: bool,
+        episode_id: str | None = None,
+    ) -> FiredBatch:
+        with transaction(self.engine) as store:
+            claimed = store.claim_due(now, limit, episode_id)
+            now = claimed.now
+            timers = claimed.timers
+            batch = FiredBatch(now=now, claimed=len(timers) + len(claimed.unreadable))
+            if not batch.claimed:
                 return batch
+            incidents = BatchIncidents(store.cursor, self.engine.dialect, self.retry)
+            retrying = incidents.open_on(
+                [t["episode_id"] for t in timers if t["retrying"]]
+                + [episode for _, episode, _ in claimed.unreadable]
+            )
+            broken: set[str] = set()
+            for timer_id, episode, exc in claimed.unreadable:
+                if episode not in broken:
+                    held = retrying.get(episode, ())
+                    incidents.failed("timer", episode, timer_id, exc, now, held)
+                    broken.add(episode)
+                    batch.failed += 1
             loaded = store.read_many([t["episode_id"] for t in timers])
-            changes = {episode_id: EpisodeChanges(one) for episode_id, one in loaded.items()}
+            changes = {
+                episode: EpisodeChanges(one)
+                for episode, one in loaded.items()
+                if not isinstance(one, UnreadableEpisode)
+            }
             deferred = store.held_elsewhere(timers)
+            fired_for: set[str] = set()
             marks: list[dict[str, Any]] = []
             audit: list[dict[str, Any]] = []
             for timer in timers:
-                episode = changes[timer["episode_id"]]
-                if timer["episode_id"] in deferred:
+                episode = timer["episode_id"]
+                if episode in broken:
+                    continue  # held back by the incident just opened
+                if episode in deferred:
                     batch.held += 1
                     continue
+                one = loaded[episode]
+                if isinstance(one, UnreadableEpisode):
+                    held = retrying.get(episode, ())
+                    incidents.failed("episode", episode, timer["id"], one, now, held)
+                    broken.add(episode)
+                    batch.failed += 1
+                    continue
                 at = timer["due_at"] if on_time else now
-                step, mark, facts = self._fire(episode.state, timer, at)
+                try:
+                    step, mark, facts = self._fire(changes[episode].state, timer, at)
+                except Exception as exc:  # noqa: BLE001 - one episode's failure is its own
+                    held = retrying.get(episode, ())
+                    incidents.failed("timer", episode, timer["id"], exc, now, held)
+                    broken.add(episode)
+                    batch.failed += 1
+                    continue
+                fired_for.add(episode)
                 marks.append(mark)
                 audit.append(facts)
                 batch.fired += 1
@@ -319,19 +407,24 @@ class EpisodeRepository:
                 if step.noop:
                     batch.noops += 1
                     continue
-                episode.absorb(step)
+                changes[episode].absorb(step)
                 if timeline:  # the simulation's; the worker has no use for it
                     entry = timeline_entry(step, timer["due_at"], "timer", facts["type"])
                     batch.entries.append(entry)
                 if any(request.due_at <= now for request in step.timers):
-                    deferred.add(timer["episode_id"])
+                    deferred.add(episode)
+            for episode in fired_for - broken:
+                if episode in retrying:
+                    incidents.resolved(retrying[episode], now)
             store.write_batch(list(changes.values()), marks, now)
             # The chain's head is locked last and only for the appends: workers queue for
             # it for the length of an insert, not of a batch.
-            chain = store.audit_chain()
-            for facts in audit:
-                chain.append(**facts)
-            chain.close()
+            if audit:
+                chain = store.audit_chain()
+                for facts in audit:
+                    chain.append(**facts)
+                chain.close()
+        batch.incidents = incidents.changes
         return batch
 
     def _fire(
@@ -378,14 +471,29 @@ FIRE_BATCH = 100
 
 @dataclass
 class FiredBatch:
-    """What one batch did: timers claimed, fired (no-ops included), and left for later."""
+    """What one batch did: timers claimed, fired (no-ops included), left for later, and
+    failed (each an incident, opened or retried, in ``incidents``); ``now`` is the instant
+    that decided what was due."""
 
+    now: datetime | None = None
     claimed: int = 0
     fired: int = 0
     noops: int = 0
     held: int = 0
+    failed: int = 0
     lags: list[float] = field(default_factory=list)
     entries: list[dict[str, Any]] = field(default_factory=list)
+    incidents: list[Change] = field(default_factory=list)
+
+    def add(self, other: FiredBatch) -> None:
+        self.claimed += other.claimed
+        self.fired += other.fired
+        self.noops += other.noops
+        self.held += other.held
+        self.failed += other.failed
+        self.lags += other.lags
+        self.entries += other.entries
+        self.incidents += other.incidents
 
 
 __all__ = [

@@ -49,7 +49,11 @@ class Prepared:
                 self.literals[name] = bind.effective_value
         self.columns: list[tuple[str, Processor]] = []
         if isinstance(statement, Select | TextualSelect):
-            for column in statement.selected_columns:
+            returned: Iterable[Any] = statement.selected_columns
+        else:  # an INSERT, UPDATE or DELETE answers its RETURNING columns, if any
+            returned = getattr(statement, "exported_columns", ())
+        if returned:
+            for column in returned:
                 impl = column.type.dialect_impl(dialect)
                 self.columns.append((str(column.key), impl.result_processor(dialect, None)))
 
@@ -88,6 +92,10 @@ class Rows:
             return list(self.cursor.fetchall())
         finally:
             self.cursor.close()
+
+    def raw(self) -> Sequence[Any]:
+        """The rows as the driver gave them, to convert one by one (:meth:`Prepared.row`)."""
+        return self._fetch()
 
     def first(self) -> dict[str, Any] | None:
         raws = self._fetch()

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     any_,
     bindparam,
+    func,
     insert,
     select,
     text,
@@ -30,13 +31,14 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from models.audit import AUDIT_HEAD, AUDIT_LOG, INSERT_ENTRY, MOVE_HEAD, READ_HEAD
 from models.statements import BulkWrite, Prepared
-from models.tables import ClinicalEventRow, DueTimer, Episode, Reminder, Task
+from models.tables import ClinicalEventRow, DueTimer, Episode, Incident, Reminder, Task
 
 EPISODE = cast(Table, Episode.__table__)
 TASK = cast(Table, Task.__table__)
 TIMER = cast(Table, DueTimer.__table__)
 EVENT = cast(Table, ClinicalEventRow.__table__)
 REMINDER = cast(Table, Reminder.__table__)
+INCIDENT = cast(Table, Incident.__table__)
 
 _REMINDER_COLUMNS = (
     "idempotency_key",
@@ -108,12 +110,37 @@ _CANCEL_ALL_TIMERS = (
     .values(status="cancelled", fired_at=bindparam("now"), outcome=CANCELLED_BY_ENGINE)
 )
 _CANCEL_TIMER = _CANCEL_ALL_TIMERS.where(TIMER.c.ref == bindparam("b_ref"))
-_DUE_TIMERS = (
-    select(TIMER)
-    .where(TIMER.c.status == "pending", TIMER.c.due_at <= bindparam("now"))
-    .order_by(TIMER.c.due_at, TIMER.c.id)
-    .limit(bindparam("b_limit"))
-)
+
+
+def _due_timers(cutoff: Any) -> Any:
+    """Pending timers due by ``cutoff``, in due order, less those of an episode with an
+    open incident whose retry is not due yet; ``retrying`` flags an episode whose open
+    incident is being retried now (a success resolves it).
+
+    Both incident checks are uncorrelated subqueries, which the database runs once per
+    claim (PostgreSQL's hashed subplan, SQLite's ephemeral index), not once per timer: a
+    claim passes over every timer due at the same instant before its LIMIT applies.
+    """
+    # A delivery's incident holds back nothing but the delivery.
+    open_incident = (INCIDENT.c.resolved_at.is_(None), INCIDENT.c.kind != "delivery")
+    waiting = select(INCIDENT.c.episode_id).where(*open_incident, INCIDENT.c.next_retry_at > cutoff)
+    retrying = TIMER.c.episode_id.in_(select(INCIDENT.c.episode_id).where(*open_incident))
+    return (
+        select(TIMER, retrying.label("retrying"))
+        .where(
+            TIMER.c.status == "pending",
+            TIMER.c.due_at <= cutoff,
+            TIMER.c.episode_id.not_in(waiting),
+        )
+        .order_by(TIMER.c.due_at, TIMER.c.id)
+        .limit(bindparam("b_limit"))
+    )
+
+
+_DUE_TIMERS = _due_timers(bindparam("now", type_=TIMER.c.due_at.type))
+# The same, one episode's only: a batch whose writes were refused is fired again one
+# episode at a time to find which episode's were.
+_EPISODE_DUE_TIMERS = _DUE_TIMERS.where(TIMER.c.episode_id == bindparam("b_episode_id"))
 # A pending timer of the episode due before the given one: another worker holds it.
 _EARLIER_TIMER = (
     select(TIMER.c.id)
@@ -172,8 +199,18 @@ class Statements:
         self.cancel_timer = prepare(_CANCEL_TIMER)
         self.insert_timer = prepare(_insert(TIMER, *_TIMER_COLUMNS))
         # Claimed rows stay locked until commit; other workers skip them.
-        self.claim_timers = prepare(
-            _DUE_TIMERS.with_for_update(skip_locked=True) if postgres else _DUE_TIMERS
+        def claim(query: Any) -> Prepared:
+            return prepare(query.with_for_update(skip_locked=True, of=TIMER) if postgres else query)
+
+        self.claim_timers = claim(_DUE_TIMERS)
+        self.claim_episode_timers = claim(_EPISODE_DUE_TIMERS)
+        # PostgreSQL: what is due is decided by the database's clock (the transaction's
+        # now(), read back with the timers), not by a worker's, which may be skewed.
+        self.claim_timers_by_database_clock: Prepared | None = (
+            claim(_due_timers(func.now())) if postgres else None
+        )
+        self.database_now: Prepared | None = (
+            prepare(select(func.now().label("now"))) if postgres else None
         )
         self.earlier_timer = prepare(_EARLIER_TIMER)
         # PostgreSQL reads a batch's episodes with one statement per table (= ANY(array));

@@ -11,19 +11,20 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from engine.chart import validate_configuration
-from engine.episode import EpisodeState, Patient, Step, TaskItem, TimerRequest
-from engine.errors import EpisodeNotFound
+from engine.clinic_time import to_utc
+from engine.episode import EpisodeState, Step, TimerRequest
+from engine.errors import EpisodeNotFound, UnreadableEpisode
 from models.audit import HEAD_MISSING, chain_row
 from models.db import begin_sqlite
-from models.statements import Cursor
-from models.step_sql import SUMMARY_COLUMNS, TASK_FIELDS, BatchReads, Statements, statements_for
+from models.statements import Cursor, Rows
+from models.step_sql import SUMMARY_COLUMNS, TASK_FIELDS, Statements, statements_for
+from models.stored import converted, state_from_rows
 
 # From this many rows the one-statement form of a write (BulkWrites) costs the driver less
 # than the statement repeated: below it, building and sending the arrays costs more than
@@ -77,43 +78,14 @@ class EpisodeChanges:
         self.booked.extend(step.timers)
 
 
-def state_from_rows(row: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]) -> EpisodeState:
-    """Rebuild the engine's value from stored rows, refusing an impossible configuration."""
-    configuration = list(row["configuration"])
-    validate_configuration(configuration)
-    patient = row["patient"] or {}
-    return EpisodeState(
-        id=row["id"],
-        patient=Patient(
-            row["patient_ref"],
-            patient.get("age"),
-            patient.get("sex"),
-            dict(patient.get("flags", {})),
-        ),
-        onset=row["onset"],
-        enrolled_at=row["enrolled_at"],
-        clinic_timezone=row["clinic_timezone"],
-        coordinator=row["coordinator"],
-        status=row["status"],
-        configuration=configuration,
-        history={k: list(v) for k, v in (row["history"] or {}).items()},
-        facts=dict(row["facts"] or {}),
-        tasks={
-            t["key"]: TaskItem(
-                key=t["key"],
-                rule=t["rule"],
-                due_at=t["due_at"],
-                window_start=t["window_start"],
-                escalate_at=t["escalate_at"],
-                status=t["status"],
-                completed_at=t["completed_at"],
-            )
-            for t in tasks
-        },
-        version=row["version"],
-        pathway_id=row["pathway_id"],
-        pathway_version=row["pathway_version"],
-    )
+@dataclass
+class Claimed:
+    """A batch's due timers, and the instant that decided they were due."""
+
+    now: datetime
+    timers: list[dict[str, Any]] = field(default_factory=list)
+    # (timer id, episode id, error) of timer rows that do not parse.
+    unreadable: list[tuple[int, str, Exception]] = field(default_factory=list)
 
 
 class EpisodeStore:
@@ -157,7 +129,7 @@ class EpisodeStore:
         # Both sent before either is read: one round trip on PostgreSQL.
         episode = self.cursor.query(query, {"b_id": episode_id})
         task_rows = self.cursor.query(self.sql.read_tasks, {"b_id": episode_id})
-        row, tasks = episode.first(), task_rows.all()
+        row, tasks = converted(episode_id, _first_and_all, episode, task_rows)
         if row is None:
             if for_update and self.cursor.query(self.sql.read_head, {}).first() is None:
                 raise RuntimeError(HEAD_MISSING)
@@ -172,14 +144,57 @@ class EpisodeStore:
         On PostgreSQL timers another transaction holds are skipped, so workers share the
         backlog; SQLite has one writer at a time.
         """
-        return self.cursor.query(self.sql.claim_timers, {"now": now, "b_limit": limit}).all()
+        return self.claim_due(now, limit).timers
 
-    def read_many(self, episode_ids: Sequence[str]) -> dict[str, Loaded]:
+    def claim_due(
+        self, now: datetime | None, limit: int, episode_id: str | None = None
+    ) -> Claimed:
+        """Up to ``limit`` due timers (of ``episode_id`` only, when given), in due order,
+        locked until commit, skipping the episodes an open incident holds back.
+
+        ``now`` None: the database's clock decides what is due, PostgreSQL's ``now()``
+        (the transaction's start), read back with the timers in the same round trip; on
+        SQLite, which has no clock of its own, the process's. A timer row that does not
+        parse is returned apart, with its error.
+        """
+        if now is None and self.sql.database_now is not None:
+            by_database = self.sql.claim_timers_by_database_clock
+            assert by_database is not None  # PostgreSQL has both
+            clock = self.cursor.query(self.sql.database_now, {})
+            query = self.cursor.query(by_database, {"b_limit": limit})
+            reading = clock.first()
+            assert reading is not None
+            now = to_utc(reading["now"])
+        else:
+            now = to_utc(now) if now is not None else datetime.now(UTC)
+            if episode_id is None:
+                values: dict[str, Any] = {"now": now, "b_limit": limit}
+                query = self.cursor.query(self.sql.claim_timers, values)
+            else:
+                values = {"now": now, "b_limit": limit, "b_episode_id": episode_id}
+                query = self.cursor.query(self.sql.claim_episode_timers, values)
+        claimed = Claimed(now)
+        for raw in query.raw():
+            try:
+                claimed.timers.append(query.statement.row(raw))
+            except (ValueError, TypeError) as exc:
+                # id and episode_id, the first two columns, need no conversion.
+                claimed.unreadable.append((raw[0], raw[1], exc))
+        return claimed
+
+    def read_many(self, episode_ids: Sequence[str]) -> dict[str, Loaded | UnreadableEpisode]:
         """Several episodes, locked in id order (so two workers never wait on each other
-        in a cycle), read in one round trip on PostgreSQL."""
+        in a cycle), read in one round trip on PostgreSQL.
+
+        An episode whose stored record cannot be read (or is missing) maps to its
+        :class:`UnreadableEpisode` instead: one damaged episode never hides the others.
+        """
         ordered = sorted(set(episode_ids))
         if self.sql.batch_reads is not None:
-            return self._read_set(ordered, self.sql.batch_reads)
+            reads = self.sql.batch_reads
+            episodes = self.cursor.query(reads.episodes, {"b_ids": ordered})
+            task_rows = self.cursor.query(reads.tasks, {"b_ids": ordered})
+            return _read_set(ordered, episodes, task_rows)
         # SQLite: BEGIN IMMEDIATE has already serialised every writer, so a plain read.
         pending = [
             (
@@ -188,25 +203,16 @@ class EpisodeStore:
             )
             for episode_id in ordered
         ]
-        loaded: dict[str, Loaded] = {}
+        loaded: dict[str, Loaded | UnreadableEpisode] = {}
         for episode_id, (episode, task_rows) in zip(ordered, pending, strict=True):
-            row, tasks = episode.first(), task_rows.all()
-            if row is None:
-                raise EpisodeNotFound(episode_id)
-            loaded[episode_id] = _loaded(row, tasks)
+            try:
+                row, tasks = converted(episode_id, _first_and_all, episode, task_rows)
+                if row is None:
+                    raise UnreadableEpisode(episode_id, "the episode row is missing")
+                loaded[episode_id] = _loaded(row, tasks)
+            except UnreadableEpisode as exc:
+                loaded[episode_id] = exc
         return loaded
-
-    def _read_set(self, ordered: list[str], reads: BatchReads) -> dict[str, Loaded]:
-        episodes = self.cursor.query(reads.episodes, {"b_ids": ordered})
-        task_rows = self.cursor.query(reads.tasks, {"b_ids": ordered})
-        rows = {row["id"]: row for row in episodes.all()}
-        tasks: dict[str, list[dict[str, Any]]] = {episode_id: [] for episode_id in ordered}
-        for task in task_rows.all():
-            tasks[task["episode_id"]].append(task)
-        missing = [episode_id for episode_id in ordered if episode_id not in rows]
-        if missing:
-            raise EpisodeNotFound(missing[0])
-        return {episode_id: _loaded(rows[episode_id], tasks[episode_id]) for episode_id in ordered}
 
     def held_elsewhere(self, timers: Sequence[Mapping[str, Any]]) -> set[str]:
         """Episodes with a pending timer due before the first of ``timers``: another
@@ -374,6 +380,54 @@ def _loaded(row: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]) -> Loade
         {t["key"]: t for t in tasks},
         {name: row[name] for name in SUMMARY_COLUMNS},
     )
+
+
+def _first_and_all(
+    episode: Rows, tasks: Rows
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    # Both fetched before either is converted: a row that does not parse must not leave
+    # the other's cursor open (SQLite would then call the table locked).
+    raw_episode, raw_tasks = episode.raw(), tasks.raw()
+    row = episode.statement.row(raw_episode[0]) if raw_episode else None
+    return row, [tasks.statement.row(raw) for raw in raw_tasks]
+
+
+def _read_set(
+    ordered: list[str], episodes: Rows, task_rows: Rows
+) -> dict[str, Loaded | UnreadableEpisode]:
+    """A batch's episodes from one statement each for episodes and due items, each row
+    converted on its own, so that a row that does not parse spoils only its episode. (The
+    first column of both statements is the episode's id, which needs no conversion.)"""
+    found: dict[str, Loaded | UnreadableEpisode] = {}
+    rows: dict[str, dict[str, Any]] = {}
+    tasks: dict[str, list[dict[str, Any]]] = {episode_id: [] for episode_id in ordered}
+    for raw in episodes.raw():
+        try:
+            rows[raw[0]] = converted(raw[0], episodes.statement.row, raw)
+        except UnreadableEpisode as exc:
+            found[raw[0]] = exc
+    for raw in task_rows.raw():
+        if raw[0] in found:
+            continue
+        try:
+            tasks[raw[0]].append(
+                converted(raw[0], task_rows.statement.row, raw, what="a due item's row")
+            )
+        except UnreadableEpisode as exc:
+            found[raw[0]] = exc
+            rows.pop(raw[0], None)
+    for episode_id in ordered:
+        if episode_id in found:
+            continue
+        row = rows.get(episode_id)
+        if row is None:
+            found[episode_id] = UnreadableEpisode(episode_id, "the episode row is missing")
+            continue
+        try:
+            found[episode_id] = _loaded(row, tasks[episode_id])
+        except UnreadableEpisode as exc:
+            found[episode_id] = exc
+    return found
 
 
 def _episode_values(state: EpisodeState, now: datetime) -> dict[str, Any]:

@@ -261,6 +261,42 @@ class ReminderDelivery(Base):
     created_at: Mapped[datetime]
 
 
+INCIDENT_KINDS = ("timer", "delivery", "episode")
+
+
+class Incident(Base):
+    """A step that could not be done for one episode: a timer whose step failed, an
+    episode whose stored record cannot be read, or a delivery that keeps failing.
+
+    While an incident on an episode's timers is open, the episode's timers wait until
+    ``next_retry_at`` (the other episodes' go on); a retry that succeeds resolves it.
+    ``error`` is the first line of the error, never stored values beyond ids.
+    """
+
+    __tablename__ = "incident"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", INCIDENT_KINDS), name="kind"),
+        # The claim's check, "has this episode an open incident?", and the listing.
+        Index("ix_incident_episode_id_resolved_at", "episode_id", "resolved_at"),
+        Index("ix_incident_resolved_at_id", "resolved_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    # No foreign keys: an incident may describe rows that are gone or damaged.
+    episode_id: Mapped[str] = mapped_column(String(36))
+    timer_id: Mapped[int | None] = mapped_column(Integer)
+    delivery_id: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer)
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    next_retry_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+    # How it ended: "retried" (the step then succeeded), "by hand", or why it lapsed.
+    resolution: Mapped[str | None] = mapped_column(Text)
+
+
 # "calendar" opens one coordinator's calendar feed and nothing else: feed URLs end up in
 # calendar apps, so they carry a token of their own, revocable on its own.
 TOKEN_ROLES = ("coordinator", "service", "auditor", "admin", "calendar")

@@ -3,6 +3,11 @@
 A reminder names the patient by reference, the due item, its new status, its dates and
 the rule; never clinical free text. Each carries an idempotency key, the same on every
 retry, so a receiver that saw it once can drop a repeat.
+
+Stored values never reach a header, a subject or a line of a mail's body as they are:
+control characters (CR, LF and the rest of C0 and C1) and lone surrogates are written as
+escapes (:func:`printable`), so a patient reference with a line break cannot forge a
+header or a line. (The webhook's JSON body escapes them itself.)
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import smtplib
 import urllib.error
 import urllib.request
@@ -25,6 +31,23 @@ from engine.errors import CarepathError
 SIGNATURE_HEADER = "X-Carepath-Signature"
 TIMESTAMP_HEADER = "X-Carepath-Timestamp"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def printable(value: object) -> str:
+    """``value`` as text with control characters and lone surrogates escaped
+    (``"P\r\nX"`` becomes ``P\\r\\nX``): safe in a header, a subject or a line."""
+    return _UNSAFE.sub(_escape, str(value))
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    named = {"\r": "\\r", "\n": "\\n", "\t": "\\t"}.get(char)
+    if named:
+        return named
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
 
 
 class DeliveryFailed(Exception):
@@ -108,7 +131,7 @@ class WebhookChannel:
             method="POST",
             headers={
                 "Content-Type": "application/json",
-                IDEMPOTENCY_HEADER: reminder.idempotency_key,
+                IDEMPOTENCY_HEADER: printable(reminder.idempotency_key),
                 TIMESTAMP_HEADER: timestamp,
                 SIGNATURE_HEADER: signature(self.secret, timestamp, body),
             },
@@ -141,26 +164,28 @@ class EmailChannel:
 
     def deliver(self, reminder: Reminder) -> None:
         message = EmailMessage()
-        message["From"] = self.sender
-        message["To"] = self.recipient
-        item = reminder.task_key.replace("_", " ")
-        message["Subject"] = f"[carepath] {item} {reminder.status}: patient {reminder.patient_ref}"
+        message["From"] = printable(self.sender)
+        message["To"] = printable(self.recipient)
+        item = printable(reminder.task_key.replace("_", " "))
+        status, patient = printable(reminder.status), printable(reminder.patient_ref)
+        message["Subject"] = f"[carepath] {item} {status}: patient {patient}"
         # The same Message-ID on every retry: mail systems drop the duplicate.
-        message["Message-ID"] = f"<{reminder.idempotency_key.replace(':', '.')}@carepath>"
-        message[IDEMPOTENCY_HEADER] = reminder.idempotency_key
+        key = printable(reminder.idempotency_key)
+        message["Message-ID"] = f"<{key.replace(':', '.').replace(' ', '_')}@carepath>"
+        message[IDEMPOTENCY_HEADER] = key
         escalates = (
             f"Escalates:  {reminder.escalate_at:%Y-%m-%d %H:%M} UTC\n"
             if reminder.escalate_at
             else ""
         )
         message.set_content(
-            f"Patient:    {reminder.patient_ref}\n"
-            f"Episode:    {reminder.episode_id}\n"
-            f"Due item:   {item} ({reminder.status})\n"
+            f"Patient:    {patient}\n"
+            f"Episode:    {printable(reminder.episode_id)}\n"
+            f"Due item:   {item} ({status})\n"
             f"Due:        {reminder.due_at:%Y-%m-%d %H:%M} UTC\n"
             f"{escalates}"
-            f"Rule:       {reminder.rule}\n"
-            f"Coordinator: {reminder.owner or 'unassigned'}\n"
+            f"Rule:       {printable(reminder.rule)}\n"
+            f"Coordinator: {printable(reminder.owner or 'unassigned')}\n"
         )
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:

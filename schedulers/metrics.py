@@ -10,7 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class WorkerMetrics:
-    """What an operator watches: sweeps, timers fired and no-ops, lag, deliveries."""
+    """What an operator watches: sweeps, timers fired and no-ops, lag, deliveries,
+    incidents and failed steps, the clock's skew from the database's."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -40,6 +41,24 @@ class WorkerMetrics:
             "carepath_reminder_deliveries",
             "Reminder delivery attempts, by channel and outcome",
             ["channel", "outcome"],
+            registry=self.registry,
+        )
+        self.open_incidents = Gauge(
+            "carepath_open_incidents",
+            "Incidents not yet resolved, by kind (timer, episode, delivery)",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.failed_steps = Counter(
+            "carepath_failed_steps",
+            "Steps that failed for one episode (each an incident, opened or retried) and "
+            "delivery attempts that failed, by kind",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.clock_skew = Gauge(
+            "carepath_clock_skew_seconds",
+            "This process's clock minus the database's (0 on SQLite, whose clock is ours)",
             registry=self.registry,
         )
         self.database_up = Gauge(

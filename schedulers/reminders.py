@@ -7,6 +7,12 @@ channel, then sends what is due, one delivery per transaction: claimed with
 and marked sent, or marked for a retry with the error and the next attempt's time. A worker
 that dies after sending and before committing sends that one again; its idempotency key
 lets the receiver drop the repeat.
+
+Every error, whatever its type (a channel refusing, a reminder whose row or message cannot
+be built), is a failed attempt recorded on the delivery with its backoff, never a rollback
+of the sweep: one delivery that keeps failing waits its turn and never holds up the
+others. From :data:`models.incidents.DELIVERY_INCIDENT_AFTER` failures in a row it is also
+an incident, resolved when it goes out.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from sqlalchemy import Connection, Engine, Table, and_, exists, literal, select,
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from models.incidents import Change, delivery_failed, delivery_sent, describe, log_changes
 from models.tables import Reminder as ReminderRow
 from models.tables import ReminderDelivery
 from schedulers.channels import Channel, DeliveryFailed, Reminder
@@ -64,6 +71,7 @@ def deliver_due(
         for channel in channels:
             _open_deliveries(connection, channel.name, now)
     for _ in range(limit):
+        incidents: list[Change] = []
         with engine.begin() as connection:
             claimed = _claim(connection, list(by_name), now)
             if claimed is None:
@@ -71,22 +79,32 @@ def deliver_due(
             channel = by_name[claimed["channel"]]
             attempts = claimed["attempts"] + 1
             try:
-                channel.deliver(_reminder(claimed))
-            except DeliveryFailed as exc:
+                channel.deliver(_reminder(connection, claimed["reminder_id"]))
+            except Exception as exc:  # noqa: BLE001 - any error is this delivery's failure
                 outcomes[channel.name, "failed"] += 1
+                error = describe(exc)
+                if isinstance(exc, DeliveryFailed):
+                    error = error.removeprefix(f"{type(exc).__name__}: ")
+                retry_at = now + backoff.after(attempts)
                 changes: dict[str, Any] = {
-                    "status": "retrying",
-                    "last_error": str(exc)[:500],
-                    "next_attempt_at": now + backoff.after(attempts),
-                }
+                    "status": "retrying", "last_error": error, "next_attempt_at": retry_at,
+                }  # fmt: skip
+                change = delivery_failed(
+                    connection, claimed["delivery_id"], claimed["episode_id"], error, attempts,
+                    retry_at, now,
+                )  # fmt: skip
+                incidents += [change] if change else []
             else:
                 outcomes[channel.name, "sent"] += 1
                 changes = {"status": "sent", "sent_at": now}
+                if attempts > 1:
+                    incidents += delivery_sent(connection, claimed["delivery_id"], now)
             connection.execute(
                 update(DELIVERY)
                 .where(DELIVERY.c.id == claimed["delivery_id"])
                 .values(attempts=attempts, **changes)
             )
+        log_changes(incidents)
     return outcomes
 
 
@@ -113,12 +131,15 @@ def _open_deliveries(connection: Connection, channel: str, now: datetime) -> Non
 
 
 def _claim(connection: Connection, channels: list[str], now: datetime) -> dict[str, Any] | None:
+    """The next delivery due, by ids and counts only: its reminder is read apart, so that
+    a reminder row that cannot be read fails its own delivery."""
     query = (
         select(
             DELIVERY.c.id.label("delivery_id"),
             DELIVERY.c.channel,
             DELIVERY.c.attempts,
-            REMINDER,
+            DELIVERY.c.reminder_id,
+            REMINDER.c.episode_id,
         )
         .join(REMINDER, REMINDER.c.id == DELIVERY.c.reminder_id)
         .where(
@@ -135,7 +156,8 @@ def _claim(connection: Connection, channels: list[str], now: datetime) -> dict[s
     return dict(row) if row is not None else None
 
 
-def _reminder(row: dict[str, Any]) -> Reminder:
+def _reminder(connection: Connection, reminder_id: int) -> Reminder:
+    row = connection.execute(select(REMINDER).where(REMINDER.c.id == reminder_id)).mappings().one()
     return Reminder(
         idempotency_key=row["idempotency_key"],
         episode_id=row["episode_id"],

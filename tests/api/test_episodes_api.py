@@ -40,6 +40,7 @@ ROUTES = [
     ("GET", "/episodes", None),
     ("POST", "/episodes/{id}/events", ASSESSMENT),
     ("GET", "/metrics", None),
+    ("GET", "/incidents", None),
 ]
 ALLOWED = {
     "/episodes": {"coordinator", "service", "admin"},
@@ -47,6 +48,7 @@ ALLOWED = {
     "/episodes/{id}/diagram.svg": {"coordinator", "service", "admin"},
     "/episodes/{id}/events": {"coordinator", "service", "admin"},
     "/metrics": {"service", "admin"},
+    "/incidents": {"service", "admin"},
 }
 
 
@@ -74,7 +76,10 @@ def test_every_route_admits_its_roles_and_no_one_else(
 def test_health_answers_without_a_token(client: TestClient) -> None:
     answer = client.get("/healthz")
     assert answer.status_code == 200
-    assert answer.json() == {"status": "ok", "database": "ok", "timer_lag_seconds": 0.0}
+    assert answer.json() == {
+        "status": "ok", "database": "ok", "timer_lag_seconds": 0.0, "open_incidents": 0,
+        "lag_threshold_seconds": 300.0, "reasons": [],
+    }  # fmt: skip
 
 
 def test_an_episode_is_opened_read_and_moved_by_an_event(

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.clinic_time import add_days, clinic_noon
-from engine.errors import EpisodeNotFound, InvalidConfiguration, InvalidEvent, StaleEpisode
+from engine.errors import EpisodeNotFound, InvalidEvent, StaleEpisode, UnreadableEpisode
 from engine.events import parse_opening
 from engine.settings import PathwayDefaults
 from models.audit import HEAD_MISSING, verify_chain
@@ -141,9 +141,9 @@ def test_a_corrupt_stored_configuration_is_refused_on_load(
         row = session.get(Episode, view["id"])
         assert row is not None
         row.configuration = ["care", "acute", "subacute"]
-    with pytest.raises(InvalidConfiguration):
+    with pytest.raises(UnreadableEpisode, match=view["id"]):
         repo.view(view["id"])
-    with pytest.raises(InvalidConfiguration):
+    with pytest.raises(UnreadableEpisode, match="parallel care needs all its regions"):
         repo.apply(view["id"], assessment(), day(15))
     assert count(factory, AuditEntry) == 1
 
