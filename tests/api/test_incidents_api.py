@@ -12,7 +12,6 @@ from prometheus_client import generate_latest
 from sqlalchemy import Engine, update
 
 from api import schemas
-from api.deps import COOKIE
 from api.problems import MEDIA_TYPE
 from engine.clinic_time import FakeClock
 from engine.settings import PathwayDefaults
@@ -20,6 +19,7 @@ from models.repository import EpisodeRepository
 from models.tables import Episode
 from schedulers.worker import Worker
 from tests.api.conftest import OPENING
+from tests.api.page_forms import sign_in
 
 DAMAGE: dict[str, dict[str, Any]] = {
     "configuration null": {"configuration": None},
@@ -44,7 +44,7 @@ def test_an_unreadable_episode_is_a_500_problem_naming_it_on_every_read(
 ) -> None:
     episode = damaged(client, engine, tokens, shape)
     service = {"Authorization": tokens["service"]}
-    client.cookies.set(COOKIE, tokens["coordinator"].removeprefix("Bearer "))
+    assert sign_in(client, tokens["coordinator"]).status_code == 303
     event = {"type": "assessment", "data": {"vas_leg": 4, "odi": 30}}
     answers = [
         client.get(f"/episodes/{episode}", headers=service),
