@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from api.access import ACCESS_LOGGED, reads
 from api.deps import COOKIE, ServicesDep, require
 from api.tokens import Principal
 from api.worklist import TaskId
@@ -31,16 +32,20 @@ TIMELINE_ROWS = 500
 def _signed_in(request: Request, parts: ServicesDep) -> Principal | None:
     token = request.cookies.get(COOKIE)
     who = parts.tokens.principal(token) if token else None
-    return who if who and who.role in ("coordinator", "admin") else None
+    if who and who.role in ("coordinator", "admin"):
+        request.state.principal = who  # the actor of the page's access-log record
+        return who
+    return None
 
 
-@router.get("/", response_class=HTMLResponse)
+@router.get("/", response_class=HTMLResponse, openapi_extra=ACCESS_LOGGED)
 def home(request: Request, parts: ServicesDep) -> Response:
     who = _signed_in(request, parts)
     if who is None:
         return templates.TemplateResponse(request, "signin.html", {"who": None, "error": None})
     now = parts.clock.now()
     items = worklist(parts.engine, who.subject, now, timedelta(days=WINDOW_DAYS))
+    reads(request, (item["episode_id"] for item in items))
     context = {
         "who": who,
         "coordinator": who.subject,
@@ -87,7 +92,9 @@ def task_action(task_id: TaskId, action: str, parts: ServicesDep, who: Coordinat
     return RedirectResponse("/", status_code=303)
 
 
-@router.get("/pages/episodes/{episode_id}", response_class=HTMLResponse)
+@router.get(
+    "/pages/episodes/{episode_id}", response_class=HTMLResponse, openapi_extra=ACCESS_LOGGED
+)
 def episode_page(
     episode_id: str, request: Request, parts: ServicesDep, who: Coordinator
 ) -> Response:

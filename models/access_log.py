@@ -1,0 +1,349 @@
+"""The access log: every read of episode data, hash-chained like the audit log.
+
+A row says who read (the token's subject, or ``cli:<user>``), in which role, through which
+route (the route template is the purpose of the read: ``GET /episodes/{episode_id}``),
+which episodes, with what outcome, and when. Each row's hash covers its content and the
+previous row's hash (the audit log's canonical JSON and SHA-256), ``access_head`` holds the
+last one, and database triggers refuse UPDATE and DELETE and let the head only move forward.
+Rows are appended a batch at a time (:mod:`models.access_writer`): one head lock and one
+chain run per batch.
+
+Which episodes a read showed: all of them, up to :data:`MAX_LISTED` distinct ids (our
+default; every page the API serves fits). A read that showed more (a calendar feed, an
+access-log page) keeps the count but not the ids, and a read that covered what it cannot
+count in advance (an export) keeps neither; both are indexed under :data:`BULK`, and the
+row's ``query`` says what was asked for. ``access_log_episode`` indexes the rows by
+episode, so "who read this episode" is an index lookup; verifying the chain checks that the
+index agrees with the rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Connection, Engine, Table, bindparam, insert, or_, select, update
+
+from engine.clinic_time import to_utc
+from engine.errors import CarepathError, InvalidEvent
+from models.audit import GENESIS_HASH, canonical_json
+from models.db import read_only
+from models.tables import ACCESS_OUTCOMES, AccessHead, AccessLogEntry, AccessLogEpisode
+
+ACCESS_LOG = cast(Table, AccessLogEntry.__table__)
+ACCESS_INDEX = cast(Table, AccessLogEpisode.__table__)
+ACCESS_HEAD = cast(Table, AccessHead.__table__)
+
+MAX_LISTED = 1000
+BULK = "*"
+HASHED_FIELDS = (
+    "seq",
+    "recorded_at",
+    "actor",
+    "role",
+    "route",
+    "outcome",
+    "episode_ids",
+    "episode_count",
+    "query",
+)
+# Stored ids and texts are cut to their columns; an id asked for that is not printable
+# (a 404 for "%00") is stored escaped.
+_ID_LENGTH = 64
+_PRINTABLE_ID = re.compile(r"[\x21-\x7e]{1,64}")
+_QUERY_LENGTH = 1024
+
+
+class AccessLogUnavailable(CarepathError):
+    """The access log could not be written, so the read it was for must not be answered.
+
+    Args:
+        reason: why, in words (the database's first line, or a timeout).
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"the access log could not be written: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessEntry:
+    """One read, before it has a place in the chain. Build it with :func:`read_of`."""
+
+    recorded_at: datetime
+    actor: str
+    role: str
+    route: str
+    outcome: str
+    episode_ids: tuple[str, ...] | None
+    episode_count: int | None
+    query: str | None
+
+
+def read_of(
+    actor: str,
+    role: str,
+    route: str,
+    at: datetime,
+    episodes: Iterable[str] | None,
+    outcome: str = "answered",
+    query: str | None = None,
+) -> AccessEntry:
+    """A read of ``episodes`` (None: what the read covered cannot be listed, e.g. an
+    export) by ``actor`` in ``role`` through ``route`` at ``at``.
+
+    Ids are kept once each, in the order shown; beyond :data:`MAX_LISTED` only their count.
+    """
+    if outcome not in ACCESS_OUTCOMES:
+        raise ValueError(f"outcome must be one of {', '.join(ACCESS_OUTCOMES)}, not {outcome!r}")
+    ids: tuple[str, ...] | None = None
+    count: int | None = None
+    if episodes is not None:
+        distinct = tuple(dict.fromkeys(_clean_id(e) for e in episodes))
+        count = len(distinct)
+        ids = distinct if count <= MAX_LISTED else None
+    return AccessEntry(
+        to_utc(at), actor[:128], role[:16], route[:128], outcome, ids, count,
+        query[:_QUERY_LENGTH] if query else None,
+    )  # fmt: skip
+
+
+def _clean_id(episode_id: str) -> str:
+    if _PRINTABLE_ID.fullmatch(episode_id):
+        return episode_id
+    return episode_id.encode("unicode_escape", "backslashreplace").decode("ascii")[:_ID_LENGTH]
+
+
+def access_hash(fields: Mapping[Any, Any], prev_hash: str) -> str:
+    """The hash of an access-log row: its :data:`HASHED_FIELDS` plus the previous hash."""
+    content = {name: fields[name] for name in HASHED_FIELDS}
+    content["prev_hash"] = prev_hash
+    return hashlib.sha256(canonical_json(content).encode("utf-8")).hexdigest()
+
+
+READ_HEAD = (
+    select(ACCESS_HEAD.c.last_seq, ACCESS_HEAD.c.last_hash)
+    .where(ACCESS_HEAD.c.id == 1)
+    .with_for_update()
+)
+MOVE_HEAD = (
+    update(ACCESS_HEAD)
+    .where(ACCESS_HEAD.c.id == 1)
+    .values(last_seq=bindparam("seq"), last_hash=bindparam("hash"))
+)
+HEAD_MISSING = "access_head row is missing: run `carepath db upgrade`"
+
+
+def append_reads(connection: Connection, entries: Sequence[AccessEntry]) -> list[int]:
+    """Append ``entries`` to the chain in the caller's transaction; the caller commits.
+
+    The head row is locked once for the whole batch (``SELECT ... FOR UPDATE`` on
+    PostgreSQL; on SQLite ``BEGIN IMMEDIATE`` already serialises writers), so several
+    processes' batches take turns. Returns the rows' sequence numbers.
+    """
+    if not entries:
+        return []
+    head = connection.execute(READ_HEAD).first()
+    if head is None:
+        raise AccessLogUnavailable(HEAD_MISSING)
+    rows = link(int(head[0]), str(head[1]), entries)
+    connection.execute(insert(ACCESS_LOG), rows)
+    index = [
+        {"seq": row["seq"], "episode_id": episode}
+        for row in rows
+        for episode in (row["episode_ids"] if row["episode_ids"] is not None else (BULK,))
+    ]
+    if index:
+        connection.execute(insert(ACCESS_INDEX), index)
+    connection.execute(MOVE_HEAD, {"seq": rows[-1]["seq"], "hash": rows[-1]["hash"]})
+    return [row["seq"] for row in rows]
+
+
+def link(last_seq: int, last_hash: str, entries: Iterable[AccessEntry]) -> list[dict[str, Any]]:
+    """The rows that follow the head ``(last_seq, last_hash)``, each with its
+    ``prev_hash`` and ``hash``."""
+    rows = []
+    for entry in entries:
+        fields: dict[str, Any] = {
+            "seq": last_seq + 1,
+            "recorded_at": entry.recorded_at,
+            "actor": entry.actor,
+            "role": entry.role,
+            "route": entry.route,
+            "outcome": entry.outcome,
+            "episode_ids": None if entry.episode_ids is None else list(entry.episode_ids),
+            "episode_count": entry.episode_count,
+            "query": entry.query,
+        }
+        digest = access_hash(fields, last_hash)
+        fields["prev_hash"] = last_hash
+        fields["hash"] = digest
+        rows.append(fields)
+        last_seq, last_hash = fields["seq"], digest
+    return rows
+
+
+@dataclass(frozen=True)
+class AccessCheck:
+    """What :func:`verify_access_log` found: ``problem`` names the first bad row in words."""
+
+    ok: bool
+    rows_checked: int
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+
+def _check_row(
+    row: Mapping[Any, Any], expected_seq: int, prev_hash: str, indexed: set[str]
+) -> tuple[int, str] | None:
+    seq = row["seq"]
+    if seq != expected_seq:
+        if expected_seq == 1:
+            return 1, f"row 1 missing: the log starts at row {seq}"
+        return expected_seq, (
+            f"row {expected_seq} missing: the log goes from row {expected_seq - 1} to row {seq}"
+        )
+    label = f"row {seq} ({row['actor']}, {row['route']})"
+    if row["prev_hash"] != prev_hash:
+        link_to = "the genesis hash" if seq == 1 else f"row {seq - 1}"
+        return seq, f"{label}: prev_hash does not match {link_to}"
+    if access_hash(row, prev_hash) != row["hash"]:
+        return seq, f"{label}: hash mismatch: the row was altered"
+    ids = row["episode_ids"]
+    expected = {BULK} if ids is None else set(ids)
+    if indexed != expected:
+        missing = ", ".join(sorted(expected - indexed)) or "none"
+        extra = ", ".join(sorted(indexed - expected)) or "none"
+        return seq, (
+            f"{label}: the episode index does not match the row (missing: {missing}; "
+            f"extra: {extra})"
+        )
+    return None
+
+
+def verify_access_log(engine: Engine, batch_size: int = 5000) -> AccessCheck:
+    """Walk the access log in ``seq`` order: recompute every hash, check every link, check
+    the episode index against each row, and the head against the last row.
+
+    Reads ``batch_size`` rows at a time by key, so memory stays flat. Stops at the first
+    problem. Rows appended meanwhile (by a running service) are walked too.
+    """
+    last_seq, last_hash, checked = 0, GENESIS_HASH, 0
+    with read_only(engine) as connection:
+        while True:
+            batch = (
+                connection.execute(
+                    select(ACCESS_LOG)
+                    .where(ACCESS_LOG.c.seq > last_seq)
+                    .order_by(ACCESS_LOG.c.seq)
+                    .limit(batch_size)
+                )
+                .mappings()
+                .all()
+            )
+            indexed: dict[int, set[str]] = {}
+            if batch:
+                for seq, episode in connection.execute(
+                    select(ACCESS_INDEX.c.seq, ACCESS_INDEX.c.episode_id).where(
+                        ACCESS_INDEX.c.seq > last_seq, ACCESS_INDEX.c.seq <= batch[-1]["seq"]
+                    )
+                ):
+                    indexed.setdefault(seq, set()).add(episode)
+            for row in batch:
+                checked += 1
+                bad = _check_row(row, last_seq + 1, last_hash, indexed.get(row["seq"], set()))
+                if bad is not None:
+                    return AccessCheck(False, checked, *bad)
+                last_seq, last_hash = row["seq"], row["hash"]
+            if len(batch) == batch_size:
+                continue
+            head = connection.execute(
+                select(ACCESS_HEAD.c.last_seq, ACCESS_HEAD.c.last_hash)
+            ).one_or_none()
+            if head is None:
+                return AccessCheck(False, checked, last_seq + 1, "access_head row is missing")
+            if head.last_seq > last_seq and _has_rows_after(connection, last_seq):
+                continue  # appended and committed while we walked: walk on
+            if head.last_seq != last_seq:
+                problem = f"access_head says {head.last_seq} rows, log has {last_seq}"
+                return AccessCheck(False, checked, min(head.last_seq, last_seq) + 1, problem)
+            if head.last_hash != last_hash:
+                problem = f"access_head hash does not match row {last_seq}"
+                return AccessCheck(False, checked, last_seq or None, problem)
+            return AccessCheck(True, checked)
+
+
+def _has_rows_after(connection: Connection, seq: int) -> bool:
+    found = connection.execute(select(ACCESS_LOG.c.seq).where(ACCESS_LOG.c.seq > seq).limit(1))
+    return found.first() is not None
+
+
+@dataclass(frozen=True)
+class AccessFilter:
+    """Which reads: recorded in [since, until), by an actor, of an episode.
+
+    ``episode`` matches the reads that listed it and the reads that covered more than they
+    could list (exports, large feeds): those may have shown it too.
+    """
+
+    since: datetime | None = None
+    until: datetime | None = None
+    actor: str | None = None
+    episode_id: str | None = None
+
+    def __post_init__(self) -> None:
+        for field, value in (("episode", self.episode_id), ("actor", self.actor)):
+            if value is not None and "\x00" in value:
+                raise InvalidEvent(field, "must not contain a NUL character")
+        for field, instant in (("since", self.since), ("until", self.until)):
+            if instant is not None and instant.utcoffset() is None:
+                raise InvalidEvent(field, "needs a UTC offset, e.g. 2026-01-01T00:00:00Z")
+        if self.since and self.until and self.since >= self.until:
+            raise InvalidEvent("until", "must be after since")
+
+    def apply(self, query: Any) -> Any:
+        if self.since is not None:
+            query = query.where(ACCESS_LOG.c.recorded_at >= self.since)
+        if self.until is not None:
+            query = query.where(ACCESS_LOG.c.recorded_at < self.until)
+        if self.actor is not None:
+            query = query.where(ACCESS_LOG.c.actor == self.actor)
+        if self.episode_id is not None:
+            named = select(ACCESS_INDEX.c.seq).where(
+                or_(ACCESS_INDEX.c.episode_id == self.episode_id, ACCESS_INDEX.c.episode_id == BULK)
+            )
+            query = query.where(ACCESS_LOG.c.seq.in_(named))
+        return query
+
+
+def page(
+    engine: Engine, where: AccessFilter, after: int = 0, limit: int = 100
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Reads after sequence number ``after``, oldest first; returns them and the next
+    cursor (None at the end)."""
+    query = where.apply(select(ACCESS_LOG).where(ACCESS_LOG.c.seq > after))
+    with read_only(engine) as connection:
+        rows = [
+            dict(row)
+            for row in connection.execute(
+                query.order_by(ACCESS_LOG.c.seq).limit(limit + 1)
+            ).mappings()
+        ]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    for row in rows:
+        row["recorded_at"] = row["recorded_at"].isoformat()
+    return rows, (rows[-1]["seq"] if more else None)
+
+
+def episodes_named(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The episodes a page of access-log rows names, for recording that page's own read (a
+    row that listed none, such as an export's, shows no episode)."""
+    named: dict[str, None] = {}
+    for row in rows:
+        named.update(dict.fromkeys(row["episode_ids"] or ()))
+    return list(named)
