@@ -21,17 +21,20 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Dialect, Engine, Table, bindparam, insert, or_, select, update
 
 from engine.clinic_time import to_utc
 from engine.errors import CarepathError, InvalidEvent
 from models.audit import GENESIS_HASH, canonical_json
 from models.db import read_only
+from models.statements import Prepared
+from models.store import transaction
 from models.tables import ACCESS_OUTCOMES, AccessHead, AccessLogEntry, AccessLogEpisode
 
 ACCESS_LOG = cast(Table, AccessLogEntry.__table__)
@@ -125,42 +128,162 @@ def access_hash(fields: Mapping[Any, Any], prev_hash: str) -> str:
     return hashlib.sha256(canonical_json(content).encode("utf-8")).hexdigest()
 
 
-READ_HEAD = (
-    select(ACCESS_HEAD.c.last_seq, ACCESS_HEAD.c.last_hash)
-    .where(ACCESS_HEAD.c.id == 1)
-    .with_for_update()
-)
-MOVE_HEAD = (
-    update(ACCESS_HEAD)
-    .where(ACCESS_HEAD.c.id == 1)
-    .values(last_seq=bindparam("seq"), last_hash=bindparam("hash"))
-)
+class _Statements:
+    """The append's statements, compiled once per dialect (as :mod:`models.step_sql`'s)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.read_head = Prepared(
+            select(ACCESS_HEAD.c.last_seq, ACCESS_HEAD.c.last_hash)
+            .where(ACCESS_HEAD.c.id == 1)
+            .with_for_update(),
+            dialect,
+        )
+        self.insert_row = Prepared(
+            insert(ACCESS_LOG).values({c.key: bindparam(c.key) for c in ACCESS_LOG.columns}),
+            dialect,
+        )
+        self.insert_index = Prepared(
+            insert(ACCESS_INDEX).values(seq=bindparam("seq"), episode_id=bindparam("episode_id")),
+            dialect,
+        )
+        self.move_head = Prepared(
+            update(ACCESS_HEAD)
+            .where(ACCESS_HEAD.c.id == 1)
+            .values(last_seq=bindparam("seq"), last_hash=bindparam("hash")),
+            dialect,
+        )
+
+
+_statements = cache(_Statements)
 HEAD_MISSING = "access_head row is missing: run `carepath db upgrade`"
 
 
-def append_reads(connection: Connection, entries: Sequence[AccessEntry]) -> list[int]:
-    """Append ``entries`` to the chain in the caller's transaction; the caller commits.
+def append_reads(
+    engine: Engine, entries: Sequence[AccessEntry] | Callable[[], Sequence[AccessEntry]]
+) -> list[int]:
+    """Append ``entries`` to the chain in one transaction; returns their sequence numbers.
 
-    The head row is locked once for the whole batch (``SELECT ... FOR UPDATE`` on
-    PostgreSQL; on SQLite ``BEGIN IMMEDIATE`` already serialises writers), so several
-    processes' batches take turns. Returns the rows' sequence numbers.
+    The head row is locked once for the whole batch, so several processes' batches take
+    turns; ``entries`` may be a function giving them, called as late as possible (once the
+    head is locked on SQLite) so that reads arriving meanwhile join this batch.
+
+    PostgreSQL holds the head's lock until the commit is on disk, so what the lock covers
+    sets how many batches a second the chain takes: there the whole batch is one call of
+    the database function ``access_log_append`` (the migration's), sent with BEGIN and
+    COMMIT in one round trip, and the head is never locked across a wait for the client.
+    carepath hands it each row's canonical JSON in two pieces (:func:`json_pieces`); the
+    function puts in the previous hash and the sequence number and hashes with SHA-256, as
+    :func:`access_hash` does (``verify_access_log`` recomputes every hash in Python). On
+    SQLite ``BEGIN IMMEDIATE`` has already serialised the writers and the chain is linked
+    here (:func:`link`).
+
+    Raises:
+        DBAPIError: the database refused or could not be reached; nothing was written.
+        AccessLogUnavailable: the head row is missing.
     """
+    if not callable(entries) and not entries:
+        return []
+    if engine.dialect.name == "postgresql":
+        return _append_in_database(engine, entries() if callable(entries) else entries)
+    sql = _statements(engine.dialect)
+    with transaction(engine) as store:
+        cursor = store.cursor
+        head = cursor.query(sql.read_head, {}).first()
+        if head is None:
+            raise AccessLogUnavailable(HEAD_MISSING)
+        batch = entries() if callable(entries) else entries
+        if not batch:
+            return []
+        rows = link(int(head["last_seq"]), str(head["last_hash"]), batch)
+        cursor.run_many(sql.insert_row, rows)
+        cursor.run_many(
+            sql.insert_index,
+            (
+                {"seq": row["seq"], "episode_id": episode}
+                for row in rows
+                for episode in _indexed(row["episode_ids"])
+            ),
+        )
+        cursor.run(sql.move_head, {"seq": rows[-1]["seq"], "hash": rows[-1]["hash"]})
+    return [row["seq"] for row in rows]
+
+
+def _indexed(episode_ids: Sequence[str] | None) -> Sequence[str]:
+    return (BULK,) if episode_ids is None else episode_ids
+
+
+# Each array goes in binary: text arrays are then not quoted element by element.
+_APPEND = (
+    "SELECT access_log_append(%(recorded_at)b::timestamptz[], %(actor)b::text[], "
+    "%(role)b::text[], %(route)b::text[], %(outcome)b::text[], %(episode_ids)b::text[]::jsonb[], "
+    "%(episode_count)b::integer[], %(query)b::text[], %(before)b::text[], %(middle)b::text[], "
+    "%(index_row)b::integer[], %(index_episode)b::text[])"
+)
+
+
+def _append_in_database(engine: Engine, entries: Sequence[AccessEntry]) -> list[int]:
     if not entries:
         return []
-    head = connection.execute(READ_HEAD).first()
-    if head is None:
-        raise AccessLogUnavailable(HEAD_MISSING)
-    rows = link(int(head[0]), str(head[1]), entries)
-    connection.execute(insert(ACCESS_LOG), rows)
-    index = [
-        {"seq": row["seq"], "episode_id": episode}
-        for row in rows
-        for episode in (row["episode_ids"] if row["episode_ids"] is not None else (BULK,))
-    ]
-    if index:
-        connection.execute(insert(ACCESS_INDEX), index)
-    connection.execute(MOVE_HEAD, {"seq": rows[-1]["seq"], "hash": rows[-1]["hash"]})
-    return [row["seq"] for row in rows]
+    pieces = [json_pieces(entry) for entry in entries]
+    values: dict[str, list[Any]] = {
+        "recorded_at": [e.recorded_at for e in entries],
+        "actor": [e.actor for e in entries],
+        "role": [e.role for e in entries],
+        "route": [e.route for e in entries],
+        "outcome": [e.outcome for e in entries],
+        "episode_ids": [None if e.episode_ids is None else canonical_json(list(e.episode_ids))
+                        for e in entries],
+        "episode_count": [e.episode_count for e in entries],
+        "query": [e.query for e in entries],
+        "before": [before for before, _ in pieces],
+        "middle": [middle for _, middle in pieces],
+        "index_row": [],
+        "index_episode": [],
+    }  # fmt: skip
+    for position, entry in enumerate(entries, start=1):
+        for episode in _indexed(entry.episode_ids):
+            values["index_row"].append(position)
+            values["index_episode"].append(episode)
+    with transaction(engine) as store:
+        # Read after the pipeline has ended: BEGIN, the call and COMMIT travel together.
+        answer = store.cursor.connection.cursor()
+        answer.execute(_APPEND, values)
+    try:
+        last = int(answer.fetchone()[0])
+    finally:
+        answer.close()
+    return list(range(last - len(entries) + 1, last + 1))
+
+
+def _fields(entry: AccessEntry) -> dict[str, Any]:
+    """The hashed fields of ``entry`` but its ``seq``, as :func:`link` hashes them."""
+    return {
+        "recorded_at": entry.recorded_at,
+        "actor": entry.actor,
+        "role": entry.role,
+        "route": entry.route,
+        "outcome": entry.outcome,
+        "episode_ids": None if entry.episode_ids is None else list(entry.episode_ids),
+        "episode_count": entry.episode_count,
+        "query": entry.query,
+    }
+
+
+# The pieces rest on the key order canonical JSON sorts into: prev_hash has keys on both
+# sides of it, and seq comes last.
+_KEYS = sorted((*HASHED_FIELDS, "prev_hash"))
+assert _KEYS[-1] == "seq", _KEYS
+assert 0 < _KEYS.index("prev_hash") < len(_KEYS) - 2, _KEYS
+
+
+def json_pieces(entry: AccessEntry) -> tuple[str, str]:
+    """The row's canonical JSON (what :func:`access_hash` hashes) in two pieces: all before
+    the previous hash's value, and all between it and the sequence number's value. The
+    text hashed is ``before + prev_hash + middle + str(seq) + "}"``."""
+    fields = _fields(entry)
+    left = canonical_json({k: v for k, v in fields.items() if k < "prev_hash"})
+    right = canonical_json({k: v for k, v in fields.items() if k > "prev_hash"})
+    return left[:-1] + ',"prev_hash":"', '",' + right[1:-1] + ',"seq":'
 
 
 def link(last_seq: int, last_hash: str, entries: Iterable[AccessEntry]) -> list[dict[str, Any]]:
@@ -168,17 +291,7 @@ def link(last_seq: int, last_hash: str, entries: Iterable[AccessEntry]) -> list[
     ``prev_hash`` and ``hash``."""
     rows = []
     for entry in entries:
-        fields: dict[str, Any] = {
-            "seq": last_seq + 1,
-            "recorded_at": entry.recorded_at,
-            "actor": entry.actor,
-            "role": entry.role,
-            "route": entry.route,
-            "outcome": entry.outcome,
-            "episode_ids": None if entry.episode_ids is None else list(entry.episode_ids),
-            "episode_count": entry.episode_count,
-            "query": entry.query,
-        }
+        fields = {"seq": last_seq + 1, **_fields(entry)}
         digest = access_hash(fields, last_hash)
         fields["prev_hash"] = last_hash
         fields["hash"] = digest

@@ -24,6 +24,7 @@ import contextlib
 import logging
 import threading
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from queue import Empty, SimpleQueue
@@ -41,6 +42,7 @@ WAIT_SECONDS = 10.0
 
 # A waiter: a thread's Future, or an event loop and its asyncio future.
 _Waiter = Future[int] | tuple[asyncio.AbstractEventLoop, "asyncio.Future[int]"]
+_Pending = tuple[AccessEntry, _Waiter]
 
 
 class AccessLogWriter:
@@ -59,10 +61,11 @@ class AccessLogWriter:
         self.max_batch = max_batch
         self.wait_seconds = wait_seconds
         self.batches = 0  # transactions committed, for tests and the benchmark
-        self._queue: SimpleQueue[tuple[AccessEntry, _Waiter] | None] = SimpleQueue()
+        self._queue: SimpleQueue[_Pending | None] = SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._failing = False
+        self._stopping = False
 
     @property
     def running(self) -> bool:
@@ -72,6 +75,7 @@ class AccessLogWriter:
         """Start the writer thread (the app's lifespan does)."""
         with self._lock:
             if self._thread is None:
+                self._stopping = False
                 self._thread = threading.Thread(
                     target=self._run, name="access-log-writer", daemon=True
                 )
@@ -119,15 +123,16 @@ class AccessLogWriter:
     def _append_alone(self, entry: AccessEntry) -> int:
         return self._write([entry])[0]
 
-    def _write(self, entries: list[AccessEntry]) -> list[int]:
+    def _write(
+        self, entries: Sequence[AccessEntry] | Callable[[], Sequence[AccessEntry]]
+    ) -> list[int]:
         """One transaction; a connection found dead is replaced and the batch tried once
         more (nothing was committed)."""
         for attempt in (1, 2):
             try:
-                with self.engine.begin() as connection:
-                    seqs = append_reads(connection, entries)
+                seqs = append_reads(self.engine, entries)
             except DBAPIError as exc:
-                if attempt == 1 and exc.connection_invalidated:
+                if attempt == 1 and self._dropped(exc):
                     continue
                 self._report_failure(exc)
                 raise AccessLogUnavailable(_first_line(exc)) from exc
@@ -140,6 +145,13 @@ class AccessLogWriter:
             return seqs
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _dropped(self, exc: DBAPIError) -> bool:
+        dialect = self.engine.dialect
+        return exc.connection_invalidated or (
+            isinstance(exc.orig, dialect.loaded_dbapi.Error)
+            and dialect.is_disconnect(exc.orig, None, None)
+        )
+
     def _report_failure(self, exc: Exception) -> None:
         # Once per change: a database that is down would otherwise log every batch.
         if not self._failing:
@@ -147,22 +159,11 @@ class AccessLogWriter:
             log.error("access log not written, reads are refused: %s", _first_line(exc))
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
+        while not self._stopping:
             first = self._queue.get()
             if first is None:
                 break
-            batch = [first]
-            while len(batch) < self.max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            self._commit(batch)
+            self._commit(first)
         # Anything queued after the stop is refused rather than left waiting.
         while True:
             try:
@@ -172,19 +173,33 @@ class AccessLogWriter:
             if item is not None:
                 _settle([item[1]], "the service is stopping")
 
-    def _commit(self, batch: list[tuple[AccessEntry, _Waiter]]) -> None:
-        waiters = [waiter for _, waiter in batch]
+    def _commit(self, first: _Pending) -> None:
+        taken = [first]
+
+        def gather() -> list[AccessEntry]:
+            # Called with the head locked: what queued meanwhile joins this batch.
+            while len(taken) < self.max_batch and not self._stopping:
+                try:
+                    item = self._queue.get_nowait()
+                except Empty:
+                    break
+                if item is None:
+                    self._stopping = True
+                    break
+                taken.append(item)
+            return [entry for entry, _ in taken]
+
         try:
-            seqs = self._write([entry for entry, _ in batch])
+            seqs = self._write(gather)
         except AccessLogUnavailable as exc:
-            _settle(waiters, exc.reason)
+            _settle([waiter for _, waiter in taken], exc.reason)
             return
         except Exception as exc:  # noqa: BLE001 - every waiter must hear of it
             log.exception("access log batch failed")
-            _settle(waiters, _first_line(exc))
+            _settle([waiter for _, waiter in taken], _first_line(exc))
             return
         self.batches += 1
-        _settle(waiters, seqs)
+        _settle([waiter for _, waiter in taken], seqs)
 
 
 def _settle(waiters: list[_Waiter], outcome: list[int] | str) -> None:

@@ -5,6 +5,12 @@ SHA-256 like the audit log; ``access_log_episode`` indexes the rows by episode;
 ``access_head`` is the chain's head. Triggers refuse UPDATE and DELETE on the log and its
 index, refuse deleting the head, and let the head move only forward, onto a row of the log.
 
+On PostgreSQL, ``access_log_append`` appends a batch in one statement, so that the head
+stays locked only while the database works (not across a round trip to the client): each
+row's canonical JSON comes from carepath in two pieces, around its ``prev_hash`` and
+before its ``seq``, and the function fills those in and hashes (see
+``models.access_log``).
+
 Revision ID: 0012
 Revises: 0008
 Create Date: 2026-12-01
@@ -129,6 +135,45 @@ def _postgresql_triggers() -> None:
         "CREATE TRIGGER access_head_no_truncate BEFORE TRUNCATE ON access_head "
         "FOR EACH STATEMENT EXECUTE FUNCTION access_log_append_only()"
     )
+    op.execute(APPEND_FUNCTION)
+
+
+APPEND_FUNCTION = """
+CREATE FUNCTION access_log_append(
+    p_recorded_at timestamptz[], p_actor text[], p_role text[], p_route text[],
+    p_outcome text[], p_episode_ids jsonb[], p_episode_count integer[], p_query text[],
+    p_before text[], p_middle text[], p_index_row integer[], p_index_episode text[]
+) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    head_seq integer;
+    link text;
+    prevs text[] := '{}';
+    hashes text[] := '{}';
+    n integer := cardinality(p_actor);
+BEGIN
+    SELECT last_seq, last_hash INTO head_seq, link FROM access_head WHERE id = 1 FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'access_head row is missing: run `carepath db upgrade`';
+    END IF;
+    FOR i IN 1 .. n LOOP
+        prevs[i] := link;
+        link := encode(sha256(convert_to(
+            p_before[i] || link || p_middle[i] || (head_seq + i)::text || '}', 'UTF8')), 'hex');
+        hashes[i] := link;
+    END LOOP;
+    INSERT INTO access_log (seq, recorded_at, actor, role, route, outcome, episode_ids,
+                            episode_count, query, prev_hash, hash)
+    SELECT head_seq + i, p_recorded_at[i], p_actor[i], p_role[i], p_route[i], p_outcome[i],
+           p_episode_ids[i], p_episode_count[i], p_query[i], prevs[i], hashes[i]
+    FROM generate_subscripts(p_actor, 1) AS i;
+    INSERT INTO access_log_episode (seq, episode_id)
+    SELECT head_seq + r, e FROM unnest(p_index_row, p_index_episode) AS u(r, e);
+    UPDATE access_head SET last_seq = head_seq + n, last_hash = link WHERE id = 1;
+    RETURN head_seq + n;
+END
+$$
+"""
 
 
 def _sqlite_triggers() -> None:
@@ -159,5 +204,6 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_access_log_actor_seq"), table_name="access_log")
     op.drop_table("access_log")
     if op.get_context().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION IF EXISTS access_log_append")
         op.execute("DROP FUNCTION IF EXISTS access_head_moves_forward()")
         op.execute("DROP FUNCTION IF EXISTS access_log_append_only()")

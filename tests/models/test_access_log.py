@@ -13,14 +13,17 @@ from models.access_log import (
     BULK,
     MAX_LISTED,
     AccessFilter,
+    _fields,
     access_hash,
     append_reads,
     episodes_named,
+    json_pieces,
+    link,
     page,
     read_of,
     verify_access_log,
 )
-from models.audit import GENESIS_HASH
+from models.audit import GENESIS_HASH, canonical_json
 
 NOON = datetime(2026, 1, 19, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -41,10 +44,8 @@ def five_reads() -> list:  # type: ignore[type-arg]
 def logged(db_engine: Engine) -> Engine:
     """Five reads, appended in two batches."""
     reads = five_reads()
-    with db_engine.begin() as connection:
-        assert append_reads(connection, reads[:2]) == [1, 2]
-    with db_engine.begin() as connection:
-        assert append_reads(connection, reads[2:]) == [3, 4, 5]
+    assert append_reads(db_engine, reads[:2]) == [1, 2]
+    assert append_reads(db_engine, reads[2:]) == [3, 4, 5]
     return db_engine
 
 
@@ -265,17 +266,32 @@ def test_a_read_lists_each_episode_once_up_to_the_bound() -> None:
 
 
 def test_odd_ids_and_big_reads_are_stored_and_verify(db_engine: Engine) -> None:
+    # Hashed in the database on PostgreSQL, here on SQLite: verify recomputes in Python.
     reads = [
+        read_of("Zoë Ødegård", "coordinator", "GET /worklist", NOON, ["é-1", "ep\"2\\"],
+                query="coordinator=Zo%C3%AB&note=\u2603"),
         read_of("a", "service", "GET /episodes/{episode_id}", NOON, ["x\x00\ud800"],
                 outcome="not_found"),
         read_of("a", "calendar", "GET /calendar/{coordinator}.ics", NOON,
                 (f"e{i}" for i in range(MAX_LISTED + 5))),
     ]  # fmt: skip
-    with db_engine.begin() as connection:
-        append_reads(connection, reads)
+    append_reads(db_engine, reads)
     rows, _ = page(db_engine, AccessFilter(episode_id="e3"))
-    assert [(r["seq"], r["episode_count"]) for r in rows] == [(2, MAX_LISTED + 5)]
-    assert verify_access_log(db_engine).ok
+    assert [(r["seq"], r["episode_count"]) for r in rows] == [(3, MAX_LISTED + 5)]
+    assert page(db_engine, AccessFilter(actor="Zoë Ødegård"))[0][0]["episode_ids"] == [
+        "\\xe9-1", 'ep"2\\',  # ids are kept to printable ASCII
+    ]  # fmt: skip
+    result = verify_access_log(db_engine)
+    assert (result.ok, result.rows_checked) == (True, 3), result.problem
+
+
+def test_the_pieces_the_database_hashes_make_the_rows_canonical_json() -> None:
+    for entry in five_reads():
+        before, middle = json_pieces(entry)
+        fields = {"seq": 42, **_fields(entry)}
+        text = before + "ab" * 32 + middle + "42}"
+        assert text == canonical_json({**fields, "prev_hash": "ab" * 32})
+        assert link(41, "ab" * 32, [entry])[0]["hash"] == access_hash(fields, "ab" * 32)
 
 
 def test_episodes_named_by_a_page_of_the_log() -> None:
