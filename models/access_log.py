@@ -167,15 +167,16 @@ def append_reads(
     turns; ``entries`` may be a function giving them, called as late as possible (once the
     head is locked on SQLite) so that reads arriving meanwhile join this batch.
 
-    PostgreSQL holds the head's lock until the commit is on disk, so what the lock covers
-    sets how many batches a second the chain takes: there the whole batch is one call of
-    the database function ``access_log_append`` (the migration's), sent with BEGIN and
-    COMMIT in one round trip, and the head is never locked across a wait for the client.
-    carepath hands it each row's canonical JSON in two pieces (:func:`json_pieces`); the
-    function puts in the previous hash and the sequence number and hashes with SHA-256, as
-    :func:`access_hash` does (``verify_access_log`` recomputes every hash in Python). On
-    SQLite ``BEGIN IMMEDIATE`` has already serialised the writers and the chain is linked
-    here (:func:`link`).
+    On PostgreSQL what the head's lock covers sets how many batches a second the chain
+    takes, so it covers only the database's own work: the whole batch is one call of the
+    function ``access_log_append`` (the migration's), never waiting on the client, and its
+    commit does not wait for the disk either (the lock would be held through the fsync);
+    a second transaction sent in the same round trip does, and returns only once the log
+    is flushed past the batch. carepath hands the function each row's canonical JSON in two
+    pieces (:func:`json_pieces`); it puts in the previous hash and the sequence number and
+    hashes with SHA-256, as :func:`access_hash` does (``verify_access_log`` recomputes
+    every hash in Python). On SQLite ``BEGIN IMMEDIATE`` has already serialised the
+    writers, and the chain is linked here (:func:`link`).
 
     Raises:
         DBAPIError: the database refused or could not be reached; nothing was written.
@@ -245,9 +246,18 @@ def _append_in_database(engine: Engine, entries: Sequence[AccessEntry]) -> list[
             values["index_row"].append(position)
             values["index_episode"].append(episode)
     with transaction(engine) as store:
-        # Read after the pipeline has ended: BEGIN, the call and COMMIT travel together.
+        # One round trip: BEGIN, the call and its COMMIT, then a second transaction whose
+        # COMMIT (by transaction()) waits for the disk. The batch's own commit does not
+        # wait, so the head's lock is free for the next batch as soon as the rows are
+        # written, and both processes' flushes can share one fsync; the second commit's
+        # record comes after the batch's in the log, so once it is flushed the batch is.
+        writer = store.cursor.writer
+        writer.execute("SET LOCAL synchronous_commit = off")
         answer = store.cursor.connection.cursor()
         answer.execute(_APPEND, values)
+        writer.execute("COMMIT")
+        writer.execute("BEGIN")
+        writer.execute("SELECT pg_current_xact_id()")  # takes an id, so its COMMIT is flushed
     try:
         last = int(answer.fetchone()[0])
     finally:
