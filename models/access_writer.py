@@ -9,8 +9,9 @@ processes of one service share the chain; the head row lock makes their batches 
 
 A batch that cannot be written (database down, a trigger refusing) fails every waiter in it
 with :class:`~models.access_log.AccessLogUnavailable`, and a waiter gives up after
-``wait_seconds`` (default 10 s): the caller then refuses the read. A record may therefore
-exist for a read whose answer never left, never the other way round.
+``wait_seconds`` (default 10 s): the caller then refuses the read. A batch whose connection
+was found dead is tried once more on a new one. A record may therefore exist for a read
+whose answer never left (or, after such a retry, twice), never the other way round.
 
 Usable three ways: :meth:`AccessLogWriter.arecord` from async code (awaits without blocking
 the event loop), :meth:`~AccessLogWriter.record` from a thread, and, when the writer thread
