@@ -30,15 +30,8 @@ from api.problems import documented, problem
 from api.schemas import AccessPage, ChainCheck
 from api.tokens import Principal
 from engine.clinic_time import Clock
-from models.access_log import (
-    AccessEntry,
-    AccessFilter,
-    AccessLogUnavailable,
-    episodes_named,
-    page,
-    read_of,
-    verify_access_log,
-)
+from models.access_log import AccessEntry, AccessLogUnavailable, read_of
+from models.access_reading import AccessFilter, episodes_named, page, verify_access_log
 from models.access_writer import AccessLogWriter
 
 MARK = "x-carepath-access-log"

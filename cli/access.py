@@ -19,7 +19,8 @@ from sqlalchemy import Engine
 
 from engine.clinic_time import Clock
 from engine.errors import InvalidEvent
-from models.access_log import AccessFilter, episodes_named, page, read_of
+from models.access_log import read_of
+from models.access_reading import AccessFilter, episodes_named, page
 from models.access_writer import AccessLogWriter
 
 ROLE = "cli"

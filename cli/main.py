@@ -357,7 +357,7 @@ def audit_access(
     """Who read which episodes, when, through which route: a page of the access log as
     JSON, oldest first (its own read is recorded too). --verify checks its hash chain."""
     from cli.access import listing
-    from models.access_log import verify_access_log
+    from models.access_reading import verify_access_log
 
     with _database() as engine, _reported():
         if not verify:

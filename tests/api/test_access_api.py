@@ -19,7 +19,8 @@ from api.problems import MEDIA_TYPE
 from api.tokens import create_token
 from engine.clinic_time import FakeClock
 from engine.settings import PathwayDefaults
-from models.access_log import AccessEntry, AccessFilter, page, verify_access_log
+from models.access_log import AccessEntry
+from models.access_reading import AccessFilter, page, verify_access_log
 from tests.api.conftest import NOW, OPENING
 from tests.api.test_pages import sign_in
 from tests.models.test_access_writer import accept_inserts, refuse_inserts

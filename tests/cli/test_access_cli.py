@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from cli.main import app
-from models.access_log import AccessFilter, page
+from models.access_reading import AccessFilter, page
 from tests.models.test_access_log import lift_guards
 from tests.models.test_access_writer import refuse_inserts
 

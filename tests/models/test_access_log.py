@@ -1,4 +1,4 @@
-"""The access log's chain: append-only in the database, and tampering named by verify."""
+"""The access log's chain: append-only in the database, tampering named by verify, listing."""
 
 from __future__ import annotations
 
@@ -12,17 +12,14 @@ from engine.errors import InvalidEvent
 from models.access_log import (
     BULK,
     MAX_LISTED,
-    AccessFilter,
     _fields,
     access_hash,
     append_reads,
-    episodes_named,
     json_pieces,
     link,
-    page,
     read_of,
-    verify_access_log,
 )
+from models.access_reading import AccessFilter, episodes_named, page, verify_access_log
 from models.audit import GENESIS_HASH, canonical_json
 
 NOON = datetime(2026, 1, 19, 12, 0, 0, 123456, tzinfo=UTC)

@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Engine, text
 
-from models.access_log import AccessEntry, AccessLogUnavailable, read_of, verify_access_log
+from models.access_log import AccessEntry, AccessLogUnavailable, read_of
+from models.access_reading import verify_access_log
 from models.access_writer import AccessLogWriter
 from models.db import make_engine
 
