@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -112,20 +113,19 @@ class AccessLogMiddleware:
 
 
 def _query(raw: bytes) -> str | None:
-    """The query string as sent, without the calendar feed's token."""
+    """The query string, without the calendar feed's token however its name is spelt."""
     if not raw:
         return None
-    text = raw.decode("latin-1")
-    if "token=" in text:
-        text = "&".join(part for part in text.split("&") if not part.startswith("token="))
-    return text or None
+    pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
+    return urlencode([(k, v) for k, v in pairs if k != "token"]) or None
 
 
 def _unavailable(exc: AccessLogUnavailable) -> Any:
+    # The reason is the writer's to log (models.access_writer), not the caller's to read.
     return problem(
         503, "access-log-unavailable", "Access log unavailable",
-        f"this read could not be put on record, so it is not answered: {exc.reason}",
-        headers={"Retry-After": "5"},
+        "this read could not be put on record in the access log, so it is not answered; "
+        "try again", headers={"Retry-After": "5"},
     )  # fmt: skip
 
 
