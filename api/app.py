@@ -1,7 +1,8 @@
 """The HTTP API: FastAPI, problem+json errors, bearer tokens with roles.
 
 ``create_app`` wires the routes to one database; ``carepath serve`` runs it with the
-scheduler worker sweeping in the same process.
+scheduler worker sweeping in the same process. Each process has one access-log writer
+(:mod:`models.access_writer`), started and stopped with the app.
 """
 
 from __future__ import annotations
@@ -14,7 +15,19 @@ from functools import partial
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from api import assets, audit, calendar_feed, episodes, incidents, ops, pages, problems, worklist
+from api import (
+    access,
+    assets,
+    audit,
+    calendar_feed,
+    episodes,
+    incidents,
+    ops,
+    pages,
+    problems,
+    worklist,
+)
+from api.access import AccessLogMiddleware
 from api.deps import Services
 from api.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from api.security import SecurityHeaders, WebSettings
@@ -22,6 +35,7 @@ from api.sessions import Sessions
 from api.tokens import Tokens
 from engine.clinic_time import Clock, SystemClock
 from engine.settings import PathwayDefaults
+from models.access_writer import AccessLogWriter
 from models.db import database_url, make_engine
 from models.repository import EpisodeRepository
 from schedulers import logs
@@ -60,9 +74,11 @@ def create_app(
     tokens = Tokens(engine, token_cache_seconds)
     sessions = Sessions(engine, clock, web.session)
     parts = Services(engine, repo, clock, WorkerMetrics(), tokens, sessions, web)
+    access_log = AccessLogWriter(engine)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        access_log.start()
         stop = None
         if worker_interval is not None:
             deliver = partial(deliver_due, engine, channels) if channels else None
@@ -74,6 +90,7 @@ def create_app(
         finally:
             if stop is not None:
                 stop()
+            access_log.stop()
             if owns_engine:
                 engine.dispose()
 
@@ -87,6 +104,10 @@ def create_app(
     )
     app.state.services = parts
     app.state.health = ops.HealthSettings.from_env(database_clock)
+    app.state.access_log = access_log
+    # Added first, so it runs inside the metrics: a read refused for want of its record
+    # is counted as the 503 it was answered with.
+    app.add_middleware(AccessLogMiddleware, writer=access_log, clock=clock)
     app.add_middleware(HttpMetricsMiddleware, metrics=HttpMetrics(parts.metrics.registry))
     app.add_middleware(SecurityHeaders, hsts=web.https)
     problems.install(app)
@@ -96,6 +117,7 @@ def create_app(
     app.include_router(worklist.router)
     app.include_router(calendar_feed.router)
     app.include_router(audit.router)
+    app.include_router(access.router)
     app.include_router(ops.router)
     app.include_router(incidents.router)
     return app

@@ -6,9 +6,10 @@ from datetime import datetime
 from itertools import chain
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
+from api.access import ACCESS_LOGGED, reads
 from api.deps import ServicesDep, require
 from api.problems import documented
 from api.schemas import AuditPage, ChainCheck
@@ -49,8 +50,10 @@ Filter = Annotated[AuditFilter, Depends(audit_filter)]
     summary="Audit rows, filtered, a page at a time",
     response_model=None,
     responses={200: {"model": AuditPage}, **documented(401, 403, 422, 503)},
+    openapi_extra=ACCESS_LOGGED,
 )
 def transitions(
+    request: Request,
     parts: ServicesDep,
     _: Auditor,
     where: Filter,
@@ -60,6 +63,7 @@ def transitions(
     ] = 0,
 ) -> dict[str, Any]:
     rows, next_cursor = page(parts.engine, where, cursor, limit)
+    reads(request, (row["episode_id"] for row in rows if row["episode_id"]))
     return {"items": rows, "next_cursor": next_cursor}
 
 
@@ -81,8 +85,10 @@ def transitions(
         },
         **documented(401, 403, 422, 503),
     },
+    openapi_extra=ACCESS_LOGGED,
 )  # fmt: skip
 def export_log(
+    request: Request,
     parts: ServicesDep,
     _: Auditor,
     where: Filter,
@@ -94,6 +100,8 @@ def export_log(
     # The first chunk is read before the answer starts: an error reading the log is then
     # still answered as a problem, not cut into a half-sent 200.
     first = next(chunks)
+    # Recorded by its query: which episodes it covers is known only once it has streamed.
+    reads(request, [where.episode_id] if where.episode_id else None)
     name = f"carepath-audit.{'ndjson' if format == 'fhir' else format}"
     return StreamingResponse(
         chain([first], chunks),

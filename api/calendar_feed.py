@@ -13,9 +13,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from icalendar import Calendar, Todo
 
+from api.access import ACCESS_LOGGED, reads
 from api.deps import ServicesDep
 from api.problems import documented
 from models.worklist import worklist
@@ -42,9 +43,11 @@ PRIORITY = {"escalated": 1, "overdue": 3, "due": 5, "upcoming": 9}
         },
         **documented(401, 403, 422, 503),
     },
+    openapi_extra=ACCESS_LOGGED,
 )
 def calendar_feed(
     coordinator: str,
+    request: Request,
     parts: ServicesDep,
     token: Annotated[str | None, Query(description="the feed's calendar token")] = None,
 ) -> Response:
@@ -53,6 +56,7 @@ def calendar_feed(
     who = parts.tokens.principal(token)
     if who is None:
         raise HTTPException(401, "unknown or revoked token", {"WWW-Authenticate": "Bearer"})
+    request.state.principal = who  # the actor of the feed's access-log record
     if not (who.role == "admin" or (who.role == "calendar" and who.subject == coordinator)):
         raise HTTPException(403, "this token does not open this feed")
     now = parts.clock.now()
@@ -60,7 +64,9 @@ def calendar_feed(
     feed.add("prodid", "-//carepath//worklist//EN")
     feed.add("version", "2.0")
     feed.add("x-wr-calname", f"carepath: {coordinator}")
-    for item in worklist(parts.engine, coordinator, now, HORIZON):
+    items = worklist(parts.engine, coordinator, now, HORIZON)
+    reads(request, (item["episode_id"] for item in items))
+    for item in items:
         todo = Todo()
         todo.add("uid", f"task-{item['task_id']}@carepath")
         todo.add("dtstamp", now)

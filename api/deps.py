@@ -70,6 +70,7 @@ def require(*roles: str) -> Callable[..., Awaitable[Principal]]:
             if found is None:
                 raise HTTPException(401, "unknown or revoked token", headers=CHALLENGE)
             who = found
+        request.state.principal = who  # the actor of an access-log record, 403s included
         if who.role not in allowed:
             raise HTTPException(403, f"the {who.role} role may not do this")
         return who

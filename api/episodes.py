@@ -6,11 +6,12 @@ import base64
 import binascii
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Response
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import Table, select
 from starlette.concurrency import run_in_threadpool
 
+from api.access import ACCESS_LOGGED, reads
 from api.deps import ServicesDep, require
 from api.diagram import highlighted
 from api.problems import Refused, documented
@@ -77,6 +78,7 @@ def open_episode(
     response_class=JSONResponse,
     responses={200: {"model": EpisodeView, "description": "The episode; ETag is its version"},
                **documented(401, 403, 404, 422, 500, 503)},
+    openapi_extra=ACCESS_LOGGED,
 )  # fmt: skip
 async def read_episode(episode_id: str, parts: ServicesDep, _: Clinical) -> JSONResponse:
     # The busiest route: async, so the database read is the request's only hop to a thread,
@@ -98,6 +100,7 @@ async def read_episode(episode_id: str, parts: ServicesDep, _: Clinical) -> JSON
         },
         **documented(401, 403, 404, 422, 500, 503),
     },
+    openapi_extra=ACCESS_LOGGED,
 )
 def episode_diagram(episode_id: str, parts: ServicesDep, _: Clinical) -> Response:
     view = parts.repo.view(episode_id)
@@ -109,8 +112,10 @@ def episode_diagram(episode_id: str, parts: ServicesDep, _: Clinical) -> Respons
     summary="Episodes, filtered, a page at a time",
     response_model=None,
     responses={200: {"model": EpisodePage}, **documented(401, 403, 422, 503)},
+    openapi_extra=ACCESS_LOGGED,
 )
 def list_episodes(
+    request: Request,
     parts: ServicesDep,
     _: Clinical,
     status: Annotated[str | None, Query(examples=["active"])] = None,
@@ -137,6 +142,7 @@ def list_episodes(
     for item in items:
         item["updated_at"] = item["updated_at"].isoformat()
     next_cursor = _cursor(items[-1]["id"]) if more else None
+    reads(request, (item["id"] for item in items))
     return {"items": items, "next_cursor": next_cursor}
 
 

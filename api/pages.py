@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from api.access import ACCESS_LOGGED, reads
 from api.deps import CHALLENGE, NotSignedIn, ServicesDep, require
 from api.problems import problem
 from api.security import FormRefused, WebSettings, checked_form, cookie_is_secure, form_token
@@ -68,14 +69,16 @@ def install(app: FastAPI) -> None:
         return _sign_in_page(request, notice=notice, status_code=401, next_page=here)
 
 
-@router.get("/", response_class=HTMLResponse)
+@router.get("/", response_class=HTMLResponse, openapi_extra=ACCESS_LOGGED)
 def home(request: Request, parts: ServicesDep) -> Response:
     session_id = request.cookies.get(SESSION_COOKIE)
     who = parts.sessions.resolve(session_id) if session_id else None
     if session_id is None or who is None:
         return _sign_in_page(request, notice=ENDED if session_id else None)
+    request.state.principal = who  # the actor of the page's access-log record
     now = parts.clock.now()
     items = worklist(parts.engine, who.subject, now, timedelta(days=WINDOW_DAYS))
+    reads(request, (item["episode_id"] for item in items))
     context = {
         "who": who,
         "coordinator": who.subject,
@@ -135,7 +138,9 @@ def task_action(task_id: TaskId, action: str, parts: ServicesDep, who: Coordinat
     return RedirectResponse("/", status_code=303)
 
 
-@router.get("/pages/episodes/{episode_id}", response_class=HTMLResponse)
+@router.get(
+    "/pages/episodes/{episode_id}", response_class=HTMLResponse, openapi_extra=ACCESS_LOGGED
+)
 def episode_page(
     episode_id: str, request: Request, parts: ServicesDep, who: Coordinator
 ) -> Response:

@@ -305,6 +305,61 @@ class AuditPage(BaseModel):
     next_cursor: int | None
 
 
+ACCESS_ROW = {
+    "seq": 1,
+    "recorded_at": "2026-01-19T10:00:00.123456+00:00",
+    "actor": "alex",
+    "role": "coordinator",
+    "route": "GET /episodes/{episode_id}",
+    "outcome": "answered",
+    "episode_ids": [EPISODE_ID],
+    "episode_count": 1,
+    "query": None,
+    "prev_hash": "0" * 64,
+    "hash": HASH,
+}
+EXPORT_READ = {
+    **ACCESS_ROW,
+    "seq": 2,
+    "actor": "audit-office",
+    "role": "auditor",
+    "route": "GET /audit/export",
+    "episode_ids": None,
+    "episode_count": None,
+    "query": "format=csv&since=2026-01-01T00:00:00Z",
+    "prev_hash": HASH,
+    "hash": "9f2c" + HASH[4:],
+}
+
+
+class AccessRow(BaseModel):
+    """One read of episode data, hash-chained: ``hash`` covers this row and ``prev_hash``."""
+
+    model_config = _example(ACCESS_ROW)
+    seq: int
+    recorded_at: datetime
+    actor: str = Field(description="the token's subject, or cli:<user> for the command line")
+    role: str = Field(description="the token's role, or cli")
+    route: str = Field(description="the route template (or command) read through: the purpose")
+    outcome: Literal["answered", "forbidden", "not_found"]
+    episode_ids: list[str] | None = Field(
+        description="the episodes shown (for forbidden/not_found: asked for); null when the "
+        "read covered more than can be listed, see episode_count and query"
+    )
+    episode_count: int | None = Field(
+        description="how many episodes were shown; null when not counted (an export)"
+    )
+    query: str | None = Field(description="the query string, without any token")
+    prev_hash: str
+    hash: str
+
+
+class AccessPage(BaseModel):
+    model_config = _example({"items": [ACCESS_ROW, EXPORT_READ], "next_cursor": 2})
+    items: list[AccessRow]
+    next_cursor: int | None
+
+
 class ChainCheck(BaseModel):
     model_config = _example(
         {"ok": False, "rows_checked": 41, "first_bad_seq": 42, "problem": "hash mismatch"}

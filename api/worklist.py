@@ -8,8 +8,9 @@ import re
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
+from api.access import ACCESS_LOGGED, reads
 from api.deps import ServicesDep, require
 from api.problems import documented
 from api.schemas import Acknowledged, Completed, Worklist
@@ -29,8 +30,10 @@ TaskId = Annotated[int, Path(ge=1, le=2**31 - 1)]
     summary="A coordinator's open due items, escalations first",
     response_model=None,
     responses={200: {"model": Worklist}, **documented(401, 403, 422, 503)},
+    openapi_extra=ACCESS_LOGGED,
 )
 def read_worklist(
+    request: Request,
     parts: ServicesDep,
     who: Coordinator,
     coordinator: Annotated[str | None, Query(description="default: the token's subject")] = None,
@@ -50,6 +53,7 @@ def read_worklist(
     days = timedelta(days=int(match.group(1)))
     items, last = worklist_page(parts.engine, name, now, days, limit, _position(cursor))
     next_cursor = _cursor(last) if last else None
+    reads(request, (item["episode_id"] for item in items))
     return {"coordinator": name, "as_of": now.isoformat(), "items": items,
             "next_cursor": next_cursor}  # fmt: skip
 

@@ -1,12 +1,18 @@
 """The HTTP API on a large PostgreSQL database: worklist and list latency, episode reads per
-second, and a streamed audit export.
+second with and without the access log, and a streamed audit export.
 
-    .venv/bin/python -m bench.api [--episodes 1000000] [--audit-rows 1000000]
+    .venv/bin/python -m bench.api [--episodes 1000000] [--audit-rows 1000000] [--rounds 1]
 
 Episodes (with their due items) and audit rows are cloned in SQL from ones made through the
 engine, spread over 1,000 coordinators. ``carepath serve --workers 2`` runs as its own
 processes; latencies are taken one request at a time from this one, and the read rate
 from wrk (Debian's package, installed by ``make setup``) over loopback.
+
+Episode reads are measured back to back, ``--rounds`` times: with the access log off (the
+same app, its access-log middleware taken out: :func:`unlogged_app`, which exists for this
+comparison only) and on (``carepath serve``, every read recorded before it is answered).
+The access log's rows are counted against the requests wrk saw answered, and the head's
+moves (one per transaction, from PostgreSQL's statistics) give the mean group-commit batch.
 """
 
 from __future__ import annotations
@@ -24,10 +30,13 @@ import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from fastapi import FastAPI
 from sqlalchemy import Engine, text
 
+from api.access import AccessLogMiddleware
+from api.app import SWEEP_INTERVAL_ENV, TOKEN_CACHE_ENV, app_from_env
 from api.tokens import create_token
 from bench.events import drop_database, fresh_database
 from bench.worker import CLONE, open_template
@@ -104,8 +113,74 @@ def latencies(url: str, token: str, count: int) -> dict[str, float]:
     }
 
 
-def throughput(url: str, token: str, seconds: int, connections: int) -> float:
-    """Requests/s from wrk, keeping ``connections`` requests in flight."""
+def unlogged_app() -> FastAPI:
+    """One server process's app without its access-log middleware: the figure to compare
+    with. For this benchmark only; the service itself has no such switch."""
+    app = app_from_env()
+    app.user_middleware = [
+        m for m in app.user_middleware if cast(Any, m.cls) is not AccessLogMiddleware
+    ]
+    return app
+
+
+def start_server(url: str, port: int, access_log: bool) -> subprocess.Popen[bytes]:
+    """``carepath serve --workers N``, or the same processes serving :func:`unlogged_app`."""
+    env = {**os.environ, "CAREPATH_DATABASE_URL": url}
+    if access_log:
+        command = [str(CAREPATH), "serve", "--port", str(port), "--interval", "3600",
+                   "--workers", str(SERVE_WORKERS)]  # fmt: skip
+    else:
+        # The settings `carepath serve` hands its processes (its --token-cache default).
+        env |= {SWEEP_INTERVAL_ENV: "3600", TOKEN_CACHE_ENV: "5"}
+        command = [sys.executable, "-m", "uvicorn", "bench.api:unlogged_app", "--factory",
+                   "--workers", str(SERVE_WORKERS), "--host", "127.0.0.1", "--port", str(port),
+                   "--log-level", "warning"]  # fmt: skip
+    server = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(base + "/healthz").close()
+            return server
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server on port {port} did not start") from None
+            time.sleep(0.1)
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    server.terminate()
+    server.wait(30)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def counts(engine: Engine) -> tuple[int, int]:
+    """Access-log rows, and the batches that wrote them (one head move each), so far. A
+    server's connections report their statistics as they close: read until they hold."""
+    seen = None
+    deadline = time.monotonic() + 5
+    while True:
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT last_seq FROM access_head")).scalar_one()
+            batches = connection.execute(
+                text("SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'access_head'")
+            ).scalar_one()
+        now = (int(rows), int(batches))
+        if now == seen or time.monotonic() > deadline:
+            return now
+        seen = now
+        time.sleep(0.5)
+
+
+def wrk(url: str, token: str, seconds: int, connections: int) -> tuple[float, int]:
+    """Requests/s and requests answered, from wrk keeping ``connections`` in flight."""
     answer = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s",
          "-H", f"Authorization: Bearer {token}", url],
@@ -114,8 +189,28 @@ def throughput(url: str, token: str, seconds: int, connections: int) -> float:
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", answer.stdout)
     assert errors is None, answer.stdout
     rate = re.search(r"Requests/sec:\s+([\d.]+)", answer.stdout)
+    done = re.search(r"(\d+) requests in", answer.stdout)
     assert rate is not None, answer.stdout
-    return float(rate.group(1))
+    assert done is not None, answer.stdout
+    return float(rate.group(1)), int(done.group(1))
+
+
+def episode_reads(
+    engine: Engine, url: str, episode: str, token: str, access_log: bool
+) -> dict[str, float]:
+    """Episode reads/s with a fresh server, with the access log on or off."""
+    port = free_port()
+    server = start_server(url, port, access_log)
+    try:
+        target = f"http://127.0.0.1:{port}/episodes/{episode}"
+        get(target, token)  # each process's first answer builds its caches
+        rows_before, batches_before = counts(engine)
+        rate, answered = wrk(target, token, 15, 16)
+    finally:
+        stop_server(server)
+    rows, batches = counts(engine)
+    return {"per_second": rate, "answered": answered, "recorded": rows - rows_before,
+            "batches": batches - batches_before}  # fmt: skip
 
 
 def export_run(url: str) -> dict[str, Any]:
@@ -140,6 +235,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=1_000_000)
     parser.add_argument("--audit-rows", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=1, help="off/on pairs of episode reads")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: run make setup (it installs Debian's wrk)")
@@ -155,22 +251,9 @@ def main() -> None:
         now = datetime.now(UTC)
         _, coordinator = create_token(engine, "coordinator", "c-7", now)
         _, service = create_token(engine, "service", "bench", now)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        server = subprocess.Popen(
-            [str(CAREPATH), "serve", "--port", str(port), "--interval", "3600",
-             "--workers", str(SERVE_WORKERS)],
-            env={**os.environ, "CAREPATH_DATABASE_URL": url},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        port = free_port()
+        server = start_server(url, port, access_log=True)
         base = f"http://127.0.0.1:{port}"
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(base + "/healthz").close()
-                break
-            except OSError:
-                time.sleep(0.1)
         worklist = latencies(f"{base}/worklist?window=7d", coordinator, 200)
         items = len(json.loads(get(f"{base}/worklist?window=7d", coordinator)[1])["items"])
         print(f"GET /worklist (a page of {items} items): p50 {worklist['p50_ms']:.1f} ms, "
@@ -178,9 +261,20 @@ def main() -> None:
         listed = latencies(f"{base}/episodes?phase=subacute&limit=50", service, 200)
         print(f"GET /episodes?phase=subacute&limit=50: p50 {listed['p50_ms']:.1f} ms, "
               f"p95 {listed['p95_ms']:.1f} ms", flush=True)  # fmt: skip
-        reads = throughput(f"{base}/episodes/{episode}", service, 15, 16)
-        print(f"GET /episodes/{{id}}, wrk with 16 connections, {SERVE_WORKERS} server processes: "
-              f"{reads:.0f} requests/s", flush=True)  # fmt: skip
+        stop_server(server)
+        server = None
+        for _ in range(args.rounds):
+            for access_log in (False, True):
+                reads = episode_reads(engine, url, episode, service, access_log)
+                line = (f"GET /episodes/{{id}}, wrk with 16 connections, {SERVE_WORKERS} server "
+                        f"processes, access log {'on ' if access_log else 'off'}: "
+                        f"{reads['per_second']:.0f} requests/s")  # fmt: skip
+                if access_log:
+                    batch = reads["recorded"] / max(reads["batches"], 1)
+                    line += (f"; {reads['recorded']:.0f} reads recorded for "
+                             f"{reads['answered']:.0f} answered, in {reads['batches']:.0f} "
+                             f"transactions ({batch:.1f} reads each)")  # fmt: skip
+                print(line, flush=True)
         exported = export_run(url)
         print(
             f"audit export to JSONL: {exported['rows']} rows in {exported['seconds']:.1f} s "
@@ -188,8 +282,7 @@ def main() -> None:
         )
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(30)
+            stop_server(server)
         engine.dispose()
         drop_database(handle)
 

@@ -230,9 +230,12 @@ def episode_open(
 
 @episode_app.command("show")
 def episode_show(episode_id: Annotated[str, typer.Argument(help="Episode id")]) -> None:
-    """Print an episode view."""
+    """Print an episode view (the read is recorded in the access log first)."""
+    from cli.access import record_read
+
     with _database() as engine, _reported():
         view = _repository(engine).view(episode_id)
+        record_read(engine, CLOCK, "episode show", [episode_id])
     _print(view)
 
 
@@ -310,8 +313,12 @@ def audit_export(
 
     if format_ not in FORMATS:
         _fail(f"invalid: --format: must be one of {', '.join(FORMATS)}", 2)
+    from cli.access import record_read
+
     with _database() as engine, _reported():
         where = AuditFilter(episode_id=episode, actor=actor, rule=rule)
+        record_read(engine, CLOCK, "audit export", [episode] if episode else None,
+                    format=format_, episode=episode, actor=actor, rule=rule)  # fmt: skip
         total = head(engine)[0]
         target = sys.stdout if str(out) == "-" else out.open("w", encoding="utf-8", newline="")
         try:
@@ -335,6 +342,32 @@ def audit_verify() -> None:
     if not result.ok:
         _fail(f"audit log broken at row {result.first_bad_seq}: {result.problem}")
     typer.echo(f"audit log intact: {result.rows_checked} rows")
+
+
+@audit_app.command("access")
+def audit_access(
+    since: Annotated[str | None, typer.Option("--since", help="Recorded at or after")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Recorded before")] = None,
+    actor: Annotated[str | None, typer.Option("--actor", help="A token's subject")] = None,
+    episode: Annotated[str | None, typer.Option("--episode", help="Reads of an episode")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
+    cursor: Annotated[int, typer.Option("--cursor", min=0, help="next_cursor of a page")] = 0,
+    verify: Annotated[bool, typer.Option("--verify", help="Check the hash chain")] = False,
+) -> None:
+    """Who read which episodes, when, through which route: a page of the access log as
+    JSON, oldest first (its own read is recorded too). --verify checks its hash chain."""
+    from cli.access import listing
+    from models.access_reading import verify_access_log
+
+    with _database() as engine, _reported():
+        if not verify:
+            _print(listing(engine, CLOCK, since, until, actor, episode, limit, cursor))
+            return
+        result = verify_access_log(engine)
+    _print({"ok": result.ok, "rows_checked": result.rows_checked,
+            "first_bad_seq": result.first_bad_seq, "problem": result.problem})  # fmt: skip
+    if not result.ok:
+        _fail(f"access log broken at row {result.first_bad_seq}: {result.problem}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The tables: episodes, their clinical events, due timers, tasks and the audit log.
+"""The tables: episodes, their clinical events, due timers, tasks, the audit and access logs.
 
 The engine's state is stored as JSON beside a few columns the interfaces query on (status,
 coordinator, due instants). Every change to this module needs a migration in
@@ -295,6 +295,65 @@ class Incident(Base):
     resolved_at: Mapped[datetime | None]
     # How it ended: "retried" (the step then succeeded), "by hand", or why it lapsed.
     resolution: Mapped[str | None] = mapped_column(Text)
+ACCESS_OUTCOMES = ("answered", "forbidden", "not_found")
+
+
+class AccessLogEntry(Base):
+    """One read of episode data: who, in which role, through which route, which episodes,
+    with what outcome, and when. Hash-chained to the read before it, like the audit log.
+
+    Rows are never updated or deleted (database triggers refuse it); ``seq`` is set by
+    :func:`models.access_log.append_reads` under the ``access_head`` lock.
+    """
+
+    __tablename__ = "access_log"
+    __table_args__ = (
+        CheckConstraint(_one_of("outcome", ACCESS_OUTCOMES), name="outcome"),
+        # An auditor's questions: what did this person read, and what was read when.
+        Index("ix_access_log_actor_seq", "actor", "seq"),
+        Index("ix_access_log_recorded_at", "recorded_at"),
+    )
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    recorded_at: Mapped[datetime]
+    # The token's subject, or cli:<user> for the command line.
+    actor: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))
+    # The purpose of the read: the route template, never the path (no ids, no tokens).
+    route: Mapped[str] = mapped_column(String(128))
+    outcome: Mapped[str] = mapped_column(String(16))
+    # The episodes the answer showed; null when it covered more than can be listed (an
+    # export), and then ``query`` says what it covered.
+    episode_ids: Mapped[list[str] | None] = mapped_column(PortableJSON)
+    episode_count: Mapped[int | None] = mapped_column(Integer)
+    # The request's query string, its ``token`` removed.
+    query: Mapped[str | None] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AccessLogEpisode(Base):
+    """Which episodes each access-log row names, one row per episode, so that "who read this
+    patient's episode" is an index lookup. Derived from ``access_log.episode_ids`` (which
+    the hash covers): verifying the chain checks that the two agree. A row that covered
+    more than it could list is indexed under ``*``."""
+
+    __tablename__ = "access_log_episode"
+    __table_args__ = (Index("ix_access_log_episode_episode_id_seq", "episode_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    episode_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class AccessHead(Base):
+    """The access log's head, one row: each batch of appends locks it once."""
+
+    __tablename__ = "access_head"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_seq: Mapped[int] = mapped_column(Integer)
+    last_hash: Mapped[str] = mapped_column(String(64))
 
 
 # "calendar" opens one coordinator's calendar feed and nothing else: feed URLs end up in

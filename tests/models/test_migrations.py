@@ -28,7 +28,10 @@ from models.db import (
 )
 from models.tables import Base, DueTimer
 
-TABLES = {"episode", "clinical_event", "due_timer", "task", "audit_log", "audit_head"}
+TABLES = {
+    "episode", "clinical_event", "due_timer", "task", "audit_log", "audit_head",
+    "access_log", "access_log_episode", "access_head",
+}  # fmt: skip
 
 
 def schema_differences(engine: Engine) -> list[Any]:
