@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 from api import audit, calendar_feed, episodes, ops, pages, problems, worklist
 from api.deps import Services
+from api.edge import EdgeMiddleware, max_body_from_env
 from api.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from api.tokens import Tokens
 from engine.clinic_time import Clock, SystemClock
@@ -42,11 +43,13 @@ def create_app(
     channels: Sequence[Channel] = (),
     token_cache_seconds: float = 0.0,
     owns_engine: bool = False,
+    max_body_bytes: int | None = None,
 ) -> FastAPI:
     """The API on ``engine``; with ``worker_interval`` the worker sweeps in-process and
     sends reminders through ``channels``. A live token is remembered for
     ``token_cache_seconds`` (see :class:`api.tokens.Tokens`). With ``owns_engine`` the
-    engine is disposed when the app shuts down."""
+    engine is disposed when the app shuts down. A request body over ``max_body_bytes``
+    (default ``CAREPATH_MAX_BODY_BYTES``, else 1 MiB) is answered 413 unread."""
     clock = clock or SystemClock()
     repo = EpisodeRepository(engine, defaults)
     tokens = Tokens(engine, token_cache_seconds)
@@ -74,6 +77,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.services = parts
+    # Added first, so it sits inside the metrics: 413s and 500s are counted too.
+    app.add_middleware(EdgeMiddleware, max_body_bytes=max_body_bytes or max_body_from_env())
     app.add_middleware(HttpMetricsMiddleware, metrics=HttpMetrics(parts.metrics.registry))
     problems.install(app)
     app.include_router(episodes.router)

@@ -28,6 +28,7 @@ CAREPATH_SQLITE_BUSY_TIMEOUT_MS 5000   SQLite: waiting for another writer's lock
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import sqlite3
@@ -123,6 +124,21 @@ class DeadlineConnection(psycopg.Connection[Any]):
 
     def limit_text(self) -> str:
         return f"{self.wait_limit:g} s" if self.wait_limit is not None else "its deadline"
+
+
+class _ClosedOnPurpose(logging.Filter):
+    """psycopg warns that it could not end the pipeline of a connection :meth:`wait` closed
+    on purpose; the timeout itself is what is reported, once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        pipeline = args[0] if args else None
+        pgconn = getattr(pipeline, "pgconn", None)
+        closed = pgconn is not None and pgconn.status == psycopg.pq.ConnStatus.BAD
+        return not (closed and str(record.msg).startswith("error ignored"))
+
+
+logging.getLogger("psycopg").addFilter(_ClosedOnPurpose())
 
 
 def closed_by_server(driver_connection: Any) -> bool:
