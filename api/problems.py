@@ -65,8 +65,8 @@ _MEANINGS: dict[int, tuple[str, dict[str, Any]]] = {
           "the detail says the outcome is unknown; retry after Retry-After (with the same "
           "Idempotency-Key)", {
         "type": PROBLEM_TYPES + "database-timeout", "title": "Database did not answer in time",
-        "status": 503, "detail": "database at db:5432/carepath did not answer in time: a lock "
-                                 "held by another transaction for more than 5000 ms "
+        "status": 503, "detail": "timed out waiting for the database at db:5432/carepath: a "
+                                 "lock held by another transaction for more than 5000 ms "
                                  "(CAREPATH_DB_LOCK_TIMEOUT_MS); nothing was applied"}),
 }  # fmt: skip
 

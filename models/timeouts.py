@@ -33,6 +33,7 @@ import os
 import select
 import sqlite3
 import time
+from contextlib import suppress
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -120,6 +121,10 @@ class DeadlineConnection(psycopg.Connection[Any]):
             if not ours:
                 raise
             self.pgconn.finish()
+            # The interrupted exchange would try to finish itself on the closed connection
+            # when collected; end it now, quietly.
+            with suppress(Exception):
+                gen.close()
             raise NoAnswer(f"no answer from the database within {self.limit_text()}") from None
 
     def limit_text(self) -> str:
@@ -142,25 +147,19 @@ logging.getLogger("psycopg").addFilter(_ClosedOnPurpose())
 
 
 def closed_by_server(driver_connection: Any) -> bool:
-    """Whether an idle PostgreSQL connection was closed by the server, learnt without a
-    round trip.
+    """Whether an idle PostgreSQL connection has heard from the server, learnt without a
+    round trip: if so it is replaced.
 
     A connection the server ended (``pg_terminate_backend``, a restart) has its farewell
-    and end-of-file waiting in the socket; an idle live one has nothing to read (carepath
-    does not LISTEN). So a readable socket is consumed and the connection's state checked.
+    and end-of-file waiting in the socket, while an idle live one has nothing to read:
+    carepath does not LISTEN, so whatever else the server says unprompted (a rare notice)
+    costs no more than a new connection.
     """
-    pgconn = driver_connection.pgconn
     try:
-        readable, _, _ = select.select([pgconn.socket], [], [], 0)
+        readable, _, _ = select.select([driver_connection.pgconn.socket], [], [], 0)
     except (OSError, ValueError, psycopg.OperationalError):
         return True
-    if not readable:
-        return False
-    try:
-        pgconn.consume_input()
-    except psycopg.OperationalError:
-        return True
-    return bool(driver_connection.closed or driver_connection.broken)
+    return bool(readable)
 
 
 class DatabaseTimeout(CarepathError, OperationalError):
@@ -194,7 +193,7 @@ class DatabaseTimeout(CarepathError, OperationalError):
             if self.maybe_applied
             else "nothing was applied"
         )
-        return f"database at {self.where} did not answer in time: {self.reason}; {outcome}"
+        return f"timed out waiting for the database at {self.where}: {self.reason}; {outcome}"
 
 
 def timeout_reason(orig: BaseException, timeouts: DatabaseTimeouts) -> str | None:
