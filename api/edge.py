@@ -43,7 +43,13 @@ def max_body_from_env() -> int:
 
 class BodyTooLarge(HTTPException):
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"the request body is larger than the limit of {limit} bytes")
+        # Connection: close, or the server would go on reading the rest of the body to
+        # keep the connection for a next request.
+        super().__init__(
+            413,
+            f"the request body is larger than the limit of {limit} bytes",
+            headers={"Connection": "close"},
+        )
 
 
 async def send_problem(send: Send, status: int, slug: str, title: str, detail: str) -> None:
