@@ -32,6 +32,8 @@ from schedulers.worker import Worker
 DESCRIPTION = """\
 The lumbosacral radiculopathy pathway over HTTP. Every request but `/healthz` needs a
 bearer token (`carepath token create --role …`); errors are RFC 9457 problem details.
+Writes take an `Idempotency-Key` header and are then safe to retry; bodies over 1 MiB are
+refused (413); a 503 carries `Retry-After`.
 """
 
 

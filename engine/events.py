@@ -663,12 +663,42 @@ def _validate(model: type[_M], data: Any, prefix: str, whole: str) -> _M:
 # Text that no database could store
 
 
-def _check_text(value: Any, path: str) -> None:
+def _plain_ascii(payload: Any) -> bool:
+    """Whether every string in a payload, keys included, is ASCII without NUL: the common
+    case, screened without building a single field path (it runs on every event)."""
+    pending = [payload]
+    while pending:
+        value = pending.pop()
+        kind = type(value)
+        if kind is str:
+            if not value.isascii() or "\x00" in value:
+                return False
+        elif kind is dict:
+            for key, item in value.items():
+                if type(key) is str and (not key.isascii() or "\x00" in key):
+                    return False
+                pending.append(item)
+        elif kind is list or kind is tuple:
+            pending.extend(value)
+        elif kind not in _SCALARS and isinstance(value, Mapping | list | tuple):
+            return False  # another container: let the full walk look
+    return True
+
+
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
+def _check_payload_text(payload: Any) -> None:
     """Refuse a NUL character or a lone surrogate anywhere in a payload, naming the field.
 
     PostgreSQL refuses both (text and JSONB hold neither) and UTF-8 cannot encode a lone
     surrogate (JSON's ``"\\ud800"``); SQLite would store the first and fail on the second.
     """
+    if not _plain_ascii(payload):
+        _check_text(payload, "")
+
+
+def _check_text(value: Any, path: str) -> None:
     if isinstance(value, str):
         if "\x00" in value:
             raise InvalidEvent(path or "body", "must not contain a NUL character")
@@ -776,7 +806,7 @@ def parse_event(payload: Mapping[str, Any]) -> ClinicalEvent:
     """
     if not isinstance(payload, Mapping):
         raise InvalidEvent("event", f"must be an object, got {_show(payload)}")
-    _check_text(payload, "")
+    _check_payload_text(payload)
     for key in payload:
         if key not in _EVENT_KEYS:
             raise InvalidEvent(
@@ -950,7 +980,7 @@ def parse_opening(payload: Mapping[str, Any]) -> Opening:
     """
     if not isinstance(payload, Mapping):
         raise InvalidEvent("opening", f"must be an object, got {_show(payload)}")
-    _check_text(payload, "")
+    _check_payload_text(payload)
     parsed = _validate(_OpeningIn, dict(payload), "", "opening")
     if parsed.enrolled_at is not None:
         tz = ZoneInfo(parsed.clinic_timezone)
