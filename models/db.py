@@ -36,6 +36,7 @@ from models.timeouts import (
     DatabaseTimeout,
     DatabaseTimeouts,
     DeadlineConnection,
+    NoAnswer,
     closed_by_server,
     timeout_reason,
 )
@@ -250,10 +251,14 @@ def _timeouts_raised(engine: Engine, timeouts: DatabaseTimeouts) -> None:
 
     @event.listens_for(engine, "handle_error")
     def _timed_out(context: Any) -> BaseException | None:
-        reason = timeout_reason(context.original_exception, timeouts)
+        orig = context.original_exception
+        reason = timeout_reason(orig, timeouts)
         if reason is None:
             return None
-        return DatabaseTimeout(where, reason, orig=context.original_exception)
+        # No statement: the wait was for COMMIT (psycopg sends no BEGIN of its own), and
+        # an answer that never came leaves its outcome open.
+        unknown = isinstance(orig, NoAnswer) and context.statement is None
+        return DatabaseTimeout(where, reason, unknown, orig)
 
 
 def _bound_postgres(engine: Engine, timeouts: DatabaseTimeouts, check_idle: bool) -> None:

@@ -576,8 +576,11 @@ def transaction(
         if isinstance(exc, error):
             reason = timeout_reason(exc, timeouts)
             if reason is not None:
+                # An error the server reported ended the transaction, COMMIT included; only
+                # an answer that never came after COMMIT was sent leaves the outcome open.
+                unknown = attempt.commit_sent and not connection.is_valid
                 where = describe_url(engine.url)
-                raise DatabaseTimeout(where, reason, attempt.commit_sent, exc) from exc
+                raise DatabaseTimeout(where, reason, unknown, exc) from exc
             raise DBAPIError.instance(
                 None, None, exc, error, connection_invalidated=not connection.is_valid,
                 dialect=dialect,
