@@ -117,3 +117,9 @@ def test_a_simulation_day_beyond_the_calendar_is_refused_naming_the_step(tmp_pat
     result = CliRunner().invoke(app, ["simulate", str(scenario)])
     assert result.exit_code == 1
     assert one_line(result.stderr).startswith("invalid: steps[0].at: ")
+
+
+def test_a_token_subject_longer_than_its_column_is_refused(db: str, episode: str) -> None:
+    result = run(db, "token", "create", "--role", "service", "--subject", "s" * 129)
+    assert result.exit_code == 2
+    assert "at most 128 characters" in one_line(result.stderr)
