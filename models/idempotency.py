@@ -189,11 +189,15 @@ class KeyedWrite:
 def keyed_read(
     store: EpisodeStore, keyed: KeyedWrite | None, now: datetime, read: Callable[[], T]
 ) -> T:
-    """``read()`` with the key taken first and checked after (one round trip on
-    PostgreSQL): raises :class:`Replayed` when the key was answered before."""
+    """``read()`` with the key taken first: raises :class:`Replayed` when the key was
+    answered before. On PostgreSQL the key travels with the reads (one round trip); SQLite,
+    in process, checks it before reading anything a replay would not need."""
     if keyed is None:
         return read()
     keyed.take(store, now)
+    if store.sql.dialect.name != "postgresql":
+        keyed.replay_if_answered()
+        return read()
     result = read()
     keyed.replay_if_answered()
     return result

@@ -100,6 +100,9 @@ class NoAnswer(psycopg.OperationalError):
     """The database did not answer within the client's limit; the connection is closed."""
 
 
+_wait = psycopg.Connection.wait
+
+
 class DeadlineConnection(psycopg.Connection[Any]):
     """A psycopg connection that never waits for the server past a limit.
 
@@ -113,13 +116,14 @@ class DeadlineConnection(psycopg.Connection[Any]):
     deadline: float | None = None
 
     def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
-        limit = self.wait_limit if self.deadline is None else max(0.0, self.deadline - monotonic())
-        ours = limit is not None and (timeout is None or limit <= timeout)
+        # On every exchange with the server (a dozen per step): kept to a few comparisons.
+        deadline = self.deadline
+        limit = self.wait_limit if deadline is None else max(0.0, deadline - monotonic())
+        if limit is None or (timeout is not None and timeout < limit):
+            return _wait(self, gen, interval, timeout)  # the caller's own, shorter limit
         try:
-            return super().wait(gen, interval, limit if ours else timeout)
+            return _wait(self, gen, interval, limit)
         except pg_errors._WaitTimeout:
-            if not ours:
-                raise
             self.pgconn.finish()
             # The interrupted exchange would try to finish itself on the closed connection
             # when collected; end it now, quietly.
