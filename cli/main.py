@@ -161,7 +161,8 @@ def _handle(exc: Exception) -> NoReturn:
         _fail(f"error: {exc}")
     if isinstance(exc, DatabaseTimeout):
         # Named before the generic database error it also is: say what was waited for.
-        _fail(f"error: {exc}; try again")
+        advice = "look (episode show) before trying again" if exc.maybe_applied else "try again"
+        _fail(f"error: {exc}; {advice}")
     if isinstance(exc, DBAPIError):
         _fail(f"error: database: {str(exc.orig).strip().splitlines()[0]}")
     if isinstance(exc, CarepathError):
