@@ -151,24 +151,26 @@ def test_a_dead_connection_found_by_a_reader_is_retried_too(
 
 
 def test_many_steps_while_the_server_kills_pooled_connections_all_succeed(
-    postgres_url: str,
+    postgres_url: str, pool_clock: PoolClock
 ) -> None:
+    # The pool's clock stands still: no connection ever looks idle enough to be pinged.
     engine = make_engine(postgres_url, pool_size=4)
     repo = EpisodeRepository(engine, PathwayDefaults())
+    killer = make_engine(postgres_url)
     try:
         episodes = [opened(engine) for _ in range(4)]
         for round_ in range(10):
-            with engine.connect() as connection:
-                pids = connection.execute(
-                    text("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                         "AND pid <> pg_backend_pid()")
-                ).scalars().all()  # fmt: skip
-            for pid in pids:  # every other connection of the pool, mid-use or idle
-                terminate(postgres_url, pid)
+            with killer.connect() as connection:  # every connection of the pool
+                connection.execute(
+                    text("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+                         "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                )  # fmt: skip
+                connection.commit()
             for episode in episodes:
                 repo.apply_parsed(episode, parse_event(ASSESSMENT), NOW + timedelta(hours=round_))
         assert {repo.view(e)["version"] for e in episodes} == {11}
     finally:
+        killer.dispose()
         engine.dispose()
 
 
