@@ -29,6 +29,7 @@ from api import (
 )
 from api.access import AccessLogMiddleware
 from api.deps import Services
+from api.edge import EdgeMiddleware, max_body_from_env
 from api.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from api.security import SecurityHeaders, WebSettings
 from api.sessions import Sessions
@@ -47,6 +48,8 @@ from schedulers.worker import Worker
 DESCRIPTION = """\
 The lumbosacral radiculopathy pathway over HTTP. Every request but `/healthz` needs a
 bearer token (`carepath token create --role …`); errors are RFC 9457 problem details.
+Writes take an `Idempotency-Key` header and are then safe to retry; bodies over 1 MiB are
+refused (413); a 503 carries `Retry-After`.
 """
 
 
@@ -60,6 +63,7 @@ def create_app(
     owns_engine: bool = False,
     web: WebSettings | None = None,
     database_clock: bool = False,
+    max_body_bytes: int | None = None,
 ) -> FastAPI:
     """The API on ``engine``; with ``worker_interval`` the worker sweeps in-process and
     sends reminders through ``channels``. A live token is remembered for
@@ -67,7 +71,9 @@ def create_app(
     engine is disposed when the app shuts down. ``web`` is the base URL and the page
     sessions' limits (:class:`api.security.WebSettings`). With ``database_clock``
     (``carepath serve``) the database's clock decides what is due, for the worker and
-    ``/healthz``'s lag (PostgreSQL; SQLite's clock is ``clock``)."""
+    ``/healthz``'s lag (PostgreSQL; SQLite's clock is ``clock``). A request body over
+    ``max_body_bytes`` (default ``CAREPATH_MAX_BODY_BYTES``, else 1 MiB) is answered 413
+    unread."""
     clock = clock or SystemClock()
     web = web or WebSettings()
     repo = EpisodeRepository(engine, defaults)
@@ -108,6 +114,8 @@ def create_app(
     # Added first, so it runs inside the metrics: a read refused for want of its record
     # is counted as the 503 it was answered with.
     app.add_middleware(AccessLogMiddleware, writer=access_log, clock=clock)
+    # Outside the access log, inside the metrics: 413s and 500s are counted too.
+    app.add_middleware(EdgeMiddleware, max_body_bytes=max_body_bytes or max_body_from_env())
     app.add_middleware(HttpMetricsMiddleware, metrics=HttpMetrics(parts.metrics.registry))
     app.add_middleware(SecurityHeaders, hsts=web.https)
     problems.install(app)

@@ -14,6 +14,7 @@ from api.deps import ServicesDep, require
 from api.problems import documented
 from api.schemas import AuditPage, ChainCheck
 from api.tokens import Principal
+from engine.events import parse_instant
 from models.audit import verify_chain
 from models.audit_export import AuditFilter, export, page
 from models.db import make_session_factory
@@ -27,19 +28,30 @@ MEDIA = {
 }
 
 
+INSTANT = {"format": "date-time"}
+
+
+def _instant(value: str | None, field: str) -> datetime | None:
+    """An instant with its UTC offset: a bare date or a local time names no instant."""
+    return None if value is None else parse_instant(value, field)
+
+
 def audit_filter(
     since: Annotated[
-        datetime | None,
-        Query(description="recorded at or after", examples=["2026-01-01T00:00:00Z"]),
+        str | None,
+        Query(description="recorded at or after (an ISO 8601 time with offset)",
+              examples=["2026-01-01T00:00:00Z"], json_schema_extra=INSTANT),
     ] = None,
     until: Annotated[
-        datetime | None, Query(description="recorded before", examples=["2026-02-01T00:00:00Z"])
+        str | None,
+        Query(description="recorded before (an ISO 8601 time with offset)",
+              examples=["2026-02-01T00:00:00Z"], json_schema_extra=INSTANT),
     ] = None,
     episode: Annotated[str | None, Query(examples=["583dab66-f42c-419e-bcac-4411bd0d0469"])] = None,
     actor: Annotated[str | None, Query(description="a token's subject", examples=["alex"])] = None,
     rule: Annotated[str | None, Query(description="a rule ID", examples=["IMG-NO-EARLY"])] = None,
 ) -> AuditFilter:
-    return AuditFilter(since, until, episode, actor, rule)
+    return AuditFilter(_instant(since, "since"), _instant(until, "until"), episode, actor, rule)
 
 
 Filter = Annotated[AuditFilter, Depends(audit_filter)]

@@ -1,4 +1,8 @@
-"""Episodes over HTTP: open one, read one, list them, post clinical events."""
+"""Episodes over HTTP: open one, read one, list them, post clinical events.
+
+The writes take an ``Idempotency-Key`` (CONTRACT.md section 8) and read their JSON body
+only once the caller's token has been checked (:mod:`api.writes`).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import base64
 import binascii
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import Table, select
 from starlette.concurrency import run_in_threadpool
@@ -14,12 +18,24 @@ from starlette.concurrency import run_in_threadpool
 from api.access import ACCESS_LOGGED, reads
 from api.deps import ServicesDep, require
 from api.diagram import highlighted
-from api.problems import Refused, documented
+from api.problems import documented, refusal
 from api.schemas import EpisodePage, EpisodeView, EventAnswer
 from api.tokens import Principal
+from api.writes import (
+    JsonBody,
+    KeyHeader,
+    answer,
+    documented_body,
+    json_object,
+    keyed_answer,
+    keyed_write,
+    send,
+)
+from engine.episode import Step
 from engine.errors import InvalidEvent
 from engine.events import parse_event, parse_opening
 from models.db import read_only
+from models.idempotency import Answer
 from models.repository import timeline_entry
 from models.tables import Episode
 
@@ -55,21 +71,28 @@ SUMMARY_COLUMNS = (
     summary="Enrol a patient",
     response_model=None,
     responses={201: {"model": EpisodeView, "description": "The new episode"},
-               **documented(401, 403, 422, 503)},
+               **documented(401, 403, 413, 415, 422, 503)},
+    openapi_extra=documented_body({"opening": {"summary": "A new patient",
+                                               "value": OPENING_EXAMPLE}}),
 )  # fmt: skip
 def open_episode(
+    request: Request,
     parts: ServicesDep,
     who: Clinical,
-    response: Response,
-    body: Annotated[dict[str, Any], Body(examples=[OPENING_EXAMPLE])],
-) -> dict[str, Any]:
+    body: JsonBody,
+    idempotency_key: KeyHeader = None,
+) -> Response:
     """The simulation's ``patient``, ``onset``, ``enrolled_at`` and ``coordinator``; answers
     the episode view. Timers and due items are set in the same transaction."""
-    opening = parse_opening(body)
-    view = parts.repo.open(opening, parts.clock.now(), actor=who.subject)
-    response.headers["Location"] = f"/episodes/{view['id']}"
-    response.headers["ETag"] = f'"{view["version"]}"'
-    return view
+    opening = parse_opening(json_object(body, "opening"))
+
+    def respond(view: dict[str, Any]) -> Answer:
+        headers = {"Location": f"/episodes/{view['id']}", "ETag": f'"{view["version"]}"'}
+        return answer(201, view, headers)
+
+    keyed = keyed_write(request, who, idempotency_key, body, respond)
+    view = parts.repo.open(opening, parts.clock.now(), actor=who.subject, keyed=keyed)
+    return send(keyed_answer(keyed, view, respond))
 
 
 @router.get(
@@ -151,32 +174,39 @@ def list_episodes(
     summary="Record a clinical event",
     response_model=None,
     responses={200: {"model": EventAnswer, "description": "Accepted: the episode and the step"},
-               **documented(401, 403, 404, 409, 412, 422, 500, 503)},
+               **documented(401, 403, 404, 409, 412, 413, 415, 422, 500, 503)},
+    openapi_extra=documented_body(EVENT_EXAMPLES),
 )  # fmt: skip
 def post_event(
     episode_id: str,
+    request: Request,
     parts: ServicesDep,
     who: Clinical,
-    response: Response,
-    body: Annotated[dict[str, Any], Body(openapi_examples=EVENT_EXAMPLES)],
+    body: JsonBody,
+    idempotency_key: KeyHeader = None,
     if_match: Annotated[
         str | None, Header(description="The version last read: 412 if it moved since")
     ] = None,
-) -> dict[str, Any]:
+) -> Response:
     """Validated, applied and audited in one transaction. The actor is the token's subject.
     A refusal is recorded and answered 409 with the rules, whether a documented override
     would let it through, and when time lifts it."""
-    event = parse_event({**body, "actor": who.subject})
+    event = parse_event({**json_object(body, "event"), "actor": who.subject})
     now = parts.clock.now()
-    step, view = parts.repo.apply_parsed(episode_id, event, now, _version(if_match))
-    if not step.accepted:
-        raise Refused(
-            list(step.rules), step.reason, step.override_possible, step.eligible_from,
-            view["version"],
-        )  # fmt: skip
-    at = event.occurred_at or now
-    response.headers["ETag"] = f'"{view["version"]}"'
-    return {"episode": view, "transition": timeline_entry(step, at, "event", event.type, view)}
+
+    def respond(result: tuple[Step, dict[str, Any]]) -> Answer:
+        step, view = result
+        etag = {"ETag": f'"{view["version"]}"'}
+        if not step.accepted:
+            problem = refusal(list(step.rules), step.reason, step.override_possible,
+                              step.eligible_from)  # fmt: skip
+            return answer(409, problem, etag, problem=True)
+        transition = timeline_entry(step, event.occurred_at or now, "event", event.type, view)
+        return answer(200, {"episode": view, "transition": transition}, etag)
+
+    keyed = keyed_write(request, who, idempotency_key, body, respond)
+    result = parts.repo.apply_parsed(episode_id, event, now, _version(if_match), keyed)
+    return send(keyed_answer(keyed, result, respond))
 
 
 def _version(if_match: str | None) -> int | None:

@@ -2,17 +2,20 @@
 
 Every error names what went wrong in terms a caller can act on: the field for bad input,
 the rules for a refusal (with whether an override is possible and when time lifts it), the
-version for a stale write. HTTP errors are made here and nowhere below ``api/``.
+version for a stale write, and when to try again for a database that did not answer in
+time. HTTP errors are made here and nowhere below ``api/``; :mod:`api.edge` answers what
+gets past these handlers.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -24,9 +27,16 @@ from engine.errors import (
     StaleEpisode,
     UnreadableEpisode,
 )
+from models.idempotency import Replayed
+from models.timeouts import DatabaseTimeout
 
 PROBLEM_TYPES = "https://carepath.example/problems/"
 MEDIA_TYPE = "application/problem+json"
+# Seconds a caller is asked to wait: a lock is usually released within one; a database that
+# is not answering at all needs longer.
+RETRY_AFTER_BUSY = "1"
+RETRY_AFTER_UNAVAILABLE = "5"
+log = logging.getLogger("carepath.api")
 
 # For the OpenAPI document: what each error status means here, with an example body.
 _MEANINGS: dict[int, tuple[str, dict[str, Any]]] = {
@@ -48,6 +58,12 @@ _MEANINGS: dict[int, tuple[str, dict[str, Any]]] = {
         "type": PROBLEM_TYPES + "stale-version", "title": "Episode changed", "status": 412,
         "detail": "episode 583dab66-f42c-419e-bcac-4411bd0d0469 is at version 4, the request "
                   "expected 3", "current_version": 4}),
+    413: ("The body is larger than the limit (1 MiB by default); it was not read", {
+        "type": PROBLEM_TYPES + "too-large", "title": "Request body too large", "status": 413,
+        "detail": "the request body is larger than the limit of 1048576 bytes"}),
+    415: ("The body is not declared as JSON", {
+        "type": PROBLEM_TYPES + "unsupported-media-type", "title": "Unsupported media type",
+        "status": 415, "detail": "the body must be application/json, not 'text/plain'"}),
     422: ("Invalid input: field names the first field at fault", {
         "type": PROBLEM_TYPES + "invalid-input", "title": "Invalid input", "status": 422,
         "detail": "data.vas_leg: must be between 0 and 10, got 14", "field": "data.vas_leg"}),
@@ -56,9 +72,13 @@ _MEANINGS: dict[int, tuple[str, dict[str, Any]]] = {
         "status": 500, "detail": "stored episode 583dab66-f42c-419e-bcac-4411bd0d0469 cannot "
                   "be read: configuration is not a list of state ids",
         "episode_id": "583dab66-f42c-419e-bcac-4411bd0d0469"}),
-    503: ("The database could not complete the request; retry after Retry-After", {
-        "type": PROBLEM_TYPES + "database-unavailable", "title": "Database unavailable",
-        "status": 503, "detail": "the database could not complete the request; try again"}),
+    503: ("The database did not answer in time, or not at all: nothing was applied unless "
+          "the detail says the outcome is unknown; retry after Retry-After (with the same "
+          "Idempotency-Key)", {
+        "type": PROBLEM_TYPES + "database-timeout", "title": "Database did not answer in time",
+        "status": 503, "detail": "timed out waiting for the database at db:5432/carepath: a "
+                                 "lock held by another transaction for more than 5000 ms "
+                                 "(CAREPATH_DB_LOCK_TIMEOUT_MS); nothing was applied"}),
 }  # fmt: skip
 
 
@@ -84,22 +104,23 @@ def problem(
     )
 
 
-class Refused(Exception):
-    """The engine refused the event (recorded, and answered 409)."""
+def refusal(
+    rules: list[str], reason: str | None, override_possible: bool, eligible_from: date | None
+) -> dict[str, Any]:
+    """The 409 problem of an event the guideline refused (recorded in the audit log)."""
+    return {
+        "type": PROBLEM_TYPES + "refused-by-rule",
+        "title": "Refused by the guideline",
+        "status": 409,
+        "detail": reason or ", ".join(rules),
+        "rules": rules,
+        "reason": reason,
+        "override_possible": override_possible,
+        "eligible_from": eligible_from.isoformat() if eligible_from else None,
+    }
 
-    def __init__(
-        self,
-        rules: list[str],
-        reason: str | None,
-        override_possible: bool,
-        eligible_from: date | None,
-        version: int,
-    ) -> None:
-        self.rules = rules
-        self.reason = reason
-        self.override_possible = override_possible
-        self.eligible_from = eligible_from
-        self.version = version
+
+_TITLES = {413: "Request body too large", 415: "Unsupported media type"}
 
 
 def _field(location: tuple[Any, ...]) -> str:
@@ -122,20 +143,6 @@ def install(app: FastAPI) -> None:
     async def invalid_event(_: Request, exc: InvalidEvent) -> JSONResponse:
         detail = f"{exc.field}: {exc.reason}"
         return problem(422, "invalid-input", "Invalid input", detail, field=exc.field)
-
-    @app.exception_handler(Refused)
-    async def refused(_: Request, exc: Refused) -> JSONResponse:
-        return problem(
-            409,
-            "refused-by-rule",
-            "Refused by the guideline",
-            exc.reason or ", ".join(exc.rules),
-            headers={"ETag": f'"{exc.version}"'},
-            rules=exc.rules,
-            reason=exc.reason,
-            override_possible=exc.override_possible,
-            eligible_from=exc.eligible_from.isoformat() if exc.eligible_from else None,
-        )
 
     @app.exception_handler(StaleEpisode)
     async def stale(_: Request, exc: StaleEpisode) -> JSONResponse:
@@ -163,19 +170,44 @@ def install(app: FastAPI) -> None:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "out of range"
         return problem(422, "invalid-input", "Invalid input", reason, field="query")
 
+    @app.exception_handler(DatabaseTimeout)
+    async def timed_out(request: Request, exc: DatabaseTimeout) -> JSONResponse:
+        detail = str(exc)
+        if exc.maybe_applied:
+            detail += "; retry with the same Idempotency-Key to get its answer"
+        log.warning("database did not answer in time", extra={
+            **_where(request), "reason": exc.reason, "maybe_applied": exc.maybe_applied})
+        return problem(503, "database-timeout", "Database did not answer in time", detail,
+                       headers={"Retry-After": RETRY_AFTER_BUSY})  # fmt: skip
+
     @app.exception_handler(DBAPIError)
-    async def database(_: Request, exc: DBAPIError) -> JSONResponse:
+    async def database(request: Request, exc: DBAPIError) -> JSONResponse:
+        reason = str(exc.orig if exc.orig is not None else exc).strip().splitlines()[0]
+        log.error("database error", extra={**_where(request), "error": reason[:300]})
         return problem(503, "database-unavailable", "Database unavailable",
                        "the database could not complete the request; try again",
-                       headers={"Retry-After": "5"})  # fmt: skip
+                       headers={"Retry-After": RETRY_AFTER_UNAVAILABLE})  # fmt: skip
+
+    @app.exception_handler(Replayed)
+    async def replayed(_: Request, exc: Replayed) -> Response:
+        headers = {**exc.answer.headers, "Idempotent-Replayed": "true"}
+        return Response(exc.answer.body.encode("utf-8"), exc.answer.status, headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        slugs = {401: "unauthenticated", 403: "forbidden", 404: "not-found", 405: "method"}
+        slugs = {401: "unauthenticated", 403: "forbidden", 404: "not-found", 405: "method",
+                 413: "too-large", 415: "unsupported-media-type"}  # fmt: skip
         return problem(
             exc.status_code,
             slugs.get(exc.status_code, "http-error"),
-            str(exc.detail) if exc.status_code in (401, 403) else "Request failed",
+            str(exc.detail) if exc.status_code in (401, 403) else _TITLES.get(
+                exc.status_code, "Request failed"),
             str(exc.detail),
             headers=dict(exc.headers or {}),
         )
+
+
+def _where(request: Request) -> dict[str, Any]:
+    """The request in a log line: method and route template (never the path's ids)."""
+    route = getattr(request.scope.get("route"), "path", None) or "unmatched"
+    return {"method": request.method, "route": route}

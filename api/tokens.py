@@ -23,6 +23,7 @@ from models.tables import TOKEN_ROLES, ApiToken, WebSession
 TOKENS = cast(Table, ApiToken.__table__)
 WEB_SESSIONS = cast(Table, WebSession.__table__)
 PREFIX = "cp_"
+SUBJECT_LENGTH = 128  # the column's width
 
 
 @dataclass(frozen=True)
@@ -42,12 +43,15 @@ def create_token(engine: Engine, role: str, subject: str, now: datetime) -> tupl
     """A new token for ``role`` acting as ``subject``; returns its id and the token itself.
 
     Raises:
-        ValueError: an unknown role, or an empty subject.
+        ValueError: an unknown role, or an empty or too long subject.
     """
     if role not in TOKEN_ROLES:
         raise ValueError(f"role must be one of {', '.join(TOKEN_ROLES)}, not {role!r}")
     if not subject.strip():
         raise ValueError("subject must not be empty")
+    if len(subject) > SUBJECT_LENGTH or "\x00" in subject:
+        # What PostgreSQL's column refuses, SQLite is not let to keep either.
+        raise ValueError(f"subject must be at most {SUBJECT_LENGTH} characters, without NUL")
     token = PREFIX + secrets.token_urlsafe(32)
     with engine.begin() as connection:
         token_id = connection.execute(

@@ -8,14 +8,16 @@ import re
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 
 from api.access import ACCESS_LOGGED, reads
 from api.deps import ServicesDep, require
 from api.problems import documented
 from api.schemas import Acknowledged, Completed, Worklist
 from api.tokens import Principal
+from api.writes import KeyHeader, answer, keyed_answer, keyed_write, send
 from engine.errors import InvalidEvent
+from models.idempotency import Answer
 from models.worklist import Position, acknowledge, find_task, worklist_page
 
 router = APIRouter(tags=["worklist"])
@@ -98,10 +100,21 @@ def _own_task(parts: ServicesDep, who: Principal, task_id: int) -> dict[str, Any
     response_model=None,
     responses={200: {"model": Acknowledged}, **documented(401, 403, 404, 422, 503)},
 )
-def ack_task(task_id: TaskId, parts: ServicesDep, who: Coordinator) -> dict[str, Any]:
+def ack_task(
+    task_id: TaskId,
+    request: Request,
+    parts: ServicesDep,
+    who: Coordinator,
+    idempotency_key: KeyHeader = None,
+) -> Response:
     task = _own_task(parts, who, task_id)
-    acknowledge(parts.engine, task_id, who.subject, parts.clock.now())
-    return {"task_id": task_id, "status": task["status"], "acknowledged": True}
+
+    def respond(_: None) -> Answer:
+        return answer(200, {"task_id": task_id, "status": task["status"], "acknowledged": True})
+
+    keyed = keyed_write(request, who, idempotency_key, None, respond)
+    acknowledge(parts.engine, task_id, who.subject, parts.clock.now(), keyed)
+    return send(keyed_answer(keyed, None, respond))
 
 
 @router.post(
@@ -110,7 +123,19 @@ def ack_task(task_id: TaskId, parts: ServicesDep, who: Coordinator) -> dict[str,
     response_model=None,
     responses={200: {"model": Completed}, **documented(401, 403, 404, 422, 503)},
 )
-def complete(task_id: TaskId, parts: ServicesDep, who: Coordinator) -> dict[str, Any]:
+def complete(
+    task_id: TaskId,
+    request: Request,
+    parts: ServicesDep,
+    who: Coordinator,
+    idempotency_key: KeyHeader = None,
+) -> Response:
     task = _own_task(parts, who, task_id)
-    view = parts.repo.complete_task(task["episode_id"], task["key"], who.subject, parts.clock.now())
-    return {"task_id": task_id, "status": "done", "episode": view}
+
+    def respond(view: dict[str, Any]) -> Answer:
+        return answer(200, {"task_id": task_id, "status": "done", "episode": view})
+
+    keyed = keyed_write(request, who, idempotency_key, None, respond)
+    now = parts.clock.now()
+    view = parts.repo.complete_task(task["episode_id"], task["key"], who.subject, now, keyed)
+    return send(keyed_answer(keyed, view, respond))

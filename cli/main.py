@@ -18,7 +18,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError
 
 from engine.clinic_time import SystemClock
 from engine.errors import (
@@ -37,8 +37,10 @@ from models.db import (
     database_url,
     make_engine,
     make_session_factory,
+    read_only,
     upgrade,
 )
+from models.timeouts import DatabaseTimeout
 
 app = typer.Typer(
     name="carepath",
@@ -92,17 +94,24 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 
 def _engine() -> Engine:
-    engine = make_engine(database_url(OPTIONS.db))
+    """The database, checked with a read that takes no lock: a writer holding SQLite's
+    lock does not stop a command from starting (its write waits its turn, bounded)."""
+    try:
+        engine = make_engine(database_url(OPTIONS.db))
+    except ValueError as exc:  # a CAREPATH_DB_* setting
+        _fail(f"invalid: {exc}", 2)
     try:
         check_connection(engine)
-    except DatabaseUnavailable as exc:
+    except (DatabaseUnavailable, DatabaseTimeout) as exc:
         engine.dispose()
         _fail(f"error: {exc}")
     return engine
 
 
 def _require_schema(engine: Engine) -> None:
-    if not inspect(engine).has_table("episode"):
+    with read_only(engine) as connection:
+        migrated = inspect(connection).has_table("episode")
+    if not migrated:
         engine.dispose()
         _fail("error: database not migrated: run carepath db upgrade")
 
@@ -119,11 +128,13 @@ def _repository(engine: Engine) -> Any:
 
 @contextmanager
 def _database() -> Iterator[Engine]:
-    """An engine on the migrated carepath database, disposed afterwards."""
+    """An engine on the migrated carepath database, disposed afterwards; a database error
+    in the block is one line on stderr and exit status 1, never a traceback."""
     engine = _engine()
     try:
-        _require_schema(engine)
-        yield engine
+        with _reported():
+            _require_schema(engine)
+            yield engine
     finally:
         engine.dispose()
 
@@ -148,8 +159,12 @@ def _handle(exc: Exception) -> NoReturn:
         _fail(f"stale: {exc}")
     if isinstance(exc, InvalidConfiguration):
         _fail(f"error: {exc}")
-    if isinstance(exc, (OperationalError, ProgrammingError)):
-        _fail(f"error: database: {str(exc.orig).splitlines()[0]}")
+    if isinstance(exc, DatabaseTimeout):
+        # Named before the generic database error it also is: say what was waited for.
+        advice = "look (episode show) before trying again" if exc.maybe_applied else "try again"
+        _fail(f"error: {exc}; {advice}")
+    if isinstance(exc, DBAPIError):
+        _fail(f"error: database: {str(exc.orig).strip().splitlines()[0]}")
     if isinstance(exc, CarepathError):
         _fail(f"error: {exc}")
     raise exc
@@ -176,7 +191,8 @@ def db_upgrade() -> None:
     """Bring the schema up to date (Alembic upgrade head)."""
     engine = _engine()
     try:
-        upgrade(engine)
+        with _reported():
+            upgrade(engine)
     finally:
         engine.dispose()
     typer.echo("database upgraded to head", err=True)

@@ -77,7 +77,10 @@ def _instant(value: Any, field: str, onset: date, tz: ZoneInfo) -> datetime:
     if isinstance(value, str):
         match = DAY_RE.match(value)
         if match:
-            return clinic_noon(add_days(onset, int(match.group(1))), tz)
+            try:
+                return clinic_noon(add_days(onset, int(match.group(1))), tz)
+            except (OverflowError, ValueError):  # a day beyond the calendar
+                raise SimulationError(field, f"{value!r} is out of range") from None
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:

@@ -8,15 +8,24 @@ field (``data.vas_leg``, ``data.motor.L5.left``, ``patient.age``, ``occurred_at`
 ``reason`` says what is wrong in words, quoting the value received.
 
 This module is pure: it reads no clock and touches no database. Whether an event time lies
-between onset and now is checked by :func:`check_event_time`, given the current instant.
+between onset and now is checked by :func:`check_event_time`, and whether an opening's dates
+lie no later than a day after now by :func:`check_opening_time`, given the current instant.
+
+Every input is held to what both databases can store, so SQLite keeps exactly what
+PostgreSQL would: no text anywhere in a payload may hold a NUL character or a lone
+surrogate (which no UTF-8 column can store), identifiers are no longer than their columns
+(``patient.ref`` and ``coordinator`` 128 characters, ``clinic_timezone`` 64, ``actor`` 128),
+and dates and instants lie between :data:`EARLIEST_DATE` and :data:`LATEST_DATE`, far
+enough inside the calendar's range that no date arithmetic of the engine can overflow.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -65,7 +74,9 @@ __all__ = [
     "SpecialistSeenData",
     "TreatmentData",
     "check_event_time",
+    "check_opening_time",
     "event_payload_json",
+    "parse_instant",
     "parse_event",
     "parse_opening",
 ]
@@ -139,6 +150,17 @@ _PATTERN_NAMES = {
     LEVEL_PATTERN: "a spinal level such as 'L4-L5', 'L5-S1' or 'L5'",
 }
 _MIN_OVERRIDE_REASON = 10
+# The calendar an input may name (our default bounds): the engine adds at most a few years
+# to a date, so nothing it computes from these can leave the calendar's range.
+EARLIEST_DATE = date(1900, 1, 1)
+LATEST_DATE = date(2999, 12, 31)
+# How far after now an opening may name onset or enrolment (clocks differ a little; a
+# date in the future is a typing error).
+OPENING_LEAD = timedelta(days=1)
+# The widths of the columns an identifier is stored in (models/tables.py).
+REF_LENGTH = 128
+NAME_LENGTH = 128
+ZONE_LENGTH = 64
 
 # --------------------------------------------------------------------------------------------
 # Field types
@@ -166,17 +188,39 @@ def _between(low: int, high: int | None) -> Callable[[int], int]:
 
 
 def _parse_date(value: Any) -> Any:
-    """Accept a ``date`` or a ``YYYY-MM-DD`` string; refuse datetimes, numbers and the rest."""
+    """Accept a ``date`` or a ``YYYY-MM-DD`` string between :data:`EARLIEST_DATE` and
+    :data:`LATEST_DATE`; refuse datetimes, numbers and the rest."""
     if isinstance(value, datetime):
         raise PydanticCustomError("date_type", "must be a date (YYYY-MM-DD), not a date-time")
-    if isinstance(value, date):
-        return value
+    day: date | None = value if isinstance(value, date) else None
     if isinstance(value, str):
-        try:
-            return date.fromisoformat(value.strip())
-        except ValueError:
-            pass
-    raise PydanticCustomError("date_type", "must be a date (YYYY-MM-DD)")
+        with suppress(ValueError):
+            day = date.fromisoformat(value.strip())
+    if day is None:
+        raise PydanticCustomError("date_type", "must be a date (YYYY-MM-DD)")
+    if not EARLIEST_DATE <= day <= LATEST_DATE:
+        raise PydanticCustomError(
+            "date_range",
+            "must be between {low} and {high}, got {value}",
+            {"low": EARLIEST_DATE.isoformat(), "high": LATEST_DATE.isoformat(),
+             "value": day.isoformat()},
+        )  # fmt: skip
+    return day
+
+
+def _at_most(length: int) -> Callable[[str], str]:
+    """An after-validator refusing text longer than the column that stores it."""
+
+    def check(value: str) -> str:
+        if len(value) > length:
+            raise PydanticCustomError(
+                "too_long",
+                "must be at most {length} characters, got {actual}",
+                {"length": length, "actual": len(value)},
+            )
+        return value
+
+    return check
 
 
 def _non_blank(value: str) -> str:
@@ -227,6 +271,10 @@ Metres = Annotated[int, Strict(), _METRES[0], _METRES[1]]
 Flag = Annotated[bool, Strict()]
 Text = Annotated[str, Strict()]
 NonBlank = Annotated[str, Strict(), AfterValidator(_non_blank)]
+PatientRef = Annotated[NonBlank, AfterValidator(_at_most(REF_LENGTH)),
+                       Field(json_schema_extra={"maxLength": REF_LENGTH})]  # fmt: skip
+Name = Annotated[NonBlank, AfterValidator(_at_most(NAME_LENGTH)),
+                 Field(json_schema_extra={"maxLength": NAME_LENGTH})]  # fmt: skip
 OverrideReason = Annotated[str, Strict(), AfterValidator(_documented_reason)]
 Day = Annotated[date, BeforeValidator(_parse_date)]
 Dermatome = Annotated[str, Strict(), Field(pattern=DERMATOME_PATTERN)]
@@ -612,11 +660,82 @@ def _validate(model: type[_M], data: Any, prefix: str, whole: str) -> _M:
 
 
 # --------------------------------------------------------------------------------------------
+# Text that no database could store
+
+
+def _plain_ascii(payload: Any) -> bool:
+    """Whether every string in a payload, keys included, is ASCII without NUL: the common
+    case, screened without building a single field path (it runs on every event)."""
+    pending = [payload]
+    while pending:
+        value = pending.pop()
+        kind = type(value)
+        if kind is str:
+            if not value.isascii() or "\x00" in value:
+                return False
+        elif kind is dict:
+            for key, item in value.items():
+                if type(key) is str and (not key.isascii() or "\x00" in key):
+                    return False
+                pending.append(item)
+        elif kind is list or kind is tuple:
+            pending.extend(value)
+        elif kind not in _SCALARS and isinstance(value, Mapping | list | tuple):
+            return False  # another container: let the full walk look
+    return True
+
+
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
+def _check_payload_text(payload: Any) -> None:
+    """Refuse a NUL character or a lone surrogate anywhere in a payload, naming the field.
+
+    PostgreSQL refuses both (text and JSONB hold neither) and UTF-8 cannot encode a lone
+    surrogate (JSON's ``"\\ud800"``); SQLite would store the first and fail on the second.
+    """
+    if not _plain_ascii(payload):
+        _check_text(payload, "")
+
+
+def _check_text(value: Any, path: str) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidEvent(path or "body", "must not contain a NUL character")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                bad = ascii(value[exc.start : exc.end])
+                raise InvalidEvent(
+                    path or "body", f"must be valid Unicode text, got a lone surrogate {bad}"
+                ) from None
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(key, str):
+                try:
+                    _check_text(key, path)
+                except InvalidEvent:
+                    raise InvalidEvent(
+                        path or "body", f"has a field name that is not valid text: {ascii(key)}"
+                    ) from None
+            _check_text(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_text(item, f"{path}.{index}" if path else str(index))
+
+
+# --------------------------------------------------------------------------------------------
 # Instants
 
 
-def _parse_instant(value: Any, field: str) -> datetime:
-    """An aware datetime (converted to UTC) from a datetime or an ISO 8601 string with offset."""
+def parse_instant(value: Any, field: str) -> datetime:
+    """An aware datetime, converted to UTC, from a datetime or an ISO 8601 string with
+    offset, between :data:`EARLIEST_DATE` and :data:`LATEST_DATE`.
+
+    Raises:
+        InvalidEvent: on ``field``: not a time, no offset, or out of range.
+    """
     if isinstance(value, datetime):
         instant = value
     elif isinstance(value, str):
@@ -630,7 +749,20 @@ def _parse_instant(value: Any, field: str) -> datetime:
         raise InvalidEvent(field, f"must be an ISO 8601 time with offset, got {_show(value)}")
     if instant.tzinfo is None or instant.utcoffset() is None:
         raise InvalidEvent(field, f"needs a UTC offset (e.g. 'Z' or '+01:00'), got {_show(value)}")
-    return instant.astimezone(UTC)
+    try:
+        utc = instant.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 is in year 0 in UTC
+        utc = None
+    if utc is None or not EARLIEST_DATE <= utc.date() <= LATEST_DATE:
+        raise InvalidEvent(
+            field,
+            f"must be between {EARLIEST_DATE.isoformat()} and {LATEST_DATE.isoformat()}, "
+            f"got {_show(value)}",
+        )
+    return utc
+
+
+_parse_instant = parse_instant
 
 
 # --------------------------------------------------------------------------------------------
@@ -674,6 +806,7 @@ def parse_event(payload: Mapping[str, Any]) -> ClinicalEvent:
     """
     if not isinstance(payload, Mapping):
         raise InvalidEvent("event", f"must be an object, got {_show(payload)}")
+    _check_payload_text(payload)
     for key in payload:
         if key not in _EVENT_KEYS:
             raise InvalidEvent(
@@ -684,8 +817,9 @@ def parse_event(payload: Mapping[str, Any]) -> ClinicalEvent:
     if event_type is None:
         raise InvalidEvent("type", f"is required; expected one of: {expected}")
     if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
-        shown = event_type if isinstance(event_type, str) else _show(event_type)
-        raise InvalidEvent("type", f"unknown event type '{shown}'; expected one of: {expected}")
+        raise InvalidEvent(
+            "type", f"unknown event type {_show(event_type)}; expected one of: {expected}"
+        )
 
     data = payload.get("data")
     if data is None:
@@ -699,6 +833,10 @@ def parse_event(payload: Mapping[str, Any]) -> ClinicalEvent:
         actor = "unknown"
     elif not isinstance(actor, str) or not actor.strip():
         raise InvalidEvent("actor", f"must be a non-empty string, got {_show(actor)}")
+    elif len(actor.strip()) > NAME_LENGTH:
+        raise InvalidEvent(
+            "actor", f"must be at most {NAME_LENGTH} characters, got {len(actor.strip())}"
+        )
     else:
         actor = actor.strip()
 
@@ -765,7 +903,7 @@ def event_payload_json(ev: ClinicalEvent) -> dict[str, Any]:
 class PatientIn(_Data):
     """The patient fields given when an episode is opened."""
 
-    ref: NonBlank
+    ref: PatientRef
     age: Age | None = None
     sex: Sex | None = None
     prior_lbp: Flag = False
@@ -800,8 +938,10 @@ class _OpeningIn(_Data):
     patient: PatientIn
     onset: Day
     enrolled_at: Annotated[datetime | None, BeforeValidator(_instant_or_none)] = None
-    coordinator: NonBlank | None = None
-    clinic_timezone: Annotated[str, Strict(), AfterValidator(_check_zone)] = "UTC"
+    coordinator: Name | None = None
+    clinic_timezone: Annotated[
+        str, Strict(), AfterValidator(_at_most(ZONE_LENGTH)), AfterValidator(_check_zone)
+    ] = "UTC"
 
 
 @dataclass(frozen=True)
@@ -840,6 +980,7 @@ def parse_opening(payload: Mapping[str, Any]) -> Opening:
     """
     if not isinstance(payload, Mapping):
         raise InvalidEvent("opening", f"must be an object, got {_show(payload)}")
+    _check_payload_text(payload)
     parsed = _validate(_OpeningIn, dict(payload), "", "opening")
     if parsed.enrolled_at is not None:
         tz = ZoneInfo(parsed.clinic_timezone)
@@ -858,3 +999,26 @@ def parse_opening(payload: Mapping[str, Any]) -> Opening:
         coordinator=parsed.coordinator,
         clinic_timezone=parsed.clinic_timezone,
     )
+
+
+def check_opening_time(opening: Opening, now: datetime) -> None:
+    """Refuse an onset date or enrolment instant more than :data:`OPENING_LEAD` (a day)
+    after ``now``: a patient is enrolled for symptoms they have, not ones to come.
+
+    Raises:
+        InvalidEvent: on field ``onset`` or ``enrolled_at``.
+    """
+    latest = now + OPENING_LEAD
+    tz = ZoneInfo(opening.clinic_timezone)
+    if opening.onset > latest.astimezone(tz).date():
+        raise InvalidEvent(
+            "onset",
+            f"must not be more than a day after now ({now.isoformat()}), "
+            f"got {opening.onset.isoformat()}",
+        )
+    if opening.enrolled_at is not None and opening.enrolled_at > latest:
+        raise InvalidEvent(
+            "enrolled_at",
+            f"must not be more than a day after now ({now.isoformat()}), "
+            f"got {opening.enrolled_at.isoformat()}",
+        )

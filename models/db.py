@@ -3,7 +3,11 @@
 SQLite is tuned for one machine with several writers (the API and the timer worker): WAL so
 readers never block, a busy timeout so a writer waits its turn, and transactions that start
 with ``BEGIN IMMEDIATE`` so two writers queue for the lock instead of one failing with
-"database is locked" when its read transaction tries to become a write transaction.
+"database is locked" when its read transaction tries to become a write transaction. Readers
+(and the start-up check) begin with a plain ``BEGIN`` and never wait for a writer.
+
+Every wait is bounded (:mod:`models.timeouts`): a lock held too long, or a database that
+does not answer, is :class:`~models.timeouts.DatabaseTimeout`, never an endless wait.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +32,20 @@ from sqlalchemy.pool import StaticPool
 import migrations
 from engine.errors import CarepathError
 from models import json_text
+from models.timeouts import (
+    DatabaseTimeout,
+    DatabaseTimeouts,
+    DeadlineConnection,
+    NoAnswer,
+    closed_by_server,
+    timeout_reason,
+)
 
 DEFAULT_URL = "sqlite:///./carepath.db"
 DATABASE_URL_ENV = "CAREPATH_DATABASE_URL"
 MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
 
-SQLITE_BUSY_TIMEOUT_MS = 5000
+SQLITE_BUSY_TIMEOUT_MS = DatabaseTimeouts.sqlite_busy_timeout_ms  # our default
 # A pooled PostgreSQL connection idle for longer than this is checked before it is handed
 # out; one used more recently is trusted, as a busy pool's connections were just seen
 # alive. Checking every checkout would add a round trip to every request.
@@ -61,14 +75,16 @@ def read_only(engine: Engine, single_statement: bool = False) -> Connection:
     return connection
 
 
-def begin_sqlite(driver_connection: Any, sql: str = "BEGIN IMMEDIATE") -> None:
-    """Start a transaction, waiting up to the busy timeout for the write lock.
+def begin_sqlite(
+    driver_connection: Any, sql: str = "BEGIN IMMEDIATE", busy_ms: int = SQLITE_BUSY_TIMEOUT_MS
+) -> None:
+    """Start a transaction, waiting up to the busy timeout (``busy_ms``) for the write lock.
 
     Under many concurrent writers SQLite in WAL mode sometimes answers "database is locked"
     at once instead of calling its busy handler; wait and try again here instead of
-    failing the step.
+    failing the step. Past the busy timeout the driver's "database is locked" is raised.
     """
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    deadline = time.monotonic() + busy_ms / 1000
     pause = 0.001
     while True:
         try:
@@ -141,23 +157,41 @@ def _is_memory_sqlite(url: URL) -> bool:
     return url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
 
 
-def make_engine(url: str | URL, *, begin_immediate: bool = True, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str | URL,
+    *,
+    begin_immediate: bool = True,
+    timeouts: DatabaseTimeouts | None = None,
+    **kwargs: Any,
+) -> Engine:
     """An engine configured for carepath.
 
     Args:
         url: a SQLAlchemy URL; ``postgresql://`` means psycopg 3.
         begin_immediate: SQLite only. Start every transaction with ``BEGIN IMMEDIATE``
             (take the write lock up front); False gives SQLite's deferred ``BEGIN``.
+        timeouts: the limits of every wait (default: :meth:`DatabaseTimeouts.from_env`).
         **kwargs: passed to :func:`sqlalchemy.create_engine`.
+
+    Raises:
+        ValueError: a timeout variable in the environment is not a positive whole number.
     """
     parsed = normalize_url(url)
+    timeouts = timeouts or DatabaseTimeouts.from_env()
     # json.dumps's text, from an encoder built once instead of on every value.
     kwargs.setdefault("json_serializer", json_text.dumps)
     if parsed.get_backend_name() != "sqlite":
         kwargs.setdefault("pool_size", POSTGRES_POOL_SIZE)
-        engine = create_engine(parsed, **kwargs)
-        if not kwargs.get("pool_pre_ping"):
-            _ping_when_idle(engine)
+        # The server-side limits travel in the startup packet, after any the URL sets.
+        given = str(parsed.query.get("options", ""))
+        options = f"{given} {timeouts.postgres_options()}".strip()
+        connect_args = {
+            "connect_timeout": timeouts.db_connect_timeout_s,
+            "options": options,
+            **kwargs.pop("connect_args", {}),
+        }
+        engine = create_engine(parsed, connect_args=connect_args, **kwargs)
+        _bound_postgres(engine, timeouts, check_idle=not kwargs.get("pool_pre_ping"))
         return engine
 
     memory = _is_memory_sqlite(parsed)
@@ -166,6 +200,9 @@ def make_engine(url: str | URL, *, begin_immediate: bool = True, **kwargs: Any) 
         # One shared connection, or every checkout would see a new, empty database.
         kwargs.setdefault("poolclass", StaticPool)
     engine = create_engine(parsed, connect_args=connect_args, **kwargs)
+    engine.carepath_timeouts = timeouts  # type: ignore[attr-defined]
+    _timeouts_raised(engine, timeouts)
+    busy_ms = timeouts.sqlite_busy_timeout_ms
 
     @event.listens_for(engine, "connect")
     def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -174,7 +211,7 @@ def make_engine(url: str | URL, *, begin_immediate: bool = True, **kwargs: Any) 
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
             cursor.execute("PRAGMA foreign_keys = ON")
             if not memory:
                 cursor.execute("PRAGMA journal_mode = WAL")
@@ -188,17 +225,54 @@ def make_engine(url: str | URL, *, begin_immediate: bool = True, **kwargs: Any) 
 
     begin_sql = "BEGIN IMMEDIATE" if begin_immediate else "BEGIN"
 
+    where = describe_url(parsed)
+
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
         reader = connection.get_execution_options().get(READ_ONLY)
-        begin_sqlite(connection.connection.driver_connection, "BEGIN" if reader else begin_sql)
+        try:
+            begin_sqlite(
+                connection.connection.driver_connection, "BEGIN" if reader else begin_sql, busy_ms
+            )
+        except sqlite3.Error as exc:
+            # SQLAlchemy runs this hook outside its error handling: wrap the driver's error
+            # here, or a held lock would escape as a raw sqlite3 traceback.
+            reason = timeout_reason(exc, timeouts)
+            if reason is not None:
+                raise DatabaseTimeout(where, reason, orig=exc) from exc
+            raise DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
 
     return engine
 
 
-def _ping_when_idle(engine: Engine) -> None:
-    """Check a pooled connection before use when it has sat idle: a connection the database
-    dropped meanwhile (a restart, a failover) is replaced instead of failing the request."""
+def _timeouts_raised(engine: Engine, timeouts: DatabaseTimeouts) -> None:
+    """Raise a wait that ran out (lock, statement, no answer) as :class:`DatabaseTimeout`."""
+    where = describe_url(engine.url)
+
+    @event.listens_for(engine, "handle_error")
+    def _timed_out(context: Any) -> BaseException | None:
+        orig = context.original_exception
+        reason = timeout_reason(orig, timeouts)
+        if reason is None:
+            return None
+        # No statement: the wait was for COMMIT (psycopg sends no BEGIN of its own), and
+        # an answer that never came leaves its outcome open.
+        unknown = isinstance(orig, NoAnswer) and context.statement is None
+        return DatabaseTimeout(where, reason, unknown, orig)
+
+
+def _bound_postgres(engine: Engine, timeouts: DatabaseTimeouts, check_idle: bool) -> None:
+    """Connections that never wait for the server past the client's limit, checked
+    before use so that one the server closed is replaced instead of failing a request."""
+    engine.carepath_timeouts = timeouts  # type: ignore[attr-defined]
+    _timeouts_raised(engine, timeouts)
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        connection = DeadlineConnection.connect(*cargs, **cparams)
+        connection.wait_limit = timeouts.client_seconds
+        return connection
+
     dialect = engine.dialect
 
     @event.listens_for(engine, "checkin")
@@ -208,9 +282,17 @@ def _ping_when_idle(engine: Engine) -> None:
 
     @event.listens_for(engine, "checkout")
     def _check(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        # A connection the server ended (pg_terminate_backend, a restart) says so in its
+        # socket: found without a round trip, on every checkout.
+        if closed_by_server(dbapi_connection):
+            raise DisconnectionError("the server closed the connection")  # connect afresh
         returned_at = record.info.get("returned_at")
-        if returned_at is None or monotonic() - returned_at < PING_IDLE_AFTER_SECONDS:
-            return  # new, or in use a moment ago
+        if not check_idle or returned_at is None:
+            return
+        if monotonic() - returned_at < PING_IDLE_AFTER_SECONDS:
+            return  # in use a moment ago
+        # Idle a while: a connection lost without a word (a failover, a dropped network
+        # path) is found only by asking.
         try:
             dialect.do_ping(dbapi_connection)
         except dialect.loaded_dbapi.Error as exc:
@@ -225,10 +307,20 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 def check_connection(engine: Engine) -> None:
-    """Raise :class:`DatabaseUnavailable` unless a trivial query succeeds."""
+    """Raise :class:`DatabaseUnavailable` unless a trivial query succeeds.
+
+    It reads only: on SQLite it takes no write lock, so a writer holding the lock (another
+    process in the middle of a step) neither blocks it nor is blocked by it.
+
+    Raises:
+        DatabaseUnavailable: the database cannot be reached.
+        DatabaseTimeout: it did not answer within its limit.
+    """
     try:
-        with engine.connect() as connection:
+        with read_only(engine) as connection:
             connection.exec_driver_sql("SELECT 1")
+    except DatabaseTimeout:
+        raise
     except DBAPIError as exc:
         reason = str(exc.orig if exc.orig is not None else exc).strip().splitlines()[0]
         password = engine.url.password
@@ -254,11 +346,28 @@ def _run_alembic(target: str | URL | Engine, action: str, revision: str) -> None
     try:
         # One transaction for the whole run: on PostgreSQL and (with our BEGIN) SQLite,
         # a failed migration leaves the schema as it was.
-        with engine.begin() as connection:
+        with engine.begin() as connection, _unbounded_statements(connection):
             getattr(command, action)(alembic_config(connection), revision)
     finally:
         if engine is not target:
             engine.dispose()
+
+
+@contextmanager
+def _unbounded_statements(connection: Connection) -> Iterator[None]:
+    """Let a migration's statements (an index built over a large table) run as long as
+    they need; the lock timeout stays, so a migration waiting behind a long transaction
+    fails instead of queueing every request behind it."""
+    driver = connection.connection.driver_connection
+    if not isinstance(driver, DeadlineConnection):
+        yield
+        return
+    connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
+    limit, driver.wait_limit = driver.wait_limit, None
+    try:
+        yield
+    finally:
+        driver.wait_limit = limit
 
 
 def upgrade(target: str | URL | Engine, revision: str = "head") -> None:

@@ -3,6 +3,11 @@
 One transaction per step: the episode row, its tasks, the timers it sets or cancels, the
 event as received and the audit row are written together or not at all. Timers fire the same
 way, one transaction per timer.
+
+A write may carry an idempotency key (:class:`models.idempotency.KeyedWrite`): it is taken
+and answered in the step's own transaction, so a retry is answered from the first request
+and never applied twice. A step whose pooled connection turns out dead before anything was
+committed is run again on a fresh one (:func:`models.store.run_step`).
 """
 
 from __future__ import annotations
@@ -20,12 +25,20 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.clinic_time import to_utc
 from engine.episode import EpisodeState, Step, iso
 from engine.errors import InvalidConfiguration, StaleEpisode, UnreadableEpisode
-from engine.events import ClinicalEvent, Opening, check_event_time, event_payload_json, parse_event
+from engine.events import (
+    ClinicalEvent,
+    Opening,
+    check_event_time,
+    check_opening_time,
+    event_payload_json,
+    parse_event,
+)
 from engine.pathway import apply_event, complete_task, fire_timer, open_episode
 from engine.settings import PathwayDefaults
 from engine.view import episode_view
+from models.idempotency import KeyedWrite, answered, keyed_read
 from models.incidents import BatchIncidents, Change, RetryBackoff, log_changes
-from models.store import EpisodeChanges, transaction
+from models.store import EpisodeChanges, EpisodeStore, run_step, transaction
 
 
 def opening_json(opening: Opening) -> dict[str, Any]:
@@ -97,8 +110,7 @@ class EpisodeRepository:
             EpisodeNotFound: no such episode.
             InvalidConfiguration: the stored configuration cannot be bound to the chart.
         """
-        with transaction(self.engine, read_only=True) as store:
-            return store.read(episode_id).state
+        return run_step(self.engine, lambda store: store.read(episode_id).state, read_only=True)
 
     def view(self, episode_id: str) -> dict[str, Any]:
         return episode_view(self.load(episode_id))
@@ -112,13 +124,22 @@ class EpisodeRepository:
         now: datetime,
         episode_id: str | None = None,
         actor: str | None = None,
+        keyed: KeyedWrite | None = None,
     ) -> dict[str, Any]:
-        """Enrol a patient; returns the episode view."""
+        """Enrol a patient; returns the episode view.
+
+        Raises:
+            InvalidEvent: onset or enrolment more than a day after ``now``.
+            Replayed: ``keyed`` was answered before (nothing is written).
+        """
         now = to_utc(now)
+        check_opening_time(opening, now)
         episode_id = episode_id or str(uuid.uuid4())
         step = open_episode(opening, episode_id, now, self.defaults)
         state = step.state
-        with transaction(self.engine) as store:
+
+        def enrol(store: EpisodeStore) -> dict[str, Any]:
+            keyed_read(store, keyed, now, lambda: None)
             store.insert_episode(state, now)
             store.write_tasks(state, {}, now)
             store.book_timers(state.id, step, now)
@@ -138,7 +159,9 @@ class EpisodeRepository:
                 pathway_id=state.pathway_id,
                 pathway_version=state.pathway_version,
             )
-        return episode_view(state)
+            return answered(store, keyed, episode_view(state))
+
+        return run_step(self.engine, enrol)
 
     # ---------------------------------------------------------------------------------------
     # Events
@@ -164,13 +187,20 @@ class EpisodeRepository:
         event: ClinicalEvent,
         now: datetime,
         expected_version: int | None = None,
+        keyed: KeyedWrite | None = None,
     ) -> tuple[Step, dict[str, Any]]:
         """:meth:`apply` for an event already validated by
-        :func:`engine.events.parse_event` (a caller that needs the event too parses once)."""
+        :func:`engine.events.parse_event` (a caller that needs the event too parses once).
+
+        Raises:
+            Replayed: ``keyed`` was answered before (nothing is written).
+        """
         now = to_utc(now)
         payload = event_payload_json(event)
-        with transaction(self.engine) as store:
-            loaded = store.read(episode_id, for_update=True)
+
+        def record(store: EpisodeStore) -> tuple[Step, dict[str, Any]]:
+            # A replay is answered before If-Match is checked: the first request moved it.
+            loaded = keyed_read(store, keyed, now, lambda: store.read(episode_id, True))
             before = loaded.state
             if expected_version is not None and expected_version != before.version:
                 raise StaleEpisode(episode_id, expected_version, before.version)
@@ -211,7 +241,9 @@ class EpisodeRepository:
             # just sent: the answer is ready when the commit is. (If the commit fails, the
             # view goes with the error.)
             view = episode_view(step.state)
-        return step, view
+            return answered(store, keyed, (step, view))  # a refusal too: it is audited
+
+        return run_step(self.engine, record)
 
     def apply_entry(
         self,
@@ -229,15 +261,24 @@ class EpisodeRepository:
         entry["version"] = step.state.version
         return entry
 
-    def complete_task(self, episode_id: str, key: str, actor: str, now: datetime) -> dict[str, Any]:
+    def complete_task(
+        self,
+        episode_id: str,
+        key: str,
+        actor: str,
+        now: datetime,
+        keyed: KeyedWrite | None = None,
+    ) -> dict[str, Any]:
         """A coordinator marks a due item done; audited like an event. Returns the view.
 
         Raises:
             InvalidEvent: the item is not open, or the episode has ended.
+            Replayed: ``keyed`` was answered before (nothing is written).
         """
         now = to_utc(now)
-        with transaction(self.engine) as store:
-            loaded = store.read(episode_id, for_update=True)
+
+        def complete(store: EpisodeStore) -> dict[str, Any]:
+            loaded = keyed_read(store, keyed, now, lambda: store.read(episode_id, True))
             before = loaded.state
             step = complete_task(before, key, now)
             store.save_step(loaded, step, now)
@@ -257,7 +298,9 @@ class EpisodeRepository:
                 pathway_id=before.pathway_id,
                 pathway_version=before.pathway_version,
             )
-        return episode_view(step.state)
+            return answered(store, keyed, episode_view(step.state))
+
+        return run_step(self.engine, complete)
 
     # ---------------------------------------------------------------------------------------
     # Timers

@@ -177,6 +177,7 @@ class Statements:
     """The step's statements, compiled once for one dialect."""
 
     def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
         postgres = dialect.name == "postgresql"
 
         def prepare(statement: Any) -> Prepared:

@@ -8,11 +8,12 @@ event as received and the audit row. The statements are in :mod:`models.step_sql
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
@@ -20,11 +21,22 @@ from sqlalchemy.exc import DBAPIError
 from engine.clinic_time import to_utc
 from engine.episode import EpisodeState, Step, TimerRequest
 from engine.errors import EpisodeNotFound, UnreadableEpisode
+from models import timeouts as bounds
 from models.audit import HEAD_MISSING, chain_row
-from models.db import begin_sqlite
+from models.db import begin_sqlite, describe_url
 from models.statements import Cursor, Rows
 from models.step_sql import SUMMARY_COLUMNS, TASK_FIELDS, Statements, statements_for
 from models.stored import converted, state_from_rows
+from models.timeouts import (
+    DatabaseTimeout,
+    DeadlineConnection,
+    NoAnswer,
+    timeout_reason,
+    timeouts_of,
+)
+
+T = TypeVar("T")
+log = logging.getLogger("carepath.db")
 
 # From this many rows the one-statement form of a write (BulkWrites) costs the driver less
 # than the statement repeated: below it, building and sending the arrays costs more than
@@ -541,8 +553,17 @@ class AuditChain:
         )
 
 
+@dataclass
+class Attempt:
+    """How far one transaction got: whether its COMMIT was sent."""
+
+    commit_sent: bool = False
+
+
 @contextmanager
-def transaction(engine: Engine, read_only: bool = False) -> Iterator[EpisodeStore]:
+def transaction(
+    engine: Engine, read_only: bool = False, attempt: Attempt | None = None
+) -> Iterator[EpisodeStore]:
     """One step's transaction on a pooled connection: committed when the block ends.
 
     On SQLite a writer's transaction starts with ``BEGIN IMMEDIATE`` (the write lock up
@@ -555,12 +576,19 @@ def transaction(engine: Engine, read_only: bool = False) -> Iterator[EpisodeStor
     included, and is raised when the pipeline ends. A reader there runs without a
     transaction: under READ COMMITTED each statement sees a snapshot of its own either way.
 
-    A driver error comes out as SQLAlchemy's :class:`~sqlalchemy.exc.DBAPIError`, and a
-    connection the database dropped is discarded from the pool instead of being handed out
-    again.
+    The whole transaction has one deadline on PostgreSQL (``CAREPATH_DB_CLIENT_TIMEOUT_MS``,
+    see :mod:`models.timeouts`): no wait for the server outlasts it, and once it has passed
+    COMMIT is not sent, so a step that timed out before its COMMIT went out is never applied
+    later. ``attempt`` records whether COMMIT was sent.
+
+    A driver error comes out as SQLAlchemy's :class:`~sqlalchemy.exc.DBAPIError` (a wait
+    that ran out as :class:`~models.timeouts.DatabaseTimeout`), and a connection the
+    database dropped is discarded from the pool instead of being handed out again.
     """
     dialect = engine.dialect
     error = dialect.loaded_dbapi.Error
+    timeouts = timeouts_of(engine)
+    attempt = attempt or Attempt()
     try:
         connection = engine.raw_connection()
     except error as exc:  # the database cannot be reached: say so as SQLAlchemy would
@@ -568,30 +596,53 @@ def transaction(engine: Engine, read_only: bool = False) -> Iterator[EpisodeStor
     driver: Any = connection.driver_connection
     cursor: Cursor | None = None
     postgres = dialect.name == "postgresql"
+    bounded = isinstance(driver, DeadlineConnection)
+    if bounded:
+        driver.deadline = bounds.monotonic() + timeouts.client_seconds
     try:
         if postgres:
             driver.autocommit = True
         with driver.pipeline() if postgres and not read_only else nullcontext():
             cursor = Cursor(driver)
             if not postgres:
-                begin_sqlite(driver, "BEGIN" if read_only else "BEGIN IMMEDIATE")
+                busy_ms = timeouts.sqlite_busy_timeout_ms
+                begin_sqlite(driver, "BEGIN" if read_only else "BEGIN IMMEDIATE", busy_ms)
             elif not read_only:
                 cursor.writer.execute("BEGIN")
             yield EpisodeStore(cursor, statements_for(dialect))
+            if bounded and not read_only and bounds.monotonic() >= driver.deadline:
+                raise NoAnswer("the step's deadline passed before its COMMIT was sent")
+            attempt.commit_sent = not read_only
             if not postgres:
                 driver.commit()
             elif not read_only:
                 cursor.writer.execute("COMMIT")
     except BaseException as exc:
-        if isinstance(exc, error) and dialect.is_disconnect(exc, driver, None):
+        if isinstance(exc, NoAnswer) or (
+            isinstance(exc, error) and dialect.is_disconnect(exc, driver, None)
+        ):
+            # Closing is the rollback: the server ends the transaction when it sees the
+            # connection go, and nothing more is waited for.
             connection.invalidate(exc)
         else:
             with suppress(error):
                 connection.rollback()
         if isinstance(exc, error):
-            raise DBAPIError.instance(None, None, exc, error, dialect=dialect) from exc
+            reason = timeout_reason(exc, timeouts)
+            if reason is not None:
+                # An error the server reported ended the transaction, COMMIT included; only
+                # an answer that never came after COMMIT was sent leaves the outcome open.
+                unknown = attempt.commit_sent and not connection.is_valid
+                where = describe_url(engine.url)
+                raise DatabaseTimeout(where, reason, unknown, exc) from exc
+            raise DBAPIError.instance(
+                None, None, exc, error, connection_invalidated=not connection.is_valid,
+                dialect=dialect,
+            ) from exc  # fmt: skip
         raise
     finally:
+        if bounded:
+            driver.deadline = None
         if cursor is not None and connection.is_valid:
             cursor.close()
         if postgres and connection.is_valid:
@@ -600,3 +651,34 @@ def transaction(engine: Engine, read_only: bool = False) -> Iterator[EpisodeStor
             except error as exc:  # still in a transaction that would not roll back
                 connection.invalidate(exc)
         connection.close()
+
+
+def run_step(engine: Engine, work: Callable[[EpisodeStore], T], read_only: bool = False) -> T:
+    """``work`` in one :func:`transaction`, tried once more on a fresh connection when the
+    first turned out dead before anything could have been committed.
+
+    A pooled connection the server closed while it sat in the pool (``pg_terminate_backend``,
+    a restart) is usually replaced at checkout; one that dies between checkout and COMMIT
+    fails the attempt, and as nothing was sent that could commit, the step is run again.
+    A timeout is not retried (the database is slow, not gone), nor a failure after COMMIT
+    was sent (the step may have been applied).
+    """
+    attempt = Attempt()
+    try:
+        with transaction(engine, read_only, attempt) as store:
+            result = work(store)
+        return result
+    except DBAPIError as exc:
+        if (
+            not exc.connection_invalidated
+            or attempt.commit_sent
+            or isinstance(exc, DatabaseTimeout)
+        ):
+            raise
+        log.warning(
+            "database connection lost before commit; running the step again",
+            extra={"error": str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)},
+        )
+    with transaction(engine, read_only) as store:
+        result = work(store)
+    return result

@@ -394,3 +394,28 @@ class WebSession(Base):
     last_seen_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
+class IdempotencyKey(Base):
+    """A write's ``Idempotency-Key`` and the answer it was given (CONTRACT.md section 8).
+
+    Written in the write's own transaction, so the key and what it did commit together.
+    Scoped by caller (the token's subject) and route, so two callers' keys never meet; the
+    digest of the request tells a retry from the same key reused for something else.
+    Kept at least 24 hours (``models.idempotency``).
+    """
+
+    __tablename__ = "idempotency_key"
+    __table_args__ = (Index("ix_idempotency_key_created_at", "created_at"),)
+
+    caller: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # The route template with its method: "POST /episodes/{episode_id}/events".
+    route: Mapped[str] = mapped_column(String(128), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # SHA-256 of the method, route, path parameters and canonical body.
+    request_digest: Mapped[str] = mapped_column(String(64))
+    # The answer, set before the write commits (so a committed key always has one; NULL
+    # marks the key this transaction has just taken): status, the body's JSON text as it
+    # was sent, and the headers that matter on a replay (Content-Type, ETag, Location).
+    status: Mapped[int | None] = mapped_column(Integer)
+    body: Mapped[str | None] = mapped_column(Text)
+    headers: Mapped[dict[str, Any] | None] = mapped_column(PortableJSON)
+    created_at: Mapped[datetime]

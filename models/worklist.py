@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, and_, case, or_, select, update
+from sqlalchemy import Dialect, Engine, Table, and_, bindparam, case, or_, select, update
 
 from models.db import read_only
+from models.idempotency import KeyedWrite, answered, keyed_read
+from models.statements import Prepared
+from models.store import EpisodeStore, run_step
 from models.tables import Episode, Task
 
 TASK = cast(Table, Task.__table__)
@@ -115,11 +119,34 @@ def find_task(engine: Engine, task_id: int) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
-def acknowledge(engine: Engine, task_id: int, actor: str, now: datetime) -> None:
-    """Record that ``actor`` has seen the item in its current status."""
-    with engine.begin() as connection:
-        connection.execute(
-            update(TASK)
-            .where(TASK.c.id == task_id)
-            .values(acknowledged_at=now, acknowledged_by=actor, acknowledged_status=TASK.c.status)
+def acknowledge(
+    engine: Engine, task_id: int, actor: str, now: datetime, keyed: KeyedWrite | None = None
+) -> None:
+    """Record that ``actor`` has seen the item in its current status (with ``keyed``, once
+    per idempotency key).
+
+    Raises:
+        Replayed: ``keyed`` was answered before (nothing is written).
+    """
+
+    def seen(store: EpisodeStore) -> None:
+        keyed_read(store, keyed, now, lambda: None)
+        values = {"b_id": task_id, "now": now, "actor": actor}
+        store.cursor.run(_acknowledge(store.sql.dialect), values)
+        answered(store, keyed, None)
+
+    run_step(engine, seen)
+
+
+@cache
+def _acknowledge(dialect: Dialect) -> Prepared:
+    statement = (
+        update(TASK)
+        .where(TASK.c.id == bindparam("b_id"))
+        .values(
+            acknowledged_at=bindparam("now"),
+            acknowledged_by=bindparam("actor"),
+            acknowledged_status=TASK.c.status,
         )
+    )
+    return Prepared(statement, dialect)

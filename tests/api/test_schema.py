@@ -1,4 +1,5 @@
-"""Generated requests against /openapi.json: whatever comes in, no 5xx comes out."""
+"""Generated requests against /openapi.json: whatever comes in, no 5xx comes out, and every
+error answer is a problem (application/problem+json)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from sqlalchemy import Engine
 
 from api.app import create_app
+from api.problems import MEDIA_TYPE
 from engine.clinic_time import FakeClock
 from engine.settings import PathwayDefaults
 
@@ -34,9 +36,12 @@ def test_no_generated_request_gets_a_server_error(
         @given(case=operation.as_strategy())
         def no_server_error(case: Any) -> None:
             response = case.call(headers=headers)
-            assert response.status_code < 500, (
-                f"{case.method} {case.formatted_path}: {response.status_code} {response.text}"
-            )
+            said = f"{case.method} {case.formatted_path}: {response.status_code} {response.text}"
+            assert response.status_code < 500, said
+            if response.status_code >= 400:
+                media = response.headers["content-type"]  # every value of the header
+                assert media == [MEDIA_TYPE], said
+                assert response.json()["status"] == response.status_code, said
 
         no_server_error()
         checked.append(f"{operation.method.upper()} {operation.path}")
