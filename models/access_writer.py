@@ -35,6 +35,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from models.access_log import AccessEntry, AccessLogUnavailable, append_reads
+from models.timeouts import timeout_reason, timeouts_of
 
 log = logging.getLogger("carepath.access_log")
 
@@ -136,7 +137,7 @@ class AccessLogWriter:
                 if attempt == 1 and self._dropped(exc):
                     continue
                 self._report_failure(exc)
-                raise AccessLogUnavailable(_first_line(exc)) from exc
+                raise AccessLogUnavailable(self._reason(exc)) from exc
             except AccessLogUnavailable as exc:
                 self._report_failure(exc)
                 raise
@@ -153,11 +154,19 @@ class AccessLogWriter:
             and dialect.is_disconnect(exc.orig, None, None)
         )
 
+    def _reason(self, exc: DBAPIError) -> str:
+        """What went wrong, in words: a wait that ran out says which and for how long."""
+        orig = exc.orig if exc.orig is not None else exc
+        return timeout_reason(orig, timeouts_of(self.engine)) or _first_line(exc)
+
     def _report_failure(self, exc: Exception) -> None:
-        # Once per change: a database that is down would otherwise log every batch.
-        if not self._failing:
+        # Logged by the service's writer thread, once per change (a database that is down
+        # would otherwise log every batch). A command writing its own record says why it
+        # failed itself, in its one line.
+        if self._thread is not None and not self._failing:
             self._failing = True
-            log.error("access log not written, reads are refused: %s", _first_line(exc))
+            reason = self._reason(exc) if isinstance(exc, DBAPIError) else _first_line(exc)
+            log.error("access log not written, reads are refused: %s", reason)
 
     def _run(self) -> None:
         while not self._stopping:
