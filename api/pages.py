@@ -11,21 +11,21 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from api.deps import COOKIE, ServicesDep, require
 from api.tokens import Principal
 from api.worklist import TaskId
-from models.audit_export import AuditFilter, page
+from models.history import timeline_page
 from models.worklist import acknowledge, find_task, worklist
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 Coordinator = Annotated[Principal, Depends(require("coordinator"))]
 WINDOW_DAYS = 7
-TIMELINE_ROWS = 500
+TIMELINE_STEPS = 50  # an episode page's steps; "Earlier steps" shows the 50 before
 
 
 def _signed_in(request: Request, parts: ServicesDep) -> Principal | None:
@@ -89,9 +89,20 @@ def task_action(task_id: TaskId, action: str, parts: ServicesDep, who: Coordinat
 
 @router.get("/pages/episodes/{episode_id}", response_class=HTMLResponse)
 def episode_page(
-    episode_id: str, request: Request, parts: ServicesDep, who: Coordinator
+    episode_id: str,
+    request: Request,
+    parts: ServicesDep,
+    who: Coordinator,
+    cursor: Annotated[str | None, Query()] = None,
 ) -> Response:
-    episode = parts.repo.view(episode_id)
-    timeline, _ = page(parts.engine, AuditFilter(episode_id=episode_id), 0, TIMELINE_ROWS)
-    context: dict[str, Any] = {"who": who, "episode": episode, "timeline": timeline}
+    """The episode, its most recent steps (``TIMELINE_STEPS``, newest first), and a link
+    to the steps before them (``cursor``)."""
+    if cursor is None:
+        episode = parts.repo.view_with_timeline(episode_id, TIMELINE_STEPS)
+        timeline, earlier = episode.pop("timeline"), episode.pop("timeline_next_cursor")
+    else:
+        episode = parts.repo.view(episode_id)
+        timeline, earlier = timeline_page(parts.engine, episode_id, cursor, TIMELINE_STEPS)
+    context: dict[str, Any] = {"who": who, "episode": episode, "timeline": timeline,
+                               "earlier": earlier, "newest": cursor is None}  # fmt: skip
     return templates.TemplateResponse(request, "episode.html", context)
