@@ -79,7 +79,8 @@ def position_of(cursor: str) -> int:
         text = base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeError, ValueError):
         text = ""
-    if not text.isascii() or not text.isdigit():
+    # Positions are row keys, which the databases keep below 2**31.
+    if not text.isascii() or not text.isdigit() or int(text) >= 2**31:
         raise InvalidEvent("cursor", "not a cursor this API gave out")
     return int(text)
 
@@ -123,8 +124,8 @@ def read_with_timeline(
     with cursor.connection.pipeline() if postgres else nullcontext():
         if postgres:
             cursor.writer.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        newest = cursor.query(_statements(dialect).newest, {"b_id": episode_id,
-                                                            "b_limit": steps + 1})  # fmt: skip
+        values = {"b_id": episode_id, "b_limit": steps + 1}
+        newest = cursor.query(_statements(dialect).newest, values)
         loaded = store.read(episode_id)
         rows = newest.all()
         if postgres:
