@@ -131,7 +131,6 @@ class EpisodeView(BaseModel):
 TIMELINE_STEP = {
     "seq": 7,
     "at": "2026-01-19T10:00:00Z",
-    "recorded_at": "2026-01-19T10:00:02Z",
     "trigger": "event",
     "type": "order",
     "actor": "dr-lee",
@@ -139,25 +138,22 @@ TIMELINE_STEP = {
     "rules": ["IMG-NO-EARLY"],
     "reason": "MRI not indicated: day 14 of the 42-day conservative window, no red flag and no "
     "severe disabling pain; eligible from 2026-02-16",
-    "configuration": CONFIGURATION,
 }
 
 
 class TimelineStep(BaseModel):
     """One step of an episode, from its audit row: an event (accepted or refused), a timer
-    that fired, or the opening."""
+    that fired, or the opening. The row itself (``/audit/transitions``) has the rest."""
 
     model_config = _example(TIMELINE_STEP)
     seq: int = Field(description="the audit row's sequence number")
     at: datetime = Field(description="when it happened clinically (a timer: when it was due)")
-    recorded_at: datetime
     trigger: str = Field(description="open, event or timer")
     type: str = Field(description="the event's type, or the timer's (e.g. task:referral)")
     actor: str
     accepted: bool
     rules: list[str] = Field(description="every rule that acted: refusals, overrides, triggers")
     reason: str | None = Field(description="why refused, or the documented override")
-    configuration: list[str] = Field(description="the statechart's active states after it")
 
 
 class EpisodeRead(EpisodeView):

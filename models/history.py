@@ -5,29 +5,33 @@ open ones and the last closed one of each kind, :func:`engine.due.current_items`
 most recent :data:`TIMELINE_STEPS` steps of its timeline. What came before is read from
 here, newest first, a page at a time, each page ending with a cursor for the next.
 
-A timeline step is an audit row as the coordinator's page shows it: when it happened
-(``at``) and was recorded, the trigger (``open``, ``event``, ``timer``), the event or timer
-type, who, whether it was accepted, the rules that acted, the reason (a refusal's, or a
-documented override's) and the configuration after it.
+A timeline step is an audit row as the coordinator's page shows it: its sequence number,
+when it happened (``at``: an event's occurred_at, a timer's due instant), the trigger
+(``open``, ``event``, ``timer``), the event or timer type, who, whether it was accepted,
+the rules that acted and the reason (a refusal's, or a documented override's). The audit
+row itself (``GET /audit/transitions?episode=``) has the rest: when it was recorded, the
+configurations before and after, the payload's digest and the chain's hashes.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping, Sequence
-from contextlib import nullcontext
+from collections.abc import Sequence
 from functools import cache
 from typing import Any, Literal, cast
 
-from sqlalchemy import Dialect, Engine, Table, bindparam, select
+from sqlalchemy import Dialect, Engine, Table, bindparam, func, select, type_coerce
+from sqlalchemy.sql.elements import ColumnElement, Label
 
-from engine.episode import OPEN_TASK_STATUSES, iso
+from engine.episode import OPEN_TASK_STATUSES, EpisodeState, iso
 from engine.errors import EpisodeNotFound, InvalidEvent
 from models.db import read_only
 from models.statements import Prepared
-from models.store import EpisodeStore, Loaded, transaction
+from models.step_sql import READ_EPISODE
+from models.store import EpisodeStore, state_from_rows, transaction
 from models.tables import AuditEntry, Episode, Task
+from models.types import PortableJSON
 
 AUDIT_LOG = cast(Table, AuditEntry.__table__)
 EPISODE = cast(Table, Episode.__table__)
@@ -38,25 +42,49 @@ PAGE_SIZE = 50  # a page of GET /episodes/{id}/timeline or /due, unless asked ot
 MAX_PAGE_SIZE = 500
 CLOSED_STATUSES = ("done", "cancelled")
 DueFilter = Literal["open", "closed"]
+EXISTS = select(EPISODE.c.id).where(EPISODE.c.id == bindparam("b_id"))
 
-_STEP_COLUMNS = (
-    "seq", "occurred_at", "recorded_at", "trigger", "type", "actor", "accepted", "rules",
-    "reason", "configuration_after",
-)  # fmt: skip
-_NEWEST_STEPS = (
-    select(*(AUDIT_LOG.c[name] for name in _STEP_COLUMNS))
-    .where(AUDIT_LOG.c.episode_id == bindparam("b_id"))
-    .order_by(AUDIT_LOG.c.seq.desc())
-    .limit(bindparam("b_limit"))
-)
-_EPISODE_EXISTS = select(EPISODE.c.id).where(EPISODE.c.id == bindparam("b_id"))
+# What a step shows, and no more: the view carries ten of them on the busiest route.
+_STEP_COLUMNS = ("seq", "occurred_at", "trigger", "type", "actor", "accepted", "rules", "reason")
+
+
+def _steps(dialect: Dialect, before: bool) -> Label[Any]:
+    """The episode's ``b_steps`` most recent steps (those before ``b_before``) as one JSON
+    array of ``_STEP_COLUMNS`` arrays, a column of the episode's own read.
+
+    A query of their own cost the busiest route, ``GET /episodes/{id}``, more than the
+    rest of the timeline's reading: as a column they cost the database an index scan and
+    the driver one JSON value.
+    """
+    postgres = dialect.name == "postgresql"
+    recent = select(*(AUDIT_LOG.c[name] for name in _STEP_COLUMNS)).where(
+        AUDIT_LOG.c.episode_id == bindparam("b_id")
+    )
+    if before:
+        recent = recent.where(AUDIT_LOG.c.seq < bindparam("b_before"))
+    rows = recent.order_by(AUDIT_LOG.c.seq.desc()).limit(bindparam("b_steps")).subquery()
+    columns: dict[str, ColumnElement[Any]] = {name: rows.c[name] for name in _STEP_COLUMNS}
+    if postgres:
+        # The instant as ISO 8601 text in UTC, whatever the session's time zone.
+        columns["occurred_at"] = func.to_char(
+            func.timezone("UTC", rows.c.occurred_at), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
+        )
+    else:
+        # SQLite keeps the UTC wall time as "YYYY-MM-DD HH:MM:SS.ffffff", and JSON as
+        # text: json() embeds the rule list as JSON, not as a string.
+        columns["occurred_at"] = func.replace(rows.c.occurred_at, " ", "T").concat("Z")
+        columns["rules"] = func.json(rows.c.rules)
+    values = list(columns.values())
+    step = func.json_build_array(*values) if postgres else func.json_array(*values)
+    steps = func.json_agg(step) if postgres else func.json_group_array(step)
+    return type_coerce(select(steps).scalar_subquery(), PortableJSON).label("timeline")
 
 
 class _Statements:
     def __init__(self, dialect: Dialect) -> None:
-        self.newest = Prepared(_NEWEST_STEPS, dialect)
-        self.older = Prepared(_NEWEST_STEPS.where(AUDIT_LOG.c.seq < bindparam("b_before")), dialect)
-        self.exists = Prepared(_EPISODE_EXISTS, dialect)
+        self.view = Prepared(READ_EPISODE.add_columns(_steps(dialect, before=False)), dialect)
+        self.newest = Prepared(EXISTS.add_columns(_steps(dialect, before=False)), dialect)
+        self.older = Prepared(EXISTS.add_columns(_steps(dialect, before=True)), dialect)
 
 
 @cache
@@ -85,52 +113,52 @@ def position_of(cursor: str) -> int:
     return int(text)
 
 
-def timeline_step(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "seq": row["seq"],
-        "at": iso(row["occurred_at"]),
-        "recorded_at": iso(row["recorded_at"]),
-        "trigger": row["trigger"],
-        "type": row["type"],
-        "actor": row["actor"],
-        "accepted": bool(row["accepted"]),
-        "rules": list(row["rules"] or []),
-        "reason": row["reason"],
-        "configuration": list(row["configuration_after"] or []),
-    }
+def _instant(text: str) -> str:
+    """``YYYY-MM-DDTHH:MM:SS.ffffffZ`` as :func:`engine.episode.iso` writes it: without
+    the fraction when it is zero."""
+    return text.replace(".000000Z", "Z")
 
 
-def _page(rows: Sequence[Mapping[str, Any]], limit: int) -> tuple[list[dict[str, Any]], str | None]:
-    """Up to ``limit`` steps from ``limit + 1`` rows read, and the cursor past them."""
-    steps = [timeline_step(row) for row in rows[:limit]]
-    more = len(rows) > limit
+def _page(
+    arrays: Sequence[Sequence[Any]] | None, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Up to ``limit`` steps, newest first, from ``limit + 1`` read, and the cursor past
+    them (None: no more)."""
+    newest_first = sorted(arrays or (), key=lambda step: int(step[0]), reverse=True)
+    steps = [
+        {
+            "seq": seq,
+            "at": _instant(at),
+            "trigger": trigger,
+            "type": type_,
+            "actor": actor,
+            "accepted": bool(accepted),
+            "rules": rules or [],
+            "reason": reason,
+        }
+        for seq, at, trigger, type_, actor, accepted, rules, reason in newest_first[:limit]
+    ]
+    more = len(newest_first) > limit
     return steps, (cursor_for(steps[-1]["seq"]) if more else None)
 
 
 def read_with_timeline(
     store: EpisodeStore, dialect: Dialect, episode_id: str, steps: int = TIMELINE_STEPS
-) -> tuple[Loaded, list[dict[str, Any]], str | None]:
+) -> tuple[EpisodeState, list[dict[str, Any]], str | None]:
     """The episode as a step reads it, its ``steps`` most recent steps and the cursor to
-    the ones before, in a read-only transaction of :func:`models.store.transaction`.
-
-    On PostgreSQL the three reads (episode, due items, steps) go in one round trip, in a
-    transaction of their own so that they see one snapshot (SQLite's reader already does).
+    the ones before: the episode's two reads, its steps a column of the first.
 
     Raises:
         EpisodeNotFound: no such episode.
+        InvalidConfiguration: the stored configuration cannot be bound to the chart.
     """
-    postgres = dialect.name == "postgresql"
-    cursor = store.cursor
-    with cursor.connection.pipeline() if postgres else nullcontext():
-        if postgres:
-            cursor.writer.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        values = {"b_id": episode_id, "b_limit": steps + 1}
-        newest = cursor.query(_statements(dialect).newest, values)
-        loaded = store.read(episode_id)
-        rows = newest.all()
-        if postgres:
-            cursor.writer.execute("COMMIT")
-    return (loaded, *_page(rows, steps))
+    values = {"b_id": episode_id, "b_steps": steps + 1}
+    episode = store.cursor.query(_statements(dialect).view, values)
+    tasks = store.cursor.query(store.sql.read_tasks, {"b_id": episode_id})
+    row, task_rows = episode.first(), tasks.all()
+    if row is None:
+        raise EpisodeNotFound(episode_id)
+    return (state_from_rows(row, task_rows), *_page(row["timeline"], steps))
 
 
 def timeline_page(
@@ -143,15 +171,14 @@ def timeline_page(
         InvalidEvent: a cursor this service did not give out.
     """
     sql = _statements(engine.dialect)
-    values: dict[str, Any] = {"b_id": episode_id, "b_limit": limit + 1}
+    values: dict[str, Any] = {"b_id": episode_id, "b_steps": limit + 1}
     if cursor is not None:
         values["b_before"] = position_of(cursor)
     with transaction(engine, read_only=True) as store:
-        exists = store.cursor.query(sql.exists, {"b_id": episode_id})
-        rows = store.cursor.query(sql.newest if cursor is None else sql.older, values).all()
-        if exists.first() is None:
-            raise EpisodeNotFound(episode_id)
-    return _page(rows, limit)
+        row = store.cursor.query(sql.newest if cursor is None else sql.older, values).first()
+    if row is None:
+        raise EpisodeNotFound(episode_id)
+    return _page(row["timeline"], limit)
 
 
 def due_page(
@@ -184,7 +211,7 @@ def due_page(
         query = query.where(TASK.c.id < position_of(cursor))
     with read_only(engine) as connection:
         rows = list(connection.execute(query).mappings())
-        if not rows and connection.execute(_EPISODE_EXISTS, {"b_id": episode_id}).first() is None:
+        if not rows and connection.execute(EXISTS, {"b_id": episode_id}).first() is None:
             raise EpisodeNotFound(episode_id)
     items = [
         {

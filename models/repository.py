@@ -106,10 +106,10 @@ class EpisodeRepository:
             EpisodeNotFound, InvalidConfiguration.
         """
         with transaction(self.engine, read_only=True) as store:
-            loaded, timeline, more = read_with_timeline(
+            state, timeline, more = read_with_timeline(
                 store, self.engine.dialect, episode_id, steps
             )
-        view = episode_view(loaded.state)
+        view = episode_view(state)
         view["timeline"] = timeline
         view["timeline_next_cursor"] = more
         return view

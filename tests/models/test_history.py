@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, select, text
 
 from engine.due import current_items
-from engine.episode import TaskItem
+from engine.episode import TaskItem, iso
 from engine.errors import EpisodeNotFound, InvalidEvent
 from engine.events import parse_opening
 from engine.settings import PathwayDefaults
@@ -124,7 +124,9 @@ def test_the_timeline_pages_through_every_step_newest_first(
     repo: EpisodeRepository, db_engine: Engine
 ) -> None:
     episode_id = open_episode(repo)
-    apply(repo, episode_id, 1, 24)
+    apply(repo, episode_id, 1, 23)
+    late = {**ROUND[0], "occurred_at": "2026-01-20T08:15:00.123456+01:00"}  # documented late
+    repo.apply(episode_id, late, START + timedelta(days=2))
     view = repo.view_with_timeline(episode_id)
     steps = list(view["timeline"])
     cursor = view["timeline_next_cursor"]
@@ -134,14 +136,14 @@ def test_the_timeline_pages_through_every_step_newest_first(
         steps += page
     audit = AuditEntry.__table__
     with db_engine.connect() as connection:
-        seqs = list(
-            connection.scalars(
-                select(audit.c.seq)
-                .where(audit.c.episode_id == episode_id)
-                .order_by(audit.c.seq.desc())
-            )
+        rows = connection.execute(
+            select(audit.c.seq, audit.c.occurred_at)
+            .where(audit.c.episode_id == episode_id)
+            .order_by(audit.c.seq.desc())
         )
-    assert [s["seq"] for s in steps] == seqs  # 25: the opening and 24 events
+        audited = [(seq, iso(occurred_at)) for seq, occurred_at in rows]
+    assert [(s["seq"], s["at"]) for s in steps] == audited  # the opening and 24 events
+    assert steps[0]["at"] == "2026-01-20T07:15:00.123456Z"
     assert steps[-1]["trigger"] == "open"
     refused = [s for s in steps if not s["accepted"]]
     assert len(refused) == 5  # every MRI order
