@@ -111,6 +111,9 @@ def current_items(tasks: Mapping[str, TaskItem]) -> list[TaskItem]:
     A kind's other closed items (earlier periodic reviews) are history: no rule reads them,
     and their keys are never used again (a series numbers its items onwards).
     """
+    closed = [item_kind(t.key) for t in tasks.values() if not t.is_open]
+    if len(set(closed)) == len(closed):  # the usual case: nothing superseded
+        return list(tasks.values())
     last_closed: dict[str, tuple[tuple[datetime, int], str]] = {}
     for position, task in enumerate(tasks.values()):
         if task.is_open:
