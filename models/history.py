@@ -42,7 +42,7 @@ PAGE_SIZE = 50  # a page of GET /episodes/{id}/timeline or /due, unless asked ot
 MAX_PAGE_SIZE = 500
 CLOSED_STATUSES = ("done", "cancelled")
 DueFilter = Literal["open", "closed"]
-EXISTS = select(EPISODE.c.id).where(EPISODE.c.id == bindparam("b_id"))
+_EPISODE_ID = select(EPISODE.c.id).where(EPISODE.c.id == bindparam("b_id"))
 
 # What a step shows, and no more: the view carries ten of them on the busiest route.
 _STEP_COLUMNS = ("seq", "occurred_at", "trigger", "type", "actor", "accepted", "rules", "reason")
@@ -83,8 +83,8 @@ def _steps(dialect: Dialect, before: bool) -> Label[Any]:
 class _Statements:
     def __init__(self, dialect: Dialect) -> None:
         self.view = Prepared(READ_EPISODE.add_columns(_steps(dialect, before=False)), dialect)
-        self.newest = Prepared(EXISTS.add_columns(_steps(dialect, before=False)), dialect)
-        self.older = Prepared(EXISTS.add_columns(_steps(dialect, before=True)), dialect)
+        self.newest = Prepared(_EPISODE_ID.add_columns(_steps(dialect, before=False)), dialect)
+        self.older = Prepared(_EPISODE_ID.add_columns(_steps(dialect, before=True)), dialect)
 
 
 @cache
@@ -211,7 +211,7 @@ def due_page(
         query = query.where(TASK.c.id < position_of(cursor))
     with read_only(engine) as connection:
         rows = list(connection.execute(query).mappings())
-        if not rows and connection.execute(EXISTS, {"b_id": episode_id}).first() is None:
+        if not rows and connection.execute(_EPISODE_ID, {"b_id": episode_id}).first() is None:
             raise EpisodeNotFound(episode_id)
     items = [
         {
