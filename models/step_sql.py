@@ -77,13 +77,13 @@ _STATE_COLUMNS = (
 )  # fmt: skip
 _EPISODE_STATE = [EPISODE.c[name] for name in _STATE_COLUMNS]
 _TASK_STATE = [TASK.c.episode_id, TASK.c.key, *(TASK.c[name] for name in TASK_FIELDS)]
-# The episode as the engine's state is rebuilt from it (also the view's read, with its
-# recent steps: models.history).
-READ_EPISODE = select(*_EPISODE_STATE).where(EPISODE.c.id == bindparam("b_id"))
+_READ_EPISODE = select(*_EPISODE_STATE).where(EPISODE.c.id == bindparam("b_id"))
+# Also the view's read, with its recent steps (models.history).
+READ_EPISODE = _READ_EPISODE
 # A step's read: the episode with the audit chain's head, which the step appends to. One
 # statement instead of two; on PostgreSQL it locks the episode's row, then the head's (the
 # order of FROM), as the worker does.
-_READ_FOR_STEP = READ_EPISODE.add_columns(AUDIT_HEAD.c.last_seq, AUDIT_HEAD.c.last_hash).where(
+_READ_FOR_STEP = _READ_EPISODE.add_columns(AUDIT_HEAD.c.last_seq, AUDIT_HEAD.c.last_hash).where(
     AUDIT_HEAD.c.id == 1
 )
 # An episode's current due items only (engine.due.current_items): the archived ones are
@@ -169,7 +169,7 @@ class Statements:
         def prepare(statement: Any) -> Prepared:
             return Prepared(statement, dialect)
 
-        self.read_episode = prepare(READ_EPISODE)
+        self.read_episode = prepare(_READ_EPISODE)
         # On PostgreSQL the row lock serialises writers of one episode; SQLite's
         # BEGIN IMMEDIATE has already serialised every writer.
         self.read_for_step = prepare(
