@@ -29,6 +29,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python -m bench.events --episodes 1000 --events 10 --backend both --repeat 3
+	$(BIN)/python -m bench.history --episodes 20 --at 10 1000 --backend both
 	$(BIN)/python -m bench.worker --timers 100000 --lag-seconds 60
 	$(BIN)/python -m bench.api --episodes 1000000 --audit-rows 1000000
 

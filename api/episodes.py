@@ -1,4 +1,5 @@
-"""Episodes over HTTP: open one, read one, list them, post clinical events.
+"""Episodes over HTTP: open one, read one, list them, post clinical events, and page
+through an episode's timeline and due items.
 
 The writes take an ``Idempotency-Key`` (CONTRACT.md section 8) and read their JSON body
 only once the caller's token has been checked (:mod:`api.writes`).
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -19,7 +20,7 @@ from api.access import ACCESS_LOGGED, reads
 from api.deps import ServicesDep, require
 from api.diagram import highlighted
 from api.problems import documented, refusal
-from api.schemas import EpisodePage, EpisodeView, EventAnswer
+from api.schemas import DuePage, EpisodePage, EpisodeRead, EpisodeView, EventAnswer, TimelinePage
 from api.tokens import Principal
 from api.writes import (
     JsonBody,
@@ -35,6 +36,7 @@ from engine.episode import Step
 from engine.errors import InvalidEvent
 from engine.events import parse_event, parse_opening
 from models.db import read_only
+from models.history import MAX_PAGE_SIZE, PAGE_SIZE, due_page, timeline_page
 from models.idempotency import Answer
 from models.repository import timeline_entry
 from models.tables import Episode
@@ -97,17 +99,63 @@ def open_episode(
 
 @router.get(
     "/episodes/{episode_id}",
-    summary="The episode view",
+    summary="The episode view, with its most recent steps",
     response_class=JSONResponse,
-    responses={200: {"model": EpisodeView, "description": "The episode; ETag is its version"},
+    responses={200: {"model": EpisodeRead, "description": "The episode; ETag is its version"},
                **documented(401, 403, 404, 422, 500, 503)},
     openapi_extra=ACCESS_LOGGED,
 )  # fmt: skip
 async def read_episode(episode_id: str, parts: ServicesDep, _: Clinical) -> JSONResponse:
+    """The episode view (CONTRACT.md section 3) and its 10 most recent steps, newest first;
+    ``timeline_next_cursor`` pages through the rest (``/episodes/{id}/timeline``)."""
     # The busiest route: async, so the database read is the request's only hop to a thread,
     # and the view (plain JSON already) is written out as it is.
-    view = await run_in_threadpool(parts.repo.view, episode_id)
+    view = await run_in_threadpool(parts.repo.view_with_timeline, episode_id)
     return JSONResponse(view, headers={"ETag": f'"{view["version"]}"'})
+
+
+Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
+PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
+
+
+@router.get(
+    "/episodes/{episode_id}/timeline",
+    summary="The episode's steps, newest first, a page at a time",
+    response_model=None,
+    responses={200: {"model": TimelinePage}, **documented(401, 403, 404, 422, 500, 503)},
+    openapi_extra=ACCESS_LOGGED,
+)
+def episode_timeline(
+    episode_id: str, parts: ServicesDep, _: Clinical, cursor: Cursor = None,
+    limit: PageSize = PAGE_SIZE,
+) -> dict[str, Any]:  # fmt: skip
+    """Every step from the audit log: events accepted and refused, timers, the opening."""
+    items, next_cursor = timeline_page(parts.engine, episode_id, cursor, limit)
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get(
+    "/episodes/{episode_id}/due",
+    summary="The episode's due items, closed ones included, a page at a time",
+    response_model=None,
+    responses={200: {"model": DuePage}, **documented(401, 403, 404, 422, 500, 503)},
+    openapi_extra=ACCESS_LOGGED,
+)
+def episode_due(
+    episode_id: str,
+    parts: ServicesDep,
+    _: Clinical,
+    status: Annotated[
+        Literal["open", "closed"] | None,
+        Query(description="open, or closed (done or cancelled); every item when left out"),
+    ] = None,
+    cursor: Cursor = None,
+    limit: PageSize = PAGE_SIZE,
+) -> dict[str, Any]:
+    """Every due item the episode has had, newest first: the view lists only the open ones
+    and the last closed one of each kind."""
+    items, next_cursor = due_page(parts.engine, episode_id, status, cursor, limit)
+    return {"items": items, "next_cursor": next_cursor}
 
 
 @router.get(

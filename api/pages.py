@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -29,7 +29,7 @@ from api.security import FormRefused, WebSettings, checked_form, cookie_is_secur
 from api.sessions import SESSION_COOKIE, SIGNIN_COOKIE
 from api.tokens import Principal, principal_for
 from api.worklist import TaskId
-from models.audit_export import AuditFilter, page
+from models.history import timeline_page
 from models.worklist import acknowledge, find_task, worklist
 
 router = APIRouter(include_in_schema=False)
@@ -39,7 +39,7 @@ SignedInForm = Depends(checked_form(SESSION_COOKIE))
 SignInForm = Depends(checked_form(SIGNIN_COOKIE))
 PAGE_ROLES = ("coordinator", "admin")
 WINDOW_DAYS = 7
-TIMELINE_ROWS = 500
+TIMELINE_STEPS = 50  # an episode page's steps; "Earlier steps" shows the 50 before
 ENDED = "Your session has ended: sign in again."
 PAGES = "/pages/"
 PAGE_PATH = re.compile(r"/pages/[A-Za-z0-9/_.~%-]*\Z")  # as quote() leaves a path
@@ -142,11 +142,22 @@ def task_action(task_id: TaskId, action: str, parts: ServicesDep, who: Coordinat
     "/pages/episodes/{episode_id}", response_class=HTMLResponse, openapi_extra=ACCESS_LOGGED
 )
 def episode_page(
-    episode_id: str, request: Request, parts: ServicesDep, who: Coordinator
+    episode_id: str,
+    request: Request,
+    parts: ServicesDep,
+    who: Coordinator,
+    cursor: Annotated[str | None, Query()] = None,
 ) -> Response:
-    episode = parts.repo.view(episode_id)
-    timeline, _ = page(parts.engine, AuditFilter(episode_id=episode_id), 0, TIMELINE_ROWS)
-    context: dict[str, Any] = {"who": who, "episode": episode, "timeline": timeline}
+    """The episode, its most recent steps (``TIMELINE_STEPS``, newest first), and a link
+    to the steps before them (``cursor``)."""
+    if cursor is None:
+        episode = parts.repo.view_with_timeline(episode_id, TIMELINE_STEPS)
+        timeline, earlier = episode.pop("timeline"), episode.pop("timeline_next_cursor")
+    else:
+        episode = parts.repo.view(episode_id)
+        timeline, earlier = timeline_page(parts.engine, episode_id, cursor, TIMELINE_STEPS)
+    context: dict[str, Any] = {"who": who, "episode": episode, "timeline": timeline,
+                               "earlier": earlier, "newest": cursor is None}  # fmt: skip
     return _render(request, "episode.html", context, request.cookies.get(SESSION_COOKIE))
 
 

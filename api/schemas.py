@@ -116,13 +116,79 @@ class EpisodeView(BaseModel):
     management: str | None
     referral: str | None
     red_flag: RedFlag | None
-    due: list[DueItem]
+    due: list[DueItem] = Field(
+        description="the open items and the last closed one of each kind, soonest first; "
+        "every item, older closed ones included: GET /episodes/{id}/due"
+    )
     risk_markers: list[str]
     recommendations: list[Recommendation]
     version: int = Field(description="for If-Match; also the ETag")
     onset: date
     enrolled_at: datetime
     coordinator: str | None
+
+
+TIMELINE_STEP = {
+    "seq": 7,
+    "at": "2026-01-19T10:00:00Z",
+    "trigger": "event",
+    "type": "order",
+    "actor": "dr-lee",
+    "accepted": False,
+    "rules": ["IMG-NO-EARLY"],
+    "reason": "MRI not indicated: day 14 of the 42-day conservative window, no red flag and no "
+    "severe disabling pain; eligible from 2026-02-16",
+}
+
+
+class TimelineStep(BaseModel):
+    """One step of an episode, from its audit row: an event (accepted or refused), a timer
+    that fired, or the opening. The row itself (``/audit/transitions``) has the rest."""
+
+    model_config = _example(TIMELINE_STEP)
+    seq: int = Field(description="the audit row's sequence number")
+    at: datetime = Field(description="when it happened clinically (a timer: when it was due)")
+    trigger: str = Field(description="open, event or timer")
+    type: str = Field(description="the event's type, or the timer's (e.g. task:referral)")
+    actor: str
+    accepted: bool
+    rules: list[str] = Field(description="every rule that acted: refusals, overrides, triggers")
+    reason: str | None = Field(description="why refused, or the documented override")
+
+
+class EpisodeRead(EpisodeView):
+    """``GET /episodes/{id}``: the episode view, and the most recent steps of its
+    timeline (10, our default), newest first."""
+
+    model_config = _example(
+        {**EPISODE, "timeline": [TIMELINE_STEP], "timeline_next_cursor": "Nw=="}
+    )
+    timeline: list[TimelineStep]
+    timeline_next_cursor: str | None = Field(
+        description="the steps before these: GET /episodes/{id}/timeline?cursor=; null: none"
+    )
+
+
+class TimelinePage(BaseModel):
+    model_config = _example({"items": [TIMELINE_STEP], "next_cursor": "Nw=="})
+    items: list[TimelineStep] = Field(description="newest first")
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null: the end")
+
+
+DUE_RECORD = {**DUE_ITEM, "status": "done", "completed_at": "2026-02-20T10:00:00Z"}
+
+
+class DueRecord(DueItem):
+    """A due item of the episode's record, closed ones included."""
+
+    model_config = _example(DUE_RECORD)
+    completed_at: datetime | None = Field(description="when it was done or cancelled")
+
+
+class DuePage(BaseModel):
+    model_config = _example({"items": [DUE_RECORD], "next_cursor": None})
+    items: list[DueRecord] = Field(description="newest first, in the order they were first set")
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null: the end")
 
 
 TRANSITION = {

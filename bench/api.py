@@ -4,7 +4,8 @@ second with and without the access log, and a streamed audit export.
     .venv/bin/python -m bench.api [--episodes 1000000] [--audit-rows 1000000] [--rounds 1]
 
 Episodes (with their due items) and audit rows are cloned in SQL from ones made through the
-engine, spread over 1,000 coordinators. ``carepath serve --workers 2`` runs as its own
+engine, spread over 1,000 coordinators; the episode read then gets a dozen visits through
+the engine, so that its view carries a full timeline. ``carepath serve --workers 2`` runs as its own
 processes; latencies are taken one request at a time from this one, and the read rate
 from wrk (Debian's package, installed by ``make setup``) over loopback.
 
@@ -40,9 +41,13 @@ from api.app import SWEEP_INTERVAL_ENV, TOKEN_CACHE_ENV, app_from_env
 from api.tokens import create_token
 from bench.events import drop_database, fresh_database
 from bench.worker import CLONE, open_template
+from engine.settings import PathwayDefaults
 from models.db import make_engine, upgrade
+from models.repository import EpisodeRepository
 
 CAREPATH = Path(sys.executable).parent / "carepath"
+HISTORY_EVENTS = 12
+VISIT = {"type": "assessment", "data": {"vas_leg": 6, "odi": 40}}
 COORDINATORS = 1000
 SERVE_WORKERS = 2  # one per core of the machines the figures come from
 
@@ -249,6 +254,10 @@ def main() -> None:
         episode = seed(engine, args.episodes, args.audit_rows)
         print(f"  seeded in {time.perf_counter() - began:.0f} s", flush=True)
         now = datetime.now(UTC)
+        # The episode read has a history, as a real one has: its view carries a full timeline.
+        repo = EpisodeRepository(engine, PathwayDefaults())
+        for _ in range(HISTORY_EVENTS):
+            repo.apply(episode, VISIT, now)
         _, coordinator = create_token(engine, "coordinator", "c-7", now)
         _, service = create_token(engine, "service", "bench", now)
         port = free_port()

@@ -5,11 +5,17 @@ its window opens, due, overdue once the deadline passes, escalated after the rul
 Each open task has one pending timer, at its next boundary; the timer re-reads the calendar
 and books the next one. Deadlines already past when a task is created come up at once as
 due, by the end of that day (our default for late enrolment), and only once.
+
+Items are kept for good, but an episode works with its *current* items only
+(:func:`current_items`): every open one and, of each kind, the one closed last. That is all
+any rule reads (a closed referral or six-week review, never an older periodic review), what
+a step loads and what the episode view's ``due`` lists, so neither grows with the history.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 
 from engine.clinic_time import next_day_start
 from engine.episode import EpisodeState, Step, TaskItem, TimerRequest
@@ -89,3 +95,33 @@ def finish_task(state: EpisodeState, step: Step, key: str, now: datetime, status
 
 def open_tasks(state: EpisodeState, prefix: str = "") -> list[TaskItem]:
     return [t for t in state.tasks.values() if t.is_open and t.key.startswith(prefix)]
+
+
+def item_kind(key: str) -> str:
+    """The kind of item a key names: a numbered key (``periodic_review_3``) is one of a
+    series (``periodic_review``); any other key is the one item of its kind."""
+    return key.rstrip("0123456789_")
+
+
+def current_items(tasks: Mapping[str, TaskItem]) -> list[TaskItem]:
+    """Every open item, and of each kind the closed one that closed last, in ``tasks``'s
+    order: the items the rules read, a step loads and the view lists (our default for the
+    view's recently closed items: one per kind).
+
+    A kind's other closed items (earlier periodic reviews) are history: no rule reads them,
+    and their keys are never used again (a series numbers its items onwards).
+    """
+    closed = [item_kind(t.key) for t in tasks.values() if not t.is_open]
+    if len(set(closed)) == len(closed):  # the usual case: nothing superseded
+        return list(tasks.values())
+    last_closed: dict[str, tuple[tuple[datetime, int], str]] = {}
+    for position, task in enumerate(tasks.values()):
+        if task.is_open:
+            continue
+        kind = item_kind(task.key)
+        # When it closed (an item closed without saying when sorts first), then the order.
+        order = (task.completed_at or datetime.min.replace(tzinfo=UTC), position)
+        if kind not in last_closed or order >= last_closed[kind][0]:
+            last_closed[kind] = (order, task.key)
+    kept = {key for _, key in last_closed.values()}
+    return [t for t in tasks.values() if t.is_open or t.key in kept]

@@ -39,7 +39,7 @@ def intensive_follow_up(ctx: StepContext) -> bool:
 # --- red flags -----------------------------------------------------------------------------
 
 
-def raise_flag(ctx: StepContext, kind: str, note: str | None) -> None:
+def raise_flag(ctx: StepContext, kind: str) -> None:
     rule, level = FLAG_RULES[kind]
     ctx.step.add_rule(rule)
     current = ctx.facts.get("red_flag")
@@ -70,8 +70,6 @@ def raise_flag(ctx: StepContext, kind: str, note: str | None) -> None:
             due_at=ctx.at + timedelta(hours=hours),
             window_start=ctx.at,
         )
-    if note:
-        ctx.facts.setdefault("notes", []).append(note)
 
 
 def _iso(ctx: StepContext) -> str:
@@ -97,13 +95,12 @@ def _finish_workup(ctx: StepContext) -> None:
 
 
 def on_red_flag(ctx: StepContext, data: dict[str, Any]) -> None:
-    raise_flag(ctx, data["kind"], data.get("note"))
+    raise_flag(ctx, data["kind"])
 
 
 def on_red_flag_cleared(ctx: StepContext, data: dict[str, Any]) -> None:
-    flag = _active_flag(ctx, data)
+    _active_flag(ctx, data)
     ctx.send("clear_red_flag")
-    ctx.facts.setdefault("red_flag_history", []).append({**flag, "outcome": "cleared"})
     ctx.facts["red_flag"] = None
     _finish_workup(ctx)
 
@@ -143,9 +140,9 @@ def on_assessment(ctx: StepContext, data: dict[str, Any]) -> None:
     _risk_markers(ctx, data, found.slr_positive)
     _populations(ctx, found)
     if found.ces_signs:
-        raise_flag(ctx, "ces", "cauda equina screen: " + ", ".join(found.ces_signs))
+        raise_flag(ctx, "ces")
     elif found.progression:
-        raise_flag(ctx, "progressive_deficit", "motor: " + "; ".join(found.progression))
+        raise_flag(ctx, "progressive_deficit")
     if not state.in_red_flag:
         _referral_triggers(ctx, found.severe_disabling, found.deficit, found.response)
     _assessment_completes_reviews(ctx)

@@ -18,6 +18,7 @@ from engine.episode import EpisodeState, Patient, Step, TimerRequest
 from engine.errors import InvalidEvent, RuleRefusal
 from engine.events import ClinicalEvent, Opening
 from engine.handlers import HANDLERS, intensive_follow_up
+from engine.memory import keep_what_rules_read
 from engine.settings import PathwayDefaults
 
 PHASE_STARTS = (
@@ -136,6 +137,7 @@ def apply_event(
             override_possible=refusal.override_possible,
             eligible_from=refusal.eligible_from,
         )
+    keep_what_rules_read(ctx.facts)
     return ctx.step
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from engine.due import current_items
 from engine.episode import EpisodeState, iso
 from engine.rules import RECOMMENDED_CARE, cite, rule
 
@@ -74,7 +75,10 @@ def red_flag_view(state: EpisodeState) -> dict[str, Any] | None:
 
 
 def due_view(state: EpisodeState) -> list[dict[str, Any]]:
-    tasks = sorted(state.tasks.values(), key=lambda t: (t.due_at, t.key))
+    """The current due items (:func:`engine.due.current_items`: the open ones and the
+    latest closed one of each kind), soonest first. Older closed items are listed by
+    ``GET /episodes/{id}/due``."""
+    tasks = sorted(current_items(state.tasks), key=lambda t: (t.due_at, t.key))
     return [t.view() for t in tasks]
 
 

@@ -36,6 +36,7 @@ from engine.events import (
 from engine.pathway import apply_event, complete_task, fire_timer, open_episode
 from engine.settings import PathwayDefaults
 from engine.view import episode_view
+from models.history import TIMELINE_STEPS, read_with_timeline
 from models.idempotency import KeyedWrite, answered, keyed_read
 from models.incidents import BatchIncidents, Change, RetryBackoff, log_changes
 from models.store import EpisodeChanges, EpisodeStore, run_step, transaction
@@ -114,6 +115,23 @@ class EpisodeRepository:
 
     def view(self, episode_id: str) -> dict[str, Any]:
         return episode_view(self.load(episode_id))
+
+    def view_with_timeline(self, episode_id: str, steps: int = TIMELINE_STEPS) -> dict[str, Any]:
+        """What ``GET /episodes/{id}`` answers: the episode view with its ``steps`` most
+        recent steps (``timeline``, newest first) and ``timeline_next_cursor`` for the
+        ones before (:func:`models.history.timeline_page`), in one read.
+
+        Raises:
+            EpisodeNotFound, InvalidConfiguration.
+        """
+        with transaction(self.engine, read_only=True) as store:
+            state, timeline, more = read_with_timeline(
+                store, self.engine.dialect, episode_id, steps
+            )
+        view = episode_view(state)
+        view["timeline"] = timeline
+        view["timeline_next_cursor"] = more
+        return view
 
     # ---------------------------------------------------------------------------------------
     # Opening

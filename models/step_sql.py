@@ -65,7 +65,7 @@ def _insert(table: Table, *names: str) -> Any:
 
 
 _EPISODE_COLUMNS = tuple(c.key for c in EPISODE.columns)
-_TASK_COLUMNS = ("episode_id", "key", "created_at", "updated_at", *TASK_FIELDS)
+_TASK_COLUMNS = ("episode_id", "key", "created_at", "updated_at", "archived_at", *TASK_FIELDS)
 _TIMER_COLUMNS = ("episode_id", "kind", "ref", "due_at", "payload", "status", "set_at")
 _EVENT_COLUMNS = tuple(c.key for c in EVENT.columns if c.key != "id")
 # What the engine's state is rebuilt from (models.store.state_from_rows), and no more: each
@@ -80,13 +80,22 @@ _STATE_COLUMNS = (
 _EPISODE_STATE = [EPISODE.c[name] for name in _STATE_COLUMNS]
 _TASK_STATE = [TASK.c.episode_id, TASK.c.key, *(TASK.c[name] for name in TASK_FIELDS)]
 _READ_EPISODE = select(*_EPISODE_STATE).where(EPISODE.c.id == bindparam("b_id"))
+# Also the view's read, with its recent steps (models.history).
+READ_EPISODE = _READ_EPISODE
 # A step's read: the episode with the audit chain's head, which the step appends to. One
 # statement instead of two; on PostgreSQL it locks the episode's row, then the head's (the
 # order of FROM), as the worker does.
 _READ_FOR_STEP = _READ_EPISODE.add_columns(AUDIT_HEAD.c.last_seq, AUDIT_HEAD.c.last_hash).where(
     AUDIT_HEAD.c.id == 1
 )
-_READ_TASKS = select(*_TASK_STATE).where(TASK.c.episode_id == bindparam("b_id")).order_by(TASK.c.id)
+# An episode's current due items only (engine.due.current_items): the archived ones are
+# history no rule reads, and reading them made a step's cost grow with the episode's age.
+_CURRENT_TASK = TASK.c.archived_at.is_(None)
+_READ_TASKS = (
+    select(*_TASK_STATE)
+    .where(TASK.c.episode_id == bindparam("b_id"), _CURRENT_TASK)
+    .order_by(TASK.c.id)
+)
 _EPISODE_CHANGES = ("configuration", "history", "facts", "version", "updated_at", *SUMMARY_COLUMNS)
 
 
@@ -102,6 +111,11 @@ _MOVE_TASK = (
     update(TASK)
     .where(TASK.c.episode_id == bindparam("b_episode_id"), TASK.c.key == bindparam("b_key"))
     .values({name: bindparam(name) for name in (*TASK_FIELDS, "updated_at")})
+)
+_ARCHIVE_TASK = (
+    update(TASK)
+    .where(TASK.c.episode_id == bindparam("b_episode_id"), TASK.c.key == bindparam("b_key"))
+    .values(archived_at=bindparam("archived_at"))
 )
 CANCELLED_BY_ENGINE = "cancelled by the engine"
 _CANCEL_ALL_TIMERS = (
@@ -196,6 +210,7 @@ class Statements:
         self._saves: dict[tuple[str, ...], Prepared] = {}
         self.insert_task = prepare(_insert(TASK, *_TASK_COLUMNS))
         self.move_task = prepare(_MOVE_TASK)
+        self.archive_task = prepare(_ARCHIVE_TASK)
         self.cancel_all_timers = prepare(_CANCEL_ALL_TIMERS)
         self.cancel_timer = prepare(_CANCEL_TIMER)
         self.insert_timer = prepare(_insert(TIMER, *_TIMER_COLUMNS))
@@ -261,7 +276,9 @@ class BatchReads:
             .with_for_update()
         )
         self.tasks = prepare(
-            select(*_TASK_STATE).where(TASK.c.episode_id == any_(ids)).order_by(TASK.c.id)
+            select(*_TASK_STATE)
+            .where(TASK.c.episode_id == any_(ids), _CURRENT_TASK)
+            .order_by(TASK.c.id)
         )
         # For each episode, its first claimed timer (id, due instant): is an earlier one
         # of the episode still pending, held by another worker?

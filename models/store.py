@@ -1,9 +1,10 @@
 """One episode's rows, read and written in the step's transaction.
 
 The unit of work in :mod:`models.repository` runs for every event and every timer. It reads
-the episode and its due items in one statement each, then writes only what the step
-changed: the episode row, new or moved due items, cancelled and new timers, reminders, the
-event as received and the audit row. The statements are in :mod:`models.step_sql`.
+the episode and its current due items in one statement each, then writes only what the step
+changed: the episode row, new, moved or archived due items, cancelled and new timers,
+reminders, the event as received and the audit row. The statements are in
+:mod:`models.step_sql`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from engine.clinic_time import to_utc
+from engine.due import current_items
 from engine.episode import EpisodeState, Step, TimerRequest
 from engine.errors import EpisodeNotFound, UnreadableEpisode
 from models import timeouts as bounds
@@ -296,10 +298,12 @@ class EpisodeStore:
     def write_tasks(
         self, state: EpisodeState, stored: Mapping[str, Mapping[str, Any]], now: datetime
     ) -> None:
-        """Insert new due items and rewrite the ones that moved; leave the rest alone."""
-        inserts, moves = task_changes(state, stored, now)
+        """Insert new due items, rewrite the ones that moved, archive the ones no longer
+        current; leave the rest alone (rows never read included)."""
+        inserts, moves, archived = task_changes(state, stored, now)
         self.write_many("insert_task", inserts)
         self.write_many("move_task", moves)
+        self.write_many("archive_task", archived)
         self.write_many("insert_reminder", reminders_for(state, stored, now))
 
     def cancel_timers(self, episode_id: str, refs: list[str], now: datetime) -> None:
@@ -328,14 +332,17 @@ class EpisodeStore:
         self.write_many("save_episode", [_episode_values(c.state, now) for c in changed])
         inserts: list[dict[str, Any]] = []
         moves: list[dict[str, Any]] = []
+        archives: list[dict[str, Any]] = []
         reminders: list[dict[str, Any]] = []
         for c in changed:
-            new, moved = task_changes(c.state, c.initial.task_rows, now)
+            new, moved, archived = task_changes(c.state, c.initial.task_rows, now)
             inserts += new
             moves += moved
+            archives += archived
             reminders += reminders_for(c.state, c.initial.task_rows, now)
         self.write_many("insert_task", inserts)
         self.write_many("move_task", moves)
+        self.write_many("archive_task", archives)
         self.write_many("insert_reminder", reminders)
         self.write_many(
             "cancel_all_timers",
@@ -479,10 +486,18 @@ def _timer_values(episode_id: str, request: TimerRequest, now: datetime) -> dict
 
 def task_changes(
     state: EpisodeState, stored: Mapping[str, Mapping[str, Any]], now: datetime
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Due items to insert, and those to rewrite because they moved."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Due items to insert, those to rewrite because they moved, and those to archive
+    because they are no longer current (a later item of their kind closed).
+
+    Only the items in ``state`` are looked at: the episode's archived rows were never
+    read, and stay as they are. No new item can take an archived item's key: only a
+    series (``periodic_review_N``) has archived items, and it numbers its items onwards.
+    """
     inserts: list[dict[str, Any]] = []
     moves: list[dict[str, Any]] = []
+    archived: list[dict[str, Any]] = []
+    current = {item.key for item in current_items(state.tasks)}
     for key, item in state.tasks.items():
         values = {
             "rule": item.rule,
@@ -496,10 +511,17 @@ def task_changes(
         }
         row = stored.get(key)
         if row is None:
-            inserts.append({**values, "episode_id": state.id, "key": key, "created_at": now})
-        elif any(row[name] != values[name] for name in TASK_FIELDS):
+            archived_at = None if key in current else now
+            inserts.append(
+                {**values, "episode_id": state.id, "key": key, "created_at": now,
+                 "archived_at": archived_at}
+            )  # fmt: skip
+            continue
+        if any(row[name] != values[name] for name in TASK_FIELDS):
             moves.append({**values, "b_episode_id": state.id, "b_key": key})
-    return inserts, moves
+        if key not in current:
+            archived.append({"b_episode_id": state.id, "b_key": key, "archived_at": now})
+    return inserts, moves, archived
 
 
 def reminders_for(

@@ -152,6 +152,13 @@ class Task(Base):
         CheckConstraint(_one_of("status", TASK_STATUSES), name="status"),
         # The coordinator's work list: my open items, soonest first.
         Index("ix_task_owner_status_due_at", "owner", "status", "due_at"),
+        # A step's read: the episode's current items (not archived) and no others.
+        Index(
+            "ix_task_current_by_episode",
+            "episode_id",
+            sqlite_where=text("archived_at IS NULL"),
+            postgresql_where=text("archived_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -170,6 +177,10 @@ class Task(Base):
     acknowledged_at: Mapped[datetime | None]
     acknowledged_by: Mapped[str | None] = mapped_column(String(128))
     acknowledged_status: Mapped[str | None] = mapped_column(String(16))
+    # When a closed item left the episode's current items (engine.due.current_items): a
+    # later item of its kind closed. Steps and the episode view read current items only;
+    # archived ones stay, for GET /episodes/{id}/due and the audit.
+    archived_at: Mapped[datetime | None]
 
 
 class AuditEntry(Base):
@@ -180,11 +191,15 @@ class AuditEntry(Base):
     """
 
     __tablename__ = "audit_log"
-    __table_args__ = (CheckConstraint(_one_of("trigger", AUDIT_TRIGGERS), name="trigger"),)
+    __table_args__ = (
+        CheckConstraint(_one_of("trigger", AUDIT_TRIGGERS), name="trigger"),
+        # An episode's rows in chain order: its timeline, newest first, a page at a time.
+        Index("ix_audit_log_episode_id_seq", "episode_id", "seq"),
+    )
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     # No foreign key: the log outlives whatever it describes.
-    episode_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    episode_id: Mapped[str | None] = mapped_column(String(36))
     trigger: Mapped[str] = mapped_column(String(16))
     type: Mapped[str] = mapped_column(String(64))
     actor: Mapped[str] = mapped_column(String(128))

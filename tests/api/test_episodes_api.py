@@ -88,7 +88,10 @@ def test_an_episode_is_opened_read_and_moved_by_an_event(
     episode = opened(client, tokens)
     assert episode["phase"] == "acute"
     read = client.get(f"/episodes/{episode['id']}", headers=auth(tokens, "coordinator"))
-    assert read.json() == episode
+    # The view as opened, with its timeline: the opening so far.
+    timeline = read.json().pop("timeline")
+    assert read.json() == {**episode, "timeline": timeline, "timeline_next_cursor": None}
+    assert [(s["trigger"], s["actor"]) for s in timeline] == [("open", "service-1")]
     assert read.headers["etag"] == '"1"'
     forged = {**ASSESSMENT, "actor": "dr.someone-else"}
     answer = client.post(
@@ -140,7 +143,8 @@ def test_bad_input_is_a_422_naming_the_field_and_changes_nothing(
     assert answer.status_code == 422
     assert answer.json()["field"] == field
     after = client.get(f"/episodes/{episode['id']}", headers=auth(tokens, "service")).json()
-    assert after == episode
+    assert [step["type"] for step in after.pop("timeline")] == ["open"]  # nothing recorded
+    assert after == {**episode, "timeline_next_cursor": None}
 
 
 def test_a_stale_if_match_is_412_and_a_missing_episode_404(

@@ -60,8 +60,12 @@ def test_real_answers_match_the_documented_models(
     opened = client.post("/episodes", json=OPENING, headers=service)
     conforms(schemas.EpisodeView, opened.json())
     episode = opened.json()["id"]
-    conforms(schemas.EpisodeView, client.get(f"/episodes/{episode}", headers=service).json())
-    conforms(schemas.EpisodeView, client.get(f"/episodes/{late_referral}", headers=service).json())
+    conforms(schemas.EpisodeRead, client.get(f"/episodes/{episode}", headers=service).json())
+    conforms(schemas.EpisodeRead, client.get(f"/episodes/{late_referral}", headers=service).json())
+    timeline = client.get(f"/episodes/{late_referral}/timeline?limit=2", headers=service).json()
+    conforms(schemas.TimelinePage, timeline)
+    due = client.get(f"/episodes/{late_referral}/due?status=open", headers=service).json()
+    conforms(schemas.DuePage, due)
     conforms(schemas.EpisodePage, client.get("/episodes", headers=service).json())
     event = {"type": "assessment", "data": {"vas_leg": 4, "odi": 30}}
     answer = client.post(f"/episodes/{episode}/events", json=event, headers=service)

@@ -1,0 +1,228 @@
+"""An episode's history a page at a time: its steps (the audit rows) and its due items.
+
+The episode view lists only what the episode stands on now: its current due items (the
+open ones and the last closed one of each kind, :func:`engine.due.current_items`) and the
+most recent :data:`TIMELINE_STEPS` steps of its timeline. What came before is read from
+here, newest first, a page at a time, each page ending with a cursor for the next.
+
+A timeline step is an audit row as the coordinator's page shows it: its sequence number,
+when it happened (``at``: an event's occurred_at, a timer's due instant), the trigger
+(``open``, ``event``, ``timer``), the event or timer type, who, whether it was accepted,
+the rules that acted and the reason (a refusal's, or a documented override's). The audit
+row itself (``GET /audit/transitions?episode=``) has the rest: when it was recorded, the
+configurations before and after, the payload's digest and the chain's hashes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from functools import cache
+from typing import Any, Literal, cast
+
+from sqlalchemy import Dialect, Engine, Table, bindparam, func, select, type_coerce
+from sqlalchemy.sql.elements import ColumnElement, Label
+
+from engine.episode import OPEN_TASK_STATUSES, EpisodeState, iso
+from engine.errors import EpisodeNotFound, InvalidEvent
+from models.db import read_only
+from models.statements import Prepared
+from models.step_sql import READ_EPISODE
+from models.store import EpisodeStore, state_from_rows, transaction
+from models.tables import AuditEntry, Episode, Task
+from models.types import PortableJSON
+
+AUDIT_LOG = cast(Table, AuditEntry.__table__)
+EPISODE = cast(Table, Episode.__table__)
+TASK = cast(Table, Task.__table__)
+
+TIMELINE_STEPS = 10  # the steps the episode view carries (our default)
+PAGE_SIZE = 50  # a page of GET /episodes/{id}/timeline or /due, unless asked otherwise
+MAX_PAGE_SIZE = 500
+CLOSED_STATUSES = ("done", "cancelled")
+DueFilter = Literal["open", "closed"]
+_EPISODE_ID = select(EPISODE.c.id).where(EPISODE.c.id == bindparam("b_id"))
+
+# What a step shows, and no more: the view carries ten of them on the busiest route.
+_STEP_COLUMNS = ("seq", "occurred_at", "trigger", "type", "actor", "accepted", "rules", "reason")
+
+
+def _steps(dialect: Dialect, before: bool) -> Label[Any]:
+    """The episode's ``b_steps`` most recent steps (those before ``b_before``) as one JSON
+    array of ``_STEP_COLUMNS`` arrays, a column of the episode's own read.
+
+    A query of their own cost the busiest route, ``GET /episodes/{id}``, more than the
+    rest of the timeline's reading: as a column they cost the database an index scan and
+    the driver one JSON value.
+    """
+    postgres = dialect.name == "postgresql"
+    recent = select(*(AUDIT_LOG.c[name] for name in _STEP_COLUMNS)).where(
+        AUDIT_LOG.c.episode_id == bindparam("b_id")
+    )
+    if before:
+        recent = recent.where(AUDIT_LOG.c.seq < bindparam("b_before"))
+    rows = recent.order_by(AUDIT_LOG.c.seq.desc()).limit(bindparam("b_steps")).subquery()
+    columns: dict[str, ColumnElement[Any]] = {name: rows.c[name] for name in _STEP_COLUMNS}
+    if postgres:
+        # The instant as ISO 8601 text in UTC, whatever the session's time zone.
+        columns["occurred_at"] = func.to_char(
+            func.timezone("UTC", rows.c.occurred_at), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
+        )
+    else:
+        # SQLite keeps the UTC wall time as "YYYY-MM-DD HH:MM:SS.ffffff", and JSON as
+        # text: json() embeds the rule list as JSON, not as a string.
+        columns["occurred_at"] = func.replace(rows.c.occurred_at, " ", "T").concat("Z")
+        columns["rules"] = func.json(rows.c.rules)
+    values = list(columns.values())
+    step = func.json_build_array(*values) if postgres else func.json_array(*values)
+    steps = func.json_agg(step) if postgres else func.json_group_array(step)
+    return type_coerce(select(steps).scalar_subquery(), PortableJSON).label("timeline")
+
+
+class _Statements:
+    def __init__(self, dialect: Dialect) -> None:
+        self.view = Prepared(READ_EPISODE.add_columns(_steps(dialect, before=False)), dialect)
+        self.newest = Prepared(_EPISODE_ID.add_columns(_steps(dialect, before=False)), dialect)
+        self.older = Prepared(_EPISODE_ID.add_columns(_steps(dialect, before=True)), dialect)
+
+
+@cache
+def _statements(dialect: Dialect) -> _Statements:
+    return _Statements(dialect)
+
+
+def cursor_for(position: int) -> str:
+    """The opaque cursor of a page that continues before ``position``."""
+    return base64.urlsafe_b64encode(str(position).encode()).decode()
+
+
+def position_of(cursor: str) -> int:
+    """The position a cursor given out by :func:`cursor_for` stands for.
+
+    Raises:
+        InvalidEvent: not a cursor this service gave out (field ``cursor``).
+    """
+    try:
+        text = base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode()
+    except (binascii.Error, UnicodeError, ValueError):
+        text = ""
+    # Positions are row keys, which the databases keep below 2**31.
+    if not text.isascii() or not text.isdigit() or int(text) >= 2**31:
+        raise InvalidEvent("cursor", "not a cursor this API gave out")
+    return int(text)
+
+
+def _instant(text: str) -> str:
+    """``YYYY-MM-DDTHH:MM:SS.ffffffZ`` as :func:`engine.episode.iso` writes it: without
+    the fraction when it is zero."""
+    return text.replace(".000000Z", "Z")
+
+
+def _page(
+    arrays: Sequence[Sequence[Any]] | None, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Up to ``limit`` steps, newest first, from ``limit + 1`` read, and the cursor past
+    them (None: no more)."""
+    newest_first = sorted(arrays or (), key=lambda step: int(step[0]), reverse=True)
+    steps = [
+        {
+            "seq": seq,
+            "at": _instant(at),
+            "trigger": trigger,
+            "type": type_,
+            "actor": actor,
+            "accepted": bool(accepted),
+            "rules": rules or [],
+            "reason": reason,
+        }
+        for seq, at, trigger, type_, actor, accepted, rules, reason in newest_first[:limit]
+    ]
+    more = len(newest_first) > limit
+    return steps, (cursor_for(steps[-1]["seq"]) if more else None)
+
+
+def read_with_timeline(
+    store: EpisodeStore, dialect: Dialect, episode_id: str, steps: int = TIMELINE_STEPS
+) -> tuple[EpisodeState, list[dict[str, Any]], str | None]:
+    """The episode as a step reads it, its ``steps`` most recent steps and the cursor to
+    the ones before: the episode's two reads, its steps a column of the first.
+
+    Raises:
+        EpisodeNotFound: no such episode.
+        InvalidConfiguration: the stored configuration cannot be bound to the chart.
+    """
+    values = {"b_id": episode_id, "b_steps": steps + 1}
+    episode = store.cursor.query(_statements(dialect).view, values)
+    tasks = store.cursor.query(store.sql.read_tasks, {"b_id": episode_id})
+    row, task_rows = episode.first(), tasks.all()
+    if row is None:
+        raise EpisodeNotFound(episode_id)
+    return (state_from_rows(row, task_rows), *_page(row["timeline"], steps))
+
+
+def timeline_page(
+    engine: Engine, episode_id: str, cursor: str | None = None, limit: int = PAGE_SIZE
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of the episode's steps, newest first, from ``cursor`` (None: the newest).
+
+    Raises:
+        EpisodeNotFound: no such episode.
+        InvalidEvent: a cursor this service did not give out.
+    """
+    sql = _statements(engine.dialect)
+    values: dict[str, Any] = {"b_id": episode_id, "b_steps": limit + 1}
+    if cursor is not None:
+        values["b_before"] = position_of(cursor)
+    with transaction(engine, read_only=True) as store:
+        row = store.cursor.query(sql.newest if cursor is None else sql.older, values).first()
+    if row is None:
+        raise EpisodeNotFound(episode_id)
+    return _page(row["timeline"], limit)
+
+
+def due_page(
+    engine: Engine,
+    episode_id: str,
+    status: DueFilter | None = None,
+    cursor: str | None = None,
+    limit: int = PAGE_SIZE,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of the episode's due items, archived ones included, newest first (in the
+    order they were first set): ``open`` ones, ``closed`` ones (done or cancelled), or
+    all of them.
+
+    Raises:
+        EpisodeNotFound: no such episode.
+        InvalidEvent: a cursor this service did not give out.
+    """
+    query = (
+        select(TASK.c.id, TASK.c.key, TASK.c.rule, TASK.c.window_start, TASK.c.due_at,
+               TASK.c.status, TASK.c.completed_at)
+        .where(TASK.c.episode_id == episode_id)
+        .order_by(TASK.c.id.desc())
+        .limit(limit + 1)
+    )  # fmt: skip
+    if status is not None:
+        query = query.where(
+            TASK.c.status.in_(OPEN_TASK_STATUSES if status == "open" else CLOSED_STATUSES)
+        )
+    if cursor is not None:
+        query = query.where(TASK.c.id < position_of(cursor))
+    with read_only(engine) as connection:
+        rows = list(connection.execute(query).mappings())
+        if not rows and connection.execute(_EPISODE_ID, {"b_id": episode_id}).first() is None:
+            raise EpisodeNotFound(episode_id)
+    items = [
+        {
+            "key": row["key"],
+            "rule": row["rule"],
+            "window_start": iso(row["window_start"]),
+            "due_at": iso(row["due_at"]),
+            "status": row["status"],
+            "completed_at": iso(row["completed_at"]),
+        }
+        for row in rows[:limit]
+    ]
+    more = len(rows) > limit
+    return items, (cursor_for(rows[limit - 1]["id"]) if more else None)
