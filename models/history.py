@@ -29,7 +29,8 @@ from engine.errors import EpisodeNotFound, InvalidEvent
 from models.db import read_only
 from models.statements import Prepared
 from models.step_sql import READ_EPISODE
-from models.store import EpisodeStore, state_from_rows, transaction
+from models.store import EpisodeStore, transaction
+from models.stored import state_from_rows
 from models.tables import AuditEntry, Episode, Task
 from models.types import PortableJSON
 

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from engine.clinic_time import FakeClock
 from tests.api.conftest import OPENING
+from tests.api.page_forms import sign_in
 
 VISIT = {"type": "assessment", "data": {"vas_leg": 6, "odi": 40}}
 MRI = {"type": "order", "data": {"kind": "mri"}}
@@ -86,8 +87,7 @@ def test_the_episode_page_shows_recent_steps_with_a_link_to_earlier_ones(
     client: TestClient, tokens: dict[str, str], clock: FakeClock
 ) -> None:
     episode = episode_with_history(client, tokens, clock, visits=30)
-    token = tokens["coordinator"].removeprefix("Bearer ")
-    client.post("/signin", data={"token": token}, follow_redirects=False)
+    assert sign_in(client, tokens["coordinator"]).status_code == 303
     page = client.get(f"/pages/episodes/{episode}")
     assert page.status_code == 200
     assert len(re.findall(r"<tr( class=\"refused\")?>\s*<td>", page.text)) == 50
