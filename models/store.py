@@ -20,7 +20,8 @@ from sqlalchemy.exc import DBAPIError
 from engine.chart import validate_configuration
 from engine.episode import EpisodeState, Patient, Step, TaskItem, TimerRequest
 from engine.errors import EpisodeNotFound
-from models.audit import HEAD_MISSING, chain_row
+from models.audit import AUDIT_CHAIN, HEAD_MISSING, chain_row
+from models.audit_keys import process_sealer
 from models.db import begin_sqlite
 from models.statements import Cursor
 from models.step_sql import SUMMARY_COLUMNS, TASK_FIELDS, BatchReads, Statements, statements_for
@@ -465,16 +466,18 @@ def reminders_for(
 
 class AuditChain:
     """Rows appended to the audit log in one transaction; :meth:`close` writes them, all in
-    one go, and moves the head."""
+    one go, and moves the head. Each row is sealed with this process's audit key, when it
+    has one (``CAREPATH_AUDIT_KEY_FILE``): one HMAC per row."""
 
     def __init__(self, store: EpisodeStore, last_seq: int, last_hash: str) -> None:
         self.store = store
         self.last_seq = last_seq
         self.last_hash = last_hash
         self.rows: list[dict[str, Any]] = []
+        self.sealer = process_sealer(AUDIT_CHAIN.name)
 
     def append(self, **facts: Any) -> dict[str, Any]:
-        row = chain_row(self.last_seq, self.last_hash, **facts)
+        row = chain_row(self.last_seq, self.last_hash, **facts, sealer=self.sealer)
         self.rows.append(row)
         self.last_seq, self.last_hash = row["seq"], row["hash"]
         return row
