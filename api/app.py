@@ -20,6 +20,12 @@ from api.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from api.tokens import Tokens
 from engine.clinic_time import Clock, SystemClock
 from engine.settings import PathwayDefaults
+from models.audit_keys import process_key
+from models.checkpointing import (
+    CHECKPOINT_INTERVAL_ENV,
+    DEFAULT_CHECKPOINT_INTERVAL,
+    CheckpointSchedule,
+)
 from models.db import database_url, make_engine
 from models.repository import EpisodeRepository
 from schedulers import logs
@@ -42,9 +48,12 @@ def create_app(
     channels: Sequence[Channel] = (),
     token_cache_seconds: float = 0.0,
     owns_engine: bool = False,
+    checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL,
 ) -> FastAPI:
-    """The API on ``engine``; with ``worker_interval`` the worker sweeps in-process and
-    sends reminders through ``channels``. A live token is remembered for
+    """The API on ``engine``; with ``worker_interval`` the worker sweeps in-process, sends
+    reminders through ``channels`` and, when the process has the audit key
+    (``CAREPATH_AUDIT_KEY_FILE``), signs the audit chain's head every
+    ``checkpoint_interval`` seconds it has moved. A live token is remembered for
     ``token_cache_seconds`` (see :class:`api.tokens.Tokens`). With ``owns_engine`` the
     engine is disposed when the app shuts down."""
     clock = clock or SystemClock()
@@ -57,7 +66,11 @@ def create_app(
         stop = None
         if worker_interval is not None:
             deliver = partial(deliver_due, engine, channels) if channels else None
-            worker = Worker(repo, clock, deliver=deliver, metrics=parts.metrics)
+            key = process_key()
+            checkpoints = CheckpointSchedule(engine, key, checkpoint_interval) if key else None
+            worker = Worker(
+                repo, clock, deliver=deliver, metrics=parts.metrics, checkpoint=checkpoints
+            )
             stop = worker.start(worker_interval)
         try:
             yield
@@ -93,10 +106,11 @@ TOKEN_CACHE_ENV = "CAREPATH_TOKEN_CACHE_SECONDS"
 def app_from_env() -> FastAPI:
     """The app of one process of ``carepath serve --workers N``, set up from the environment
     the command leaves for it: the database, the pathway defaults, the reminder channels,
-    the sweep interval and the token cache. Each process sweeps too, as several
-    ``carepath worker`` processes may: timers are claimed, never shared."""
+    the sweep and checkpoint intervals and the token cache. Each process sweeps too, as
+    several ``carepath worker`` processes may: timers are claimed, never shared."""
     logs.configure(json_lines=False)
     interval = os.environ.get(SWEEP_INTERVAL_ENV)
+    checkpoints = os.environ.get(CHECKPOINT_INTERVAL_ENV)
     return create_app(
         make_engine(database_url()),
         SystemClock(),
@@ -105,4 +119,5 @@ def app_from_env() -> FastAPI:
         channels=channels_from_env(),
         token_cache_seconds=float(os.environ.get(TOKEN_CACHE_ENV, "0")),
         owns_engine=True,
+        checkpoint_interval=float(checkpoints) if checkpoints else DEFAULT_CHECKPOINT_INTERVAL,
     )

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from engine.clinic_time import to_utc
@@ -91,7 +91,7 @@ def payload_digest(payload: Mapping[str, Any]) -> str:
 
 
 def entry_hash(
-    fields: Mapping[str, Any], prev_hash: str, hashed: Sequence[str] = HASHED_FIELDS
+    fields: Mapping[Any, Any], prev_hash: str, hashed: Sequence[str] = HASHED_FIELDS
 ) -> str:
     """The hash of a row: its ``hashed`` fields plus the previous row's hash."""
     content = {name: fields[name] for name in hashed}
@@ -120,7 +120,7 @@ class ChainSpec:
     def triggers_for(self, dialect: str) -> tuple[str, ...]:
         return dict(self.triggers).get(dialect, ())
 
-    def hash_row(self, fields: Mapping[str, Any], prev_hash: str) -> str:
+    def hash_row(self, fields: Mapping[Any, Any], prev_hash: str) -> str:
         return entry_hash(fields, prev_hash, self.hashed)
 
 
@@ -229,4 +229,6 @@ def verify_chain(session: Session, batch_size: int = 5000) -> ChainReport:
     """
     from models.audit_verify import verify_log
 
-    return verify_log(session.get_bind(), full=True, batch_size=batch_size)
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    return verify_log(engine, full=True, batch_size=batch_size)

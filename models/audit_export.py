@@ -1,8 +1,13 @@
 """Reading the audit log out: filtered pages, and exports streamed in constant memory.
 
-An export first reads the chain's head, then every row up to it, a batch at a time by key
-(never OFFSET), and ends with that head's sequence number and hash: an auditor can check
-that the last row exported carries the head's hash, so nothing was cut off the end.
+An export first reads the chain's head and the newest signed checkpoint at or before it,
+then every row up to the head, a batch at a time by key (never OFFSET), and ends with a
+trailer: the head's sequence number and hash, the checkpoint, and what can be checked from
+the export. From a whole export an auditor can check every link and hash, that the last
+row carries the head's hash (nothing was cut off the end), and, with the public key, that
+the rows up to the checkpoint are the ones it signed (``carepath audit verify --file``).
+A filtered export holds rows that do not follow on from each other: each row's own hash
+can be checked, their links and completeness cannot, and its trailer says so.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from sqlalchemy import Engine, Integer, String, Table, Text, bindparam, select
 from sqlalchemy import cast as sql_cast
 
 from engine.errors import InvalidEvent
+from models import checkpoints
+from models.audit import AUDIT_CHAIN
+from models.checkpoints import Checkpoint
 from models.db import read_only
 from models.statements import Prepared
 from models.tables import AuditEntry, AuditHead
@@ -57,8 +65,24 @@ class AuditFilter:
                 raise InvalidEvent(field, "must not contain a NUL character")
         if self.rule is not None and not RULE_ID.fullmatch(self.rule):
             raise InvalidEvent("rule", f"not a rule ID: {self.rule!r}")
+        for field, instant in (("since", self.since), ("until", self.until)):
+            if instant is not None and instant.tzinfo is None:
+                raise InvalidEvent(field, "needs a time with a UTC offset, e.g. 'Z'")
         if self.since and self.until and self.since >= self.until:
             raise InvalidEvent("until", "must be after since")
+
+    @property
+    def filtered(self) -> bool:
+        return any(value is not None for value in self.as_json().values())
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "since": self.since.isoformat() if self.since else None,
+            "until": self.until.isoformat() if self.until else None,
+            "episode": self.episode_id,
+            "actor": self.actor,
+            "rule": self.rule,
+        }
 
     def apply(self, query: Any) -> Any:
         if self.since is not None:
@@ -79,6 +103,51 @@ def head(engine: Engine) -> tuple[int, str]:
     with read_only(engine) as connection:
         row = connection.execute(select(HEAD.c.last_seq, HEAD.c.last_hash)).one()
     return int(row.last_seq), str(row.last_hash)
+
+
+def head_and_checkpoint(engine: Engine) -> tuple[int, str, Checkpoint | None]:
+    """The chain's head, and the newest checkpoint at or before it (not checked here: an
+    export carries it for the auditor to check)."""
+    with read_only(engine) as connection:
+        row = connection.execute(select(HEAD.c.last_seq, HEAD.c.last_hash)).one()
+        found = checkpoints.latest(connection, AUDIT_CHAIN, int(row.last_seq))
+    return int(row.last_seq), str(row.last_hash), found[0] if found else None
+
+
+def scope(where: AuditFilter, rows: int, checkpoint: Checkpoint | None) -> dict[str, Any]:
+    """What an export holds and what can be checked from it, for its trailer."""
+    signed = (
+        f"rows up to {checkpoint.seq} against checkpoint {checkpoint.id}'s signature (with "
+        "the public key)"
+        if checkpoint
+        else "nothing against a signature: no checkpoint had been signed"
+    )
+    if not where.filtered:
+        can = [
+            "every row's hash against its content",
+            "every link from the first row, and that no row is missing",
+            "that the last row carries chain_head's hash",
+            signed,
+        ]
+        cannot = ["rows after the checkpoint against a signature (no signature covers them)"]
+        if checkpoint is None:
+            cannot = ["any row against a signature"]
+    else:
+        can = ["each row's hash against its own content and prev_hash"]
+        if checkpoint:
+            can.append("the checkpoint's signature (with the public key)")
+        cannot = [
+            "the links between rows: the filter leaves rows out, so they do not follow on",
+            "that no row matching the filter is missing",
+            "that the rows belong to the chain the checkpoint signed",
+        ]
+    return {
+        "rows": rows,
+        "filtered": where.filtered,
+        "filter": where.as_json(),
+        "can_check": can,
+        "cannot_check": cannot,
+    }
 
 
 def page(
@@ -194,25 +263,47 @@ _JSONL_LINE = (
 
 
 def export(engine: Engine, fmt: str, where: AuditFilter) -> Iterator[str]:
-    """The export as chunks of text: CSV (header first) or JSON lines, then the head.
+    """The export as chunks of text: CSV (header first), JSON lines or FHIR resources, then
+    the trailer: the head, its latest signed checkpoint and what can be checked.
+
+    JSON lines end with one line ``{"chain_head": {"seq", "hash"}, "checkpoint": {...} |
+    null, "export": {...}}``; CSV with ``#export`` and ``#checkpoint`` rows, then
+    ``#chain_head,SEQ,HASH``; FHIR with a Provenance carrying all three.
 
     Raises:
         InvalidEvent: an unknown format.
     """
     if fmt not in FORMATS:
         raise InvalidEvent("format", f"must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    last_seq, last_hash = head(engine)
+    last_seq, last_hash, checkpoint = head_and_checkpoint(engine)
     batches = _batches(engine, where, last_seq)
+    counted = [0]
+
+    def count(batch: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        counted[0] += len(batch)
+        return batch
+
+    def trailer() -> dict[str, Any]:
+        return {
+            "chain_head": {"seq": last_seq, "hash": last_hash},
+            "checkpoint": checkpoint.as_json() if checkpoint else None,
+            "export": scope(where, counted[0], checkpoint),
+        }
+
     if fmt == "jsonl":
         for batch in batches:
-            yield "".join(jsonl_line(values) for values in batch)
-        yield json.dumps({"chain_head": {"seq": last_seq, "hash": last_hash}}) + "\n"
+            yield "".join(jsonl_line(values) for values in count(batch))
+        yield json.dumps(trailer(), sort_keys=True) + "\n"
         return
-    rows = (dict(zip(EXPORT_COLUMNS, values, strict=True)) for batch in batches for values in batch)
+    rows = (
+        dict(zip(EXPORT_COLUMNS, values, strict=True))
+        for batch in batches
+        for values in count(batch)
+    )
     if fmt == "fhir":
         for row in rows:
             yield json.dumps(fhir_audit_event(row), sort_keys=True) + "\n"
-        yield json.dumps(fhir_chain_head(last_seq, last_hash), sort_keys=True) + "\n"
+        yield json.dumps(fhir_chain_head(last_seq, last_hash, trailer()), sort_keys=True) + "\n"
         return
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -223,8 +314,18 @@ def export(engine: Engine, fmt: str, where: AuditFilter) -> Iterator[str]:
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
+    described = trailer()
+    writer.writerow(["#export", json.dumps(described["export"], sort_keys=True)])
+    signed = described["checkpoint"]
+    writer.writerow(
+        ["#checkpoint", *(signed[k] for k in CHECKPOINT_FIELDS)] if signed else ["#checkpoint"]
+    )
     writer.writerow(["#chain_head", last_seq, last_hash])
     yield buffer.getvalue()
+
+
+# The checkpoint's fields in an export's ``#checkpoint`` CSV row.
+CHECKPOINT_FIELDS = ("id", "log", "seq", "hash", "signed_at", "key_id", "signature")
 
 
 def fhir_audit_event(row: dict[str, Any]) -> dict[str, Any]:
@@ -267,8 +368,24 @@ def fhir_audit_event(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def fhir_chain_head(last_seq: int, last_hash: str) -> dict[str, Any]:
-    """The export's last line: a Provenance naming the last AuditEvent and the head hash."""
+def fhir_chain_head(
+    last_seq: int, last_hash: str, trailer: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The export's last line: a Provenance naming the last AuditEvent and the head hash,
+    with the checkpoint and the export's scope (as in the JSON lines trailer) as JSON text
+    in extensions."""
+    extras = []
+    if trailer is not None:
+        extras = [
+            {
+                "url": "https://carepath.example/fhir/chain-checkpoint",
+                "valueString": json.dumps(trailer["checkpoint"], sort_keys=True),
+            },
+            {
+                "url": "https://carepath.example/fhir/export-scope",
+                "valueString": json.dumps(trailer["export"], sort_keys=True),
+            },
+        ]
     return {
         "resourceType": "Provenance",
         "id": f"carepath-chain-head-{last_seq}",
@@ -277,6 +394,7 @@ def fhir_chain_head(last_seq: int, last_hash: str) -> dict[str, Any]:
         "extension": [
             {"url": "https://carepath.example/fhir/chain-head-seq", "valueInteger": last_seq},
             {"url": "https://carepath.example/fhir/chain-head-hash", "valueString": last_hash},
+            *extras,
         ],
     }
 

@@ -125,7 +125,7 @@ def verify_log(
     if not every_checkpoint and checkpoints:
         checked = [max(checkpoints, key=lambda pair: (pair[0].seq, pair[0].id or 0))]
     for checkpoint, row_hash in checked:
-        problem = signature_problem(checkpoint, keys) if keys else None
+        problem: str | None = signature_problem(checkpoint, keys) if keys else None
         if keys:
             report.signatures_checked += 1
         if problem is None and keys:
@@ -163,16 +163,18 @@ def verify_log(
         on_progress=on_progress,
     )  # fmt: skip
     report.rows_checked = walked.rows
-    problem = walked.problem or _head_problem(
-        engine, spec, report, walked.last_seq, walked.last_hash
-    )
-    if problem is None and against is not None:
-        problem = _against_problem(engine, spec, against, report.head_seq)
-    if bad_checkpoint is not None and (problem is None or bad_checkpoint[0] < problem.seq):
+    found = walked.problem or _head_problem(engine, spec, report, walked.last_seq, walked.last_hash)
+    if against is not None:
+        # The walk re-hashed the rows from at or before the row asked about: its stored
+        # hash is its content's, and the rows after it link up to the head.
+        kept = _against_problem(engine, spec, against, report.head_seq)
+        if kept is not None and (found is None or kept.seq < found.seq):
+            found = kept
+    if bad_checkpoint is not None and (found is None or bad_checkpoint[0] <= found.seq):
         report.first_bad_checkpoint = bad_checkpoint[1]
         return _bad(report, bad_checkpoint[0], bad_checkpoint[2])
-    if problem is not None:
-        return _bad(report, problem.seq, problem.text)
+    if found is not None:
+        return _bad(report, found.seq, found.text)
     _tell_what_was_not_seen(report, bool(keys), sealer is not None)
     return report
 

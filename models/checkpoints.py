@@ -133,7 +133,7 @@ def row_problem(checkpoint: Checkpoint, row_hash: str | None, head_seq: int) -> 
     return None
 
 
-def _from_row(row: Mapping[str, Any]) -> Checkpoint:
+def _from_row(row: Mapping[Any, Any]) -> Checkpoint:
     return Checkpoint(
         log=row["log"],
         seq=row["seq"],

@@ -72,6 +72,8 @@ class Worker:
         metrics: where sweeps, fired timers, lag and deliveries are counted.
         wait: how the worker waits between reconnection attempts; returns True when it
             was asked to stop meanwhile (a test passes one that does not sleep).
+        checkpoint: called with the time after each sweep, to sign the audit chain's head
+            on its own schedule (``models.checkpointing.CheckpointSchedule``).
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class Worker:
         deliver: Deliver | None = None,
         metrics: WorkerMetrics | None = None,
         wait: Callable[[float], bool] | None = None,
+        checkpoint: Callable[[datetime], object] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
@@ -93,6 +96,7 @@ class Worker:
         self.metrics = metrics or WorkerMetrics()
         self.stopping = threading.Event()
         self.wait = wait or self.stopping.wait
+        self.checkpoint = checkpoint
 
     # ---------------------------------------------------------------------------------------
     # One sweep
@@ -130,6 +134,8 @@ class Worker:
             for (channel, outcome), count in report.deliveries.items():
                 self.metrics.deliveries.labels(channel, outcome).inc(count)
         self.metrics.lag.set(self.lag(now))
+        if self.checkpoint is not None and not self.stopping.is_set():
+            self.checkpoint(now)
         checkpoint_sqlite(self.engine)
         report.duration_s = time.perf_counter() - started
         return report
