@@ -123,6 +123,18 @@ class ChainSpec:
     def hash_row(self, fields: Mapping[Any, Any], prev_hash: str) -> str:
         return entry_hash(fields, prev_hash, self.hashed)
 
+    def plain(self) -> tuple[Any, ...]:
+        """The spec as plain values, to hand to another process (:meth:`from_plain`)."""
+        return (self.name, self.log.name, self.head.name, self.hashed, self.triggers)
+
+    @classmethod
+    def from_plain(cls, plain: tuple[Any, ...]) -> ChainSpec:
+        from models.tables import Base
+
+        name, log, head, hashed, triggers = plain
+        tables = Base.metadata.tables
+        return cls(name, tables[log], tables[head], tuple(hashed), tuple(triggers))
+
 
 AUDIT_CHAIN = ChainSpec(
     "audit_log",

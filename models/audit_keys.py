@@ -15,7 +15,6 @@ key file that others may read is refused, as ssh refuses one.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import os
 import stat
 from collections.abc import Callable
@@ -104,12 +103,37 @@ class AuditKey:
             serialization.NoEncryption(),
         )
         info = f"carepath seal v1 {log}".encode()
-        secret = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(raw)
+        return RowSealer(
+            HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(raw)
+        )
 
-        def seal(row_hash: str) -> str:
-            return hmac.digest(secret, row_hash.encode("ascii"), "sha256").hex()
 
-        return seal
+class RowSealer:
+    """HMAC-SHA256 (RFC 2104) over a row's hash, as hex: ``RowSealer(secret)(row_hash)``.
+
+    The key's inner and outer pads are hashed once, here, and each seal continues copies
+    of those two states: the same HMAC as :func:`hmac.digest` gives (a test holds them
+    equal), for a third of its cost, which a verify pays once per row. Picklable, so a
+    verify's helper processes can check seals too.
+    """
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) > 64:
+            secret = hashlib.sha256(secret).digest()
+        block = secret.ljust(64, b"\0")
+        self.secret = secret
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+
+    def __call__(self, row_hash: str) -> str:
+        inner = self._inner.copy()
+        inner.update(row_hash.encode("ascii"))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
+
+    def __reduce__(self) -> tuple[type[RowSealer], tuple[bytes]]:
+        return RowSealer, (self.secret,)
 
 
 def public_key_path(private_path: str | Path) -> Path:

@@ -33,6 +33,7 @@ from sqlalchemy import Engine, func, select, text
 
 from models.audit import AUDIT_CHAIN, GENESIS_HASH, ChainSpec
 from models.audit_keys import AuditKey, PublicKey
+from models.chain_parallel import processes_for, walk_in_parts
 from models.chain_walk import BATCH, Problem, walk
 from models.checkpoints import Checkpoint, keys_by_id, read_all, row_problem, signature_problem
 from models.db import read_only
@@ -155,15 +156,22 @@ def verify_log(
 
     sealer = key.sealer(spec.name) if key else None
     report.seals_checked = sealer is not None
-    walked = walk(
-        engine, spec, after, prev_hash, report.head_seq,
-        sealer=sealer,
-        seals_required_after=report.head_seq if accept_unsealed else signed_up_to,
-        batch=batch_size,
-        on_progress=on_progress,
-    )  # fmt: skip
+    options: dict[str, Any] = {
+        "sealer": sealer,
+        "seals_required_after": report.head_seq if accept_unsealed else signed_up_to,
+        "batch": batch_size,
+        "on_progress": on_progress,
+    }
+    processes = processes_for(engine, report.head_seq - after)
+    if processes > 1:
+        walked = walk_in_parts(
+            engine, spec, after, prev_hash, report.head_seq, processes=processes, **options
+        )
+    else:
+        walked = walk(engine, spec, after, prev_hash, report.head_seq, **options)
     report.rows_checked = walked.rows
-    found = walked.problem or _head_problem(engine, spec, report, walked.last_seq, walked.last_hash)
+    last_hash = walked.last_hash if walked.last_hash is not None else prev_hash
+    found = walked.problem or _head_problem(engine, spec, report, walked.last_seq, last_hash)
     if against is not None:
         # The walk re-hashed the rows from at or before the row asked about: its stored
         # hash is its content's, and the rows after it link up to the head.

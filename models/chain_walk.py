@@ -51,12 +51,15 @@ class Problem:
 
 @dataclass
 class Walked:
-    """A walk's outcome: rows re-hashed, the last good row, and the first problem."""
+    """A walk's outcome: rows re-hashed, the last good row, and the first problem; for a
+    walk started without the previous hash, what its first row links to."""
 
     rows: int
     last_seq: int
-    last_hash: str
+    last_hash: str | None
     problem: Problem | None = None
+    first_prev_hash: str | None = None
+    first_label: str | None = None
 
 
 def _time_text(value: Any) -> str | None:
@@ -207,7 +210,7 @@ def walk(
     engine: Engine,
     spec: ChainSpec,
     after: int,
-    prev_hash: str,
+    prev_hash: str | None,
     up_to: int,
     *,
     sealer: Sealer | None = None,
@@ -220,7 +223,8 @@ def walk(
     Checks that sequence numbers follow on, that each row links to the one before, that
     its hash is its content's, and, with ``sealer``, its seal: a seal that is there must
     match, and rows after ``seals_required_after`` must have one. Stops at the first
-    problem.
+    problem. With ``prev_hash`` None the first row's link is not checked but returned
+    (:mod:`models.chain_parallel` checks it against the part before).
     """
     text = RowText(spec)
     hash_at, seal_at = len(text.keys), len(text.keys) + 1
@@ -228,34 +232,39 @@ def walk(
     build = text.build
     required = up_to if seals_required_after is None else seals_required_after
     expected, previous, rows = after + 1, prev_hash, 0
+    first_prev, first_label = None, None
     for fetched in read_batches(engine, spec, text.columns, after, up_to, batch):
+        if previous is None and fetched and fetched[0][seq_at] == expected:
+            first_prev, first_label = fetched[0][prev_at], _label(spec, fetched[0])
+            previous = first_prev
         for row in fetched:
             seq = row[seq_at]
             if seq != expected or row[prev_at] != previous:
                 bad = _link_problem(row[seq_at], expected, row[prev_at] == previous, spec, row)
-                return Walked(rows, expected - 1, previous, bad)
+                return Walked(rows, expected - 1, previous, bad, first_prev, first_label)
             digest = row[hash_at]
-            if sha256(build(row).encode()).hexdigest() != digest:
-                reference = _reference_hash(engine, spec, seq, previous)
-                if reference != digest:
-                    problem = Problem(
-                        seq, f"{_label(spec, row)}: hash mismatch: the row was altered"
-                    )
-                    return Walked(rows, expected - 1, previous, problem)
-            if sealer is not None:
+            problem = None
+            # The reference way decides a mismatch (a value in a form the builder does not
+            # know).
+            if (
+                sha256(build(row).encode()).hexdigest() != digest
+                and _reference_hash(engine, spec, seq, row[prev_at]) != digest
+            ):
+                problem = "hash mismatch: the row was altered"
+            if sealer is not None and problem is None:
                 seal = row[seal_at]
                 if seal is None:
-                    if seq > required:
-                        problem = Problem(seq, f"{_label(spec, row)}: {NO_SEAL}")
-                        return Walked(rows, expected - 1, previous, problem)
+                    problem = NO_SEAL if seq > required else None
                 elif not compare_digest(sealer(digest), seal):
-                    problem = Problem(seq, f"{_label(spec, row)}: {BAD_SEAL}")
-                    return Walked(rows, expected - 1, previous, problem)
+                    problem = BAD_SEAL
+            if problem is not None:
+                bad = Problem(seq, f"{_label(spec, row)}: {problem}")
+                return Walked(rows, expected - 1, previous, bad, first_prev, first_label)
             rows += 1
             expected, previous = seq + 1, digest
         if on_progress is not None:
             on_progress(len(fetched))
-    return Walked(rows, expected - 1, previous)
+    return Walked(rows, expected - 1, previous, None, first_prev, first_label)
 
 
 NO_SEAL = "no seal: appended without the audit key, or not by carepath"
