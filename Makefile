@@ -31,6 +31,7 @@ bench: setup
 	$(BIN)/python -m bench.events --episodes 1000 --events 10 --backend both --repeat 3
 	$(BIN)/python -m bench.worker --timers 100000 --lag-seconds 60
 	$(BIN)/python -m bench.api --episodes 1000000 --audit-rows 1000000
+	$(BIN)/python -m bench.audit --rows 1000000 --backend both
 
 diagrams: setup
 	$(BIN)/carepath diagram --out diagrams

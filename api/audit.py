@@ -66,15 +66,22 @@ def transitions(
 
 @router.get(
     "/export",
-    summary="The log as CSV, JSON lines or FHIR AuditEvents, ending with the chain head",
+    summary="The log as CSV, JSON lines or FHIR AuditEvents, ending with the chain head and "
+    "its latest signed checkpoint",
     response_class=StreamingResponse,
     responses={
         200: {
-            "description": "The rows in chain order, then the head the export ran up to",
+            "description": "The rows in chain order, then a trailer: the head the export ran "
+                           "up to, the newest signed checkpoint at or before it, and what "
+                           "can and cannot be checked from the export",
             "content": {
                 MEDIA["jsonl"]: {"example": '{"accepted": true, …, "seq": 1, …}\n'
-                                            '{"chain_head": {"hash": "4824…", "seq": 1}}\n'},
+                                            '{"chain_head": {"hash": "4824…", "seq": 1}, '
+                                            '"checkpoint": {"id": 1, "seq": 1, …}, "export": '
+                                            '{"filtered": false, "can_check": […], …}}\n'},
                 MEDIA["csv"]: {"example": "seq,episode_id,…\r\n1,583dab66-…,…\r\n"
+                                          '#export,"{""filtered"": false, …}"\r\n'
+                                          "#checkpoint,1,audit_log,1,4824…,…\r\n"
                                           "#chain_head,1,4824…\r\n"},
                 MEDIA["fhir"]: {"example": '{"resourceType": "AuditEvent", …}\n'
                                            '{"resourceType": "Provenance", …}\n'},
@@ -89,8 +96,10 @@ def export_log(
     where: Filter,
     format: Annotated[str, Query(pattern="^(csv|jsonl|fhir)$")] = "jsonl",  # noqa: A002
 ) -> StreamingResponse:
-    """Streamed in batches, so memory stays flat however long the log is. The last line
-    is the chain's head (sequence number and hash) when the export began."""
+    """Streamed in batches, so memory stays flat however long the log is. It ends with
+    the chain's head (sequence number and hash) when the export began, the newest signed
+    checkpoint at or before it, and, for a filtered export, what cannot be checked from
+    it (the rows do not follow on: links and completeness)."""
     chunks = export(parts.engine, format, where)
     # The first chunk is read before the answer starts: an error reading the log is then
     # still answered as a problem, not cut into a half-sent 200.

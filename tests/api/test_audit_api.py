@@ -5,17 +5,22 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
+from api.app import create_app
 from cli.main import app
+from engine.settings import PathwayDefaults
 from models import audit_export
 from models.audit_keys import AuditKey
 from models.checkpointing import write_checkpoint
+from models.checkpoints import CHECKPOINT
 from tests.api.conftest import NOW
 from tests.models import audit_forgery as forge
 
@@ -260,3 +265,20 @@ def test_an_instant_without_an_offset_is_a_422_naming_it(
     for path in ("/audit/export", "/audit/transitions"):
         answer = client.get(path, params={field: value}, headers=auditor)
         assert (answer.status_code, answer.json()["field"]) == (422, field), answer.text
+
+
+def test_the_services_worker_signs_the_head(
+    engine: Engine, clock: Any, tokens: dict[str, str], key: AuditKey
+) -> None:
+    app_ = create_app(engine, clock, PathwayDefaults(), worker_interval=0.05)
+    with TestClient(app_) as client:
+        service = {"Authorization": tokens["service"]}
+        assert client.post("/episodes", json=OPENING, headers=service).status_code == 201
+        deadline = time.monotonic() + 20
+        signed = None
+        while signed is None and time.monotonic() < deadline:
+            with engine.connect() as connection:
+                signed = connection.execute(select(CHECKPOINT.c.seq, CHECKPOINT.c.key_id)).first()
+            time.sleep(0.05)
+    assert signed is not None, "no checkpoint within 20 s"
+    assert tuple(signed) == (1, key.id)
