@@ -135,7 +135,11 @@ def checkpoint(
     main._print(written.as_json())
 
 
-VERIFY_HELP = """Check the audit log; exit 1 names the first bad row or checkpoint.
+# Paragraphs as single lines: the help re-wraps them to the terminal's width.
+VERIFY_HELP = "\n\n".join(
+    " ".join(paragraph.split())
+    for paragraph in """
+Check the audit log; exit 1 names the first bad row or checkpoint.
 
 With the audit key (CAREPATH_AUDIT_KEY_FILE) every checkpoint's signature is checked, the
 row at each checkpoint's sequence number must still carry the hash it signed, and every
@@ -148,7 +152,8 @@ are vouched for by its signature. An old row whose content was changed in place,
 stored hash left alone, is then not seen (the append-only triggers stand in the way; if
 they are found lifted, every row is re-hashed). --full re-hashes every row and checks
 every seal: run it on a schedule.
-"""
+""".strip().split("\n\n")
+)
 
 
 @audit_app.command("verify", help=VERIFY_HELP)

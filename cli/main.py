@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from sqlalchemy import inspect
@@ -40,6 +40,10 @@ from models.db import (
     make_session_factory,
     upgrade,
 )
+
+if TYPE_CHECKING:
+    from models.audit_keys import AuditKey
+    from models.checkpointing import CheckpointSchedule
 
 app = typer.Typer(
     name="carepath",
@@ -117,7 +121,7 @@ def _repository(engine: Engine) -> Any:
     return EpisodeRepository(make_session_factory(engine), defaults)
 
 
-def _audit_key() -> Any:
+def _audit_key() -> AuditKey | None:
     """This process's audit key (None without CAREPATH_AUDIT_KEY_FILE); a key file that
     cannot be used is bad usage, found before anything starts."""
     from cli.audit import _process_key
@@ -134,7 +138,9 @@ def _no_key_warning() -> None:
     )
 
 
-def _checkpoints(engine: Engine, key: Any, interval: float) -> Any:
+def _checkpoints(
+    engine: Engine, key: AuditKey | None, interval: float
+) -> CheckpointSchedule | None:
     from models.checkpointing import CheckpointSchedule
 
     if key is None:
