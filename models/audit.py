@@ -129,6 +129,7 @@ class ChainSpec:
 
     @classmethod
     def from_plain(cls, plain: tuple[Any, ...]) -> ChainSpec:
+        """The spec :meth:`plain` gave; its tables must be mapped in :mod:`models.tables`."""
         from models.tables import Base
 
         name, log, head, hashed, triggers = plain

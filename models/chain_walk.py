@@ -179,7 +179,7 @@ def read_batches(
             # Instants as the server's text: parsing them into datetimes only to write
             # them out again cost a microsecond each.
             cursor.adapters.register_loader("timestamptz", TextLoader)
-            cursor.execute("BEGIN READ ONLY")
+            cursor.execute("SET TRANSACTION READ ONLY")  # the driver has begun one
             cursor.execute("SET LOCAL TimeZone = 'UTC'")
             cursor.execute("SET LOCAL DateStyle = 'ISO'")
         else:
