@@ -244,13 +244,14 @@ def walk(
                 return Walked(rows, expected - 1, previous, bad, first_prev, first_label)
             digest = row[hash_at]
             problem = None
+            try:
+                built = build(row)
+            except (TypeError, ValueError):  # a value of a kind its column cannot hold
+                built = ""
             # The reference way decides a mismatch (a value in a form the builder does not
             # know).
-            if (
-                sha256(build(row).encode()).hexdigest() != digest
-                and _reference_hash(engine, spec, seq, row[prev_at]) != digest
-            ):
-                problem = "hash mismatch: the row was altered"
+            if sha256(built.encode()).hexdigest() != digest:
+                problem = _reference_problem(engine, spec, seq, row[prev_at], digest)
             if sealer is not None and problem is None:
                 seal = row[seal_at]
                 if seal is None:
@@ -302,3 +303,19 @@ def _reference_hash(engine: Engine, spec: ChainSpec, seq: int, prev_hash: str) -
     with read_only(engine) as connection:
         row = connection.execute(select(spec.log).where(spec.log.c.seq == seq)).mappings().one()
     return spec.hash_row(row, prev_hash)
+
+
+def _reference_problem(
+    engine: Engine, spec: ChainSpec, seq: int, prev_hash: str, digest: str
+) -> str | None:
+    """What the reference path finds wrong with a row, or None."""
+    from sqlalchemy.exc import StatementError
+
+    try:
+        if _reference_hash(engine, spec, seq, prev_hash) == digest:
+            return None
+    except (StatementError, TypeError, ValueError) as exc:
+        # A stored value its column's type cannot read: not what carepath wrote.
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        return f"cannot be read ({reason}): the row was altered"
+    return "hash mismatch: the row was altered"

@@ -215,3 +215,18 @@ def test_rows_missing_in_a_later_part_are_caught(engine: Engine, split: None) ->
     report = verify_log(engine, full=True)
     assert (report.ok, report.first_bad_seq) == (False, 7)
     assert report.problem == "row 7 missing: the log goes from row 6 to row 8"
+
+
+def test_a_value_its_column_cannot_hold_is_reported_not_raised(engine: Engine) -> None:
+    append_odd_rows(engine)
+    forge.lift_guard(engine)
+    with engine.begin() as connection:
+        if engine.dialect.name == "sqlite":
+            connection.execute(text("UPDATE audit_log SET actor = X'00ff' WHERE seq = 2"))
+        else:
+            connection.execute(text("UPDATE audit_log SET occurred_at = 'infinity' WHERE seq = 2"))
+    report = verify_log(engine, full=True)
+    assert (report.ok, report.first_bad_seq) == (False, 2)
+    assert report.problem is not None
+    assert "cannot be read (" in report.problem
+    assert report.problem.endswith("): the row was altered")
