@@ -231,3 +231,16 @@ def test_export_refuses_a_time_without_an_offset(
     assert result.exit_code == 2
     assert result.stderr.startswith(f"invalid: {option}: ")
     assert result.stdout == ""
+
+
+def test_worker_once_signs_the_moved_head(db_url: str, engine: Engine, key_file: Path) -> None:
+    key_file.parent.mkdir()
+    assert run(db_url, "audit", "keygen", "--out", str(key_file)).exit_code == 0
+    enrol(db_url, key_file)
+    swept = run(db_url, "worker", "--once", key=key_file)
+    assert swept.exit_code == 0, swept.output
+    intact = run(db_url, "audit", "verify", key=key_file)
+    assert "re-hashed 0 rows after checkpoint 1 (row 2)" in intact.stdout
+    unkeyed = run(db_url, "worker", "--once")
+    assert unkeyed.exit_code == 0
+    assert "no audit key (CAREPATH_AUDIT_KEY_FILE)" in unkeyed.stderr
