@@ -155,8 +155,17 @@ READ_HEAD = (
 MOVE_HEAD = (
     update(AUDIT_HEAD)
     .where(AUDIT_HEAD.c.id == 1)
-    .values(last_seq=bindparam("seq"), last_hash=bindparam("hash"))
+    .values(last_seq=bindparam("seq"), last_hash=bindparam("hash"), seal=bindparam("head_seal"))
 )
+
+
+def head_seal(sealer: Sealer | None, seq: int, digest: str) -> str | None:
+    """The head's own seal: rows cut off the end since the newest checkpoint, and the head
+    moved back onto a real row, would otherwise leave nothing to show. Its message cannot
+    be a row's hash (64 hex digits), so no row's seal is ever a head's."""
+    return None if sealer is None else sealer(f"head:{seq}:{digest}")
+
+
 INSERT_ENTRY = insert(AUDIT_LOG)
 
 
@@ -213,8 +222,8 @@ def append_audit(target: Session | Connection, **facts: Any) -> AuditEntry:
     ``facts`` are :func:`chain_row`'s keyword arguments. The head row is locked
     (``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite the transaction's
     ``BEGIN IMMEDIATE`` already serialises writers), so concurrent appenders take turns and
-    commit in ``seq`` order. The row is sealed with this process's audit key, when it has
-    one (``CAREPATH_AUDIT_KEY_FILE``). Returns the row written (not attached to any
+    commit in ``seq`` order. The row, and the head, are sealed with this process's audit
+    key, when it has one (``CAREPATH_AUDIT_KEY_FILE``). Returns the row written (not attached to any
     session).
     """
     if isinstance(target, Session):
@@ -225,9 +234,11 @@ def append_audit(target: Session | Connection, **facts: Any) -> AuditEntry:
     head = connection.execute(READ_HEAD).first()
     if head is None:
         raise RuntimeError(HEAD_MISSING)
-    row = chain_row(head[0], head[1], **facts, sealer=process_sealer(AUDIT_CHAIN.name))
+    sealer = process_sealer(AUDIT_CHAIN.name)
+    row = chain_row(head[0], head[1], **facts, sealer=sealer)
     connection.execute(INSERT_ENTRY, row)
-    connection.execute(MOVE_HEAD, {"seq": row["seq"], "hash": row["hash"]})
+    sealed = head_seal(sealer, row["seq"], row["hash"])
+    connection.execute(MOVE_HEAD, {"seq": row["seq"], "hash": row["hash"], "head_seal": sealed})
     return AuditEntry(**row)
 
 

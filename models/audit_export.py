@@ -105,13 +105,14 @@ def head(engine: Engine) -> tuple[int, str]:
     return int(row.last_seq), str(row.last_hash)
 
 
-def head_and_checkpoint(engine: Engine) -> tuple[int, str, Checkpoint | None]:
-    """The chain's head, and the newest checkpoint at or before it (not checked here: an
-    export carries it for the auditor to check)."""
+def head_and_checkpoint(engine: Engine) -> tuple[dict[str, Any], Checkpoint | None]:
+    """The chain's head (seq, hash, seal), and the newest checkpoint at or before it (not
+    checked here: an export carries both for the auditor to check)."""
     with read_only(engine) as connection:
-        row = connection.execute(select(HEAD.c.last_seq, HEAD.c.last_hash)).one()
+        row = connection.execute(select(HEAD.c.last_seq, HEAD.c.last_hash, HEAD.c.seal)).one()
         found = checkpoints.latest(connection, AUDIT_CHAIN, int(row.last_seq))
-    return int(row.last_seq), str(row.last_hash), found[0] if found else None
+    chain_head = {"seq": int(row.last_seq), "hash": str(row.last_hash), "seal": row.seal}
+    return chain_head, found[0] if found else None
 
 
 def scope(where: AuditFilter, rows: int, checkpoint: Checkpoint | None) -> dict[str, Any]:
@@ -266,7 +267,7 @@ def export(engine: Engine, fmt: str, where: AuditFilter) -> Iterator[str]:
     """The export as chunks of text: CSV (header first), JSON lines or FHIR resources, then
     the trailer: the head, its latest signed checkpoint and what can be checked.
 
-    JSON lines end with one line ``{"chain_head": {"seq", "hash"}, "checkpoint": {...} |
+    JSON lines end with one line ``{"chain_head": {"seq", "hash", "seal"}, "checkpoint": {...} |
     null, "export": {...}}``; CSV with ``#export`` and ``#checkpoint`` rows, then
     ``#chain_head,SEQ,HASH``; FHIR with a Provenance carrying all three.
 
@@ -275,7 +276,8 @@ def export(engine: Engine, fmt: str, where: AuditFilter) -> Iterator[str]:
     """
     if fmt not in FORMATS:
         raise InvalidEvent("format", f"must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    last_seq, last_hash, checkpoint = head_and_checkpoint(engine)
+    chain_head, checkpoint = head_and_checkpoint(engine)
+    last_seq, last_hash = chain_head["seq"], chain_head["hash"]
     batches = _batches(engine, where, last_seq)
     counted = [0]
 
@@ -285,7 +287,7 @@ def export(engine: Engine, fmt: str, where: AuditFilter) -> Iterator[str]:
 
     def trailer() -> dict[str, Any]:
         return {
-            "chain_head": {"seq": last_seq, "hash": last_hash},
+            "chain_head": chain_head,
             "checkpoint": checkpoint.as_json() if checkpoint else None,
             "export": scope(where, counted[0], checkpoint),
         }

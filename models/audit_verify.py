@@ -10,7 +10,9 @@ What each key lets a verifier see:
   newest checkpoint cannot have been rewritten, reordered or cut off. Rows after it cannot
   be authenticated (their seals need the private key); the report says how many.
 - **the private key** (``CAREPATH_AUDIT_KEY_FILE``): the above, and every row after the
-  newest checkpoint must carry its seal, which someone without the key cannot make.
+  newest checkpoint must carry its seal, which someone without the key cannot make, and so
+  must the head: rows cut off after the newest checkpoint, and the head moved back onto a
+  real row, show as a head whose seal is not that row's.
 
 By default the walk resumes from the newest checkpoint it can trust (signature valid, its
 row still carrying its hash) and re-hashes only the rows after it: the time taken follows
@@ -27,11 +29,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from hmac import compare_digest
 from typing import Any
 
 from sqlalchemy import Engine, func, select, text
 
-from models.audit import AUDIT_CHAIN, GENESIS_HASH, ChainSpec
+from models.audit import AUDIT_CHAIN, GENESIS_HASH, ChainSpec, head_seal
 from models.audit_keys import AuditKey, PublicKey
 from models.chain_parallel import processes_for, walk_in_parts
 from models.chain_walk import BATCH, Problem, walk
@@ -109,7 +112,9 @@ def verify_log(
     keys = keys_by_id([*public_keys, *([key.public] if key else [])])
     with read_only(engine) as connection:
         head = connection.execute(
-            select(spec.head.c.last_seq, spec.head.c.last_hash).where(spec.head.c.id == 1)
+            select(spec.head.c.last_seq, spec.head.c.last_hash, spec.head.c.seal).where(
+                spec.head.c.id == 1
+            )
         ).first()
         checkpoints = read_all(connection, spec)
         guard = _guard_lifted(connection, spec)
@@ -117,6 +122,7 @@ def verify_log(
     if head is None:
         return _bad(report, 1, f"{spec.head.name} row is missing")
     report.head_seq, report.head_hash = int(head[0]), str(head[1])
+    stored_head_seal = head[2]
 
     # The checkpoints: each one's signature, and the row at its sequence number.
     bad_checkpoint: tuple[int, int | None, str] | None = None
@@ -172,6 +178,8 @@ def verify_log(
     report.rows_checked = walked.rows
     last_hash = walked.last_hash if walked.last_hash is not None else prev_hash
     found = walked.problem or _head_problem(engine, spec, report, walked.last_seq, last_hash)
+    if found is None and sealer is not None and report.head_seq:
+        found = _head_seal_problem(spec, report, sealer, stored_head_seal, accept_unsealed)
     if against is not None:
         # The walk re-hashed the rows from at or before the row asked about: its stored
         # hash is its content's, and the rows after it link up to the head.
@@ -213,6 +221,28 @@ def _head_problem(
                 return Problem(
                     head_seq + 1, f"{spec.head.name} says {head_seq} rows, log has {beyond}"
                 )
+    return None
+
+
+def _head_seal_problem(
+    spec: ChainSpec, report: ChainReport, sealer: Any, stored: str | None, accept_unsealed: bool
+) -> Problem | None:
+    """The head must carry its seal: rows cut off after the newest checkpoint, with the
+    head moved back onto a real row, leave nothing else to show."""
+    expected = head_seal(sealer, report.head_seq, report.head_hash)
+    if stored is None:
+        if accept_unsealed:
+            return None
+        return Problem(
+            report.head_seq,
+            f"{spec.head.name} carries no seal: moved without the audit key, or not by carepath",
+        )
+    if not compare_digest(stored, expected or ""):
+        return Problem(
+            report.head_seq,
+            f"{spec.head.name} seal does not match row {report.head_seq}: the head was moved "
+            "back, or rows cut off",
+        )
     return None
 
 

@@ -73,13 +73,14 @@ def _time_text(value: Any) -> str | None:
     if type(value) is not str or len(value) < 19 or value[10] != " ":
         return None
     size = len(value)
-    if size == 26 and value[19] == ".":
-        return f'"{value[:10]}T{value[11:]}Z"'
-    if value.endswith("+00"):
+    if value.endswith("+00"):  # first: "HH:MM:SS.fff+00" is 26 characters long too
         if size == 22:
             return f'"{value[:10]}T{value[11:19]}.000000Z"'
         if 24 <= size <= 29 and value[19] == ".":
             return f'"{value[:10]}T{value[11:-3]}{"0" * (29 - size)}Z"'
+        return None
+    if size == 26 and value[19] == ".":
+        return f'"{value[:10]}T{value[11:]}Z"'
     return None
 
 

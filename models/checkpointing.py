@@ -18,10 +18,10 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
 from engine.errors import CarepathError
-from models.audit import AUDIT_CHAIN, ChainSpec
+from models.audit import AUDIT_CHAIN, ChainSpec, head_seal
 from models.audit_keys import AuditKey
 from models.audit_verify import ChainReport, verify_log
 from models.checkpoints import Checkpoint, by_id, latest, sign, store
@@ -84,8 +84,9 @@ def write_checkpoint(
         key: the audit key.
         now: the checkpoint's time.
         spec: which log.
-        accept_unsealed: sign over rows that carry no seal (written by a process without
-            the key, or before the key existed): an operator's explicit word for them.
+        accept_unsealed: sign over rows (and a head) that carry no seal, written by a
+            process without the key or before the key existed: an operator's explicit word
+            for them. The head is sealed then.
         last: the checkpoint this process wrote before, which the log must still hold.
         only_if_moved: write nothing when the newest checkpoint already names the head.
 
@@ -116,6 +117,20 @@ def write_checkpoint(
         return None
     checkpoint = sign(key, spec, report.head_seq, report.head_hash, now)
     with engine.begin() as connection:
+        if accept_unsealed:
+            # The operator vouches for the head too: seal it, unless it has moved meanwhile
+            # (then whoever moved it sealed it, or the next verify says it did not).
+            sealer = key.sealer(spec.name)
+            connection.execute(
+                update(spec.head)
+                .where(
+                    spec.head.c.id == 1,
+                    spec.head.c.last_seq == report.head_seq,
+                    spec.head.c.last_hash == report.head_hash,
+                    spec.head.c.seal.is_(None),
+                )
+                .values(seal=head_seal(sealer, report.head_seq, report.head_hash))
+            )
         return store(connection, checkpoint)
 
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from models.audit import AUDIT_CHAIN, GENESIS_HASH, ChainSpec
+from models.audit import AUDIT_CHAIN, GENESIS_HASH, ChainSpec, head_seal
 from models.audit_keys import AuditKey, PublicKey
 from models.audit_verify import ChainReport
 from models.chain_walk import BAD_SEAL, NO_SEAL
@@ -143,6 +143,12 @@ def _check_trailer(
                 return _bad(report, seq, f"row {seq}: {NO_SEAL}")
             if seal is not None and sealer(digest) != seal:
                 return _bad(report, seq, f"row {seq}: {BAD_SEAL}")
+    if sealer is not None and report.head_seq:
+        sealed = head.get("seal")
+        if sealed is None:
+            return _bad(report, report.head_seq, "chain_head carries no seal")
+        if sealed != head_seal(sealer, report.head_seq, report.head_hash):
+            return _bad(report, report.head_seq, "chain_head seal does not match its row")
     if against is not None:
         seq, expected = against
         if seq not in by_seq:

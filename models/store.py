@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from engine.chart import validate_configuration
 from engine.episode import EpisodeState, Patient, Step, TaskItem, TimerRequest
 from engine.errors import EpisodeNotFound
-from models.audit import AUDIT_CHAIN, HEAD_MISSING, chain_row
+from models.audit import AUDIT_CHAIN, HEAD_MISSING, chain_row, head_seal
 from models.audit_keys import process_sealer
 from models.db import begin_sqlite
 from models.statements import Cursor
@@ -348,8 +348,12 @@ class EpisodeStore:
         if combined is None:
             self.cursor.run(self.sql.insert_event, event)
             return self.append_audit(**audit)
-        row = self.audit_chain().append(**audit)
-        self.cursor.run(combined, {**{f"event_{k}": v for k, v in event.items()}, **row})
+        chain = self.audit_chain()
+        row = chain.append(**audit)
+        self.cursor.run(
+            combined,
+            {**{f"event_{k}": v for k, v in event.items()}, **row, "head_seal": chain.head_seal()},
+        )
         return row
 
     def append_audit(self, **facts: Any) -> dict[str, Any]:
@@ -466,8 +470,8 @@ def reminders_for(
 
 class AuditChain:
     """Rows appended to the audit log in one transaction; :meth:`close` writes them, all in
-    one go, and moves the head. Each row is sealed with this process's audit key, when it
-    has one (``CAREPATH_AUDIT_KEY_FILE``): one HMAC per row."""
+    one go, and moves the head. Each row, and the head, is sealed with this process's audit
+    key, when it has one (``CAREPATH_AUDIT_KEY_FILE``): one HMAC each."""
 
     def __init__(self, store: EpisodeStore, last_seq: int, last_hash: str) -> None:
         self.store = store
@@ -482,11 +486,15 @@ class AuditChain:
         self.last_seq, self.last_hash = row["seq"], row["hash"]
         return row
 
+    def head_seal(self) -> str | None:
+        return head_seal(self.sealer, self.last_seq, self.last_hash)
+
     def close(self) -> None:
         self.store.write_many("insert_entry", self.rows)
         self.rows = []
         self.store.cursor.run(
-            self.store.sql.move_head, {"seq": self.last_seq, "hash": self.last_hash}
+            self.store.sql.move_head,
+            {"seq": self.last_seq, "hash": self.last_hash, "head_seal": self.head_seal()},
         )
 
 

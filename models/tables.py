@@ -215,6 +215,9 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     last_seq: Mapped[int] = mapped_column(Integer)
     last_hash: Mapped[str] = mapped_column(String(64))
+    # HMAC over "head:SEQ:HASH" with the rows' seal key (models.audit.head_seal), set by
+    # whoever moved the head; None when it had no key.
+    seal: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuditCheckpoint(Base):

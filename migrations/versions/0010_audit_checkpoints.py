@@ -1,7 +1,8 @@
 """Audit integrity: a seal on every audit row, and signed checkpoints of the chain's head.
 
 ``audit_log.seal`` holds HMAC-SHA256 over the row's hash, keyed from the audit key (rows
-written before this revision, or by a process without the key, have none).
+written before this revision, or by a process without the key, have none);
+``audit_head.seal`` the same over the head.
 ``audit_checkpoint`` holds signed statements of the head, append-only like the log.
 
 Revision ID: 0010
@@ -26,6 +27,7 @@ APPEND_ONLY_MESSAGE = "audit_checkpoint is append-only"
 
 def upgrade() -> None:
     op.add_column("audit_log", sa.Column("seal", sa.String(64), nullable=True))
+    op.add_column("audit_head", sa.Column("seal", sa.String(64), nullable=True))
     op.create_table(
         "audit_checkpoint",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -77,4 +79,5 @@ def downgrade() -> None:
     if op.get_context().dialect.name == "postgresql":
         op.execute("DROP FUNCTION IF EXISTS audit_checkpoint_append_only()")
     # SQLite (3.35+) drops a column in place; the log's triggers stay.
+    op.drop_column("audit_head", "seal")
     op.drop_column("audit_log", "seal")

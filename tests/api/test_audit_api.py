@@ -88,7 +88,7 @@ def test_exports_end_with_the_chain_head(
     assert jsonl.headers["content-type"] == "application/x-ndjson"
     *rows, trailer = [json.loads(line) for line in jsonl.text.splitlines()]
     assert [r["seq"] for r in rows] == [1, 2, 3]
-    assert trailer["chain_head"] == {"seq": 3, "hash": rows[-1]["hash"]}
+    assert trailer["chain_head"] == {"seq": 3, "hash": rows[-1]["hash"], "seal": None}
     assert trailer["checkpoint"] is None  # no key: nothing was signed
     assert (trailer["export"]["filtered"], trailer["export"]["rows"]) == (False, 3)
     assert trailer["export"]["cannot_check"] == ["any row against a signature"]

@@ -149,12 +149,36 @@ def test_rows_cut_off_behind_a_checkpoint_are_caught(engine: Engine, key: AuditK
     assert checkpoint is not None
     assert checkpoint.seq == 6
     forge.cut_tail(engine, keep=4)
-    for who in (key, None):
-        report = verify(engine, who, public_keys=[key.public])
-        assert (report.ok, report.first_bad_checkpoint, report.first_bad_seq) == (False, 1, 6)
-        assert report.problem == (
-            "checkpoint 1 (row 6): the log ends at row 4: rows signed for were cut off"
-        )
+    public = verify(engine, None, public_keys=[key.public])
+    assert (public.ok, public.first_bad_checkpoint, public.first_bad_seq) == (False, 1, 6)
+    assert public.problem == (
+        "checkpoint 1 (row 6): the log ends at row 4: rows signed for were cut off"
+    )
+    # With the private key the head's own seal shows it first: it is not row 4's.
+    private = verify(engine, key)
+    assert (private.ok, private.first_bad_seq) == (False, 4)
+    assert private.problem == (
+        "audit_head seal does not match row 4: the head was moved back, or rows cut off"
+    )
+
+
+def test_rows_cut_off_after_the_newest_checkpoint_are_caught_by_the_heads_seal(
+    engine: Engine, key: AuditKey, signed: int
+) -> None:
+    forge.cut_tail(engine, keep=signed + 1)  # two of the three rows after it
+    report = verify(engine, key)
+    assert (report.ok, report.first_bad_seq) == (False, 7)
+    assert (report.problem or "").startswith("audit_head seal does not match row 7")
+    forge.lift_guard(engine, "audit_head")
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE audit_head SET seal = NULL"))
+    unsealed = verify(engine, key)
+    assert unsealed.problem == (
+        "audit_head carries no seal: moved without the audit key, or not by carepath"
+    )
+    # The public key cannot tell: it says how many rows it could not authenticate.
+    public = verify(engine, None, public_keys=[key.public])
+    assert (public.ok, public.unauthenticated_rows) == (True, 1)
 
 
 def test_a_tail_cut_off_with_its_checkpoints_fails_a_kept_head_and_the_running_writer(
@@ -169,8 +193,13 @@ def test_a_tail_cut_off_with_its_checkpoints_fails_a_kept_head_and_the_running_w
     kept = (last.seq, last.hash)  # from yesterday's export's trailer, say
     forge.cut_tail(engine, keep=early.seq)
     forge.delete_checkpoints(engine, above_seq=early.seq)
-    assert verify(engine, key).ok  # all the database still says is consistent
-    report = verify(engine, key, against=kept)
+    # The head's seal is not row 2's; with the public key alone all the database still
+    # says is consistent, and only the kept head shows what is gone.
+    assert verify(engine, key).problem == (
+        "audit_head seal does not match row 2: the head was moved back, or rows cut off"
+    )
+    assert verify(engine, None, public_keys=[key.public]).ok
+    report = verify(engine, None, public_keys=[key.public], against=kept)
     assert (report.ok, report.first_bad_seq) == (False, 3)
     assert report.problem == "--against row 5: the log ends at row 2"
     with pytest.raises(ChainNotSignable, match="the log went backwards: this process signed row 5"):
@@ -311,6 +340,7 @@ def test_rows_from_before_the_key_are_signed_only_when_accepted(
     with pytest.raises(ChainNotSignable, match="no seal"):
         write_checkpoint(engine, key, NOW)
     adopted = write_checkpoint(engine, key, NOW, accept_unsealed=True)
+    assert verify(engine, key).ok  # the head, unsealed too, was sealed with it
     assert adopted is not None
     assert adopted.seq == 2
     write_steps(engine, episodes=1, events=1)  # sealed from now on

@@ -88,6 +88,7 @@ def test_the_row_text_is_canonical_json(row: dict[str, Any], dialect: str) -> No
         "2026-01-06 09:00:00",
         "2026-01-06 09:00:00.000000+01",
         "2026-01-06 09:00:00.1234567+00",
+        "2026-01-06 09:00:00.001+0",
         "0044-03-15 12:00:00+00 BC",
         "",
         None,
@@ -96,6 +97,19 @@ def test_the_row_text_is_canonical_json(row: dict[str, Any], dialect: str) -> No
 )
 def test_a_time_in_another_form_is_left_to_the_reference_path(stored: object) -> None:
     assert _time_text(stored) is None
+
+
+@pytest.mark.parametrize(
+    ("stored", "canonical"),
+    [
+        ("2026-01-06 09:00:00.001000", '"2026-01-06T09:00:00.001000Z"'),  # SQLite
+        ("2026-01-06 09:00:00.001+00", '"2026-01-06T09:00:00.001000Z"'),  # the same length
+        ("2026-01-06 09:00:00+00", '"2026-01-06T09:00:00.000000Z"'),
+        ("2026-01-06 09:00:00.123456+00", '"2026-01-06T09:00:00.123456Z"'),
+    ],
+)
+def test_each_databases_time_text_is_read(stored: str, canonical: str) -> None:
+    assert _time_text(stored) == canonical
 
 
 ODD_TEXT = [
