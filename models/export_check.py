@@ -34,6 +34,43 @@ def _row_values(row: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def export_scope(where: Any, rows: int, checkpoint: Checkpoint | None) -> dict[str, Any]:
+    """What an export holds and what can be checked from it, for its trailer (``where`` is
+    the export's :class:`models.audit_export.AuditFilter`)."""
+    signed = (
+        f"rows up to {checkpoint.seq} against checkpoint {checkpoint.id}'s signature (with "
+        "the public key)"
+        if checkpoint
+        else "nothing against a signature: no checkpoint had been signed"
+    )
+    if not where.filtered:
+        can = [
+            "every row's hash against its content",
+            "every link from the first row, and that no row is missing",
+            "that the last row carries chain_head's hash",
+            signed,
+        ]
+        cannot = ["rows after the checkpoint against a signature (no signature covers them)"]
+        if checkpoint is None:
+            cannot = ["any row against a signature"]
+    else:
+        can = ["each row's hash against its own content and prev_hash"]
+        if checkpoint:
+            can.append("the checkpoint's signature (with the public key)")
+        cannot = [
+            "the links between rows: the filter leaves rows out, so they do not follow on",
+            "that no row matching the filter is missing",
+            "that the rows belong to the chain the checkpoint signed",
+        ]
+    return {
+        "rows": rows,
+        "filtered": where.filtered,
+        "filter": where.as_json(),
+        "can_check": can,
+        "cannot_check": cannot,
+    }
+
+
 def verify_export(
     lines: Iterable[str],
     *,
