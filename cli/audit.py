@@ -150,8 +150,8 @@ authenticated. With no key only the hash chain is checked.
 By default only the rows after the newest trusted checkpoint are re-hashed: rows up to it
 are vouched for by its signature. An old row whose content was changed in place, its
 stored hash left alone, is then not seen (the append-only triggers stand in the way; if
-they are found lifted, every row is re-hashed). --full re-hashes every row and checks
-every seal: run it on a schedule.
+they are found lifted, every row is re-hashed). --full re-hashes every row: run it on a
+schedule.
 """.strip().split("\n\n")
 )
 

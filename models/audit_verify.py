@@ -22,7 +22,7 @@ recomputed, and the links around it still hold. An in-place change has to get pa
 append-only triggers, so a walk that finds them missing or disabled re-hashes everything;
 one by someone who put them back (or a superuser, who can bypass them without lifting
 them) is found only by ``full=True`` (``carepath audit verify --full``), which re-hashes
-every row and checks every seal. Run one on a schedule (our suggestion: nightly).
+every row. Run one on a schedule (our suggestion: nightly).
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def verify_log(
         spec: which log.
         key: the private key: checks signatures and seals.
         public_keys: more keys to check signatures with (a rotated key's public half).
-        full: re-hash every row from the genesis row, and check every seal there is.
+        full: re-hash every row from the genesis row.
         against: ``(seq, hash)``: the row ``seq`` must still carry ``hash`` (a head an
             auditor kept: the log must still hold it as a prefix).
         every_checkpoint: check every checkpoint (False: the newest only, as a checkpoint
@@ -162,9 +162,14 @@ def verify_log(
 
     sealer = key.sealer(spec.name) if key else None
     report.seals_checked = sealer is not None
+    # Seals are checked after the newest trusted checkpoint (its signature vouches for the
+    # rows up to it: a full walk re-hashes them too), or everywhere once a checkpoint is
+    # found bad, to name the first row rewritten.
+    seals_from = trusted[-1].seq if trusted and bad_checkpoint is None else 0
     options: dict[str, Any] = {
         "sealer": sealer,
         "seals_required_after": report.head_seq if accept_unsealed else signed_up_to,
+        "seals_from": seals_from,
         "batch": batch_size,
         "on_progress": on_progress,
     }

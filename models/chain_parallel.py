@@ -53,7 +53,7 @@ class HelperFailed(CarepathError):
 
 def _walk_part(
     url: str, plain: tuple[Any, ...], after: int, up_to: int, sealer: Sealer | None,
-    seals_required_after: int | None, batch: int,
+    seals_required_after: int | None, seals_from: int, batch: int,
 ) -> Walked:  # fmt: skip
     """One part, in a helper process."""
     from models.db import make_engine
@@ -63,7 +63,7 @@ def _walk_part(
         spec = ChainSpec.from_plain(plain)
         return walk(
             engine, spec, after, None, up_to, sealer=sealer,
-            seals_required_after=seals_required_after, batch=batch,
+            seals_required_after=seals_required_after, seals_from=seals_from, batch=batch,
         )  # fmt: skip
     finally:
         engine.dispose()
@@ -79,6 +79,7 @@ def walk_in_parts(
     processes: int,
     sealer: Sealer | None = None,
     seals_required_after: int | None = None,
+    seals_from: int = 0,
     batch: int = BATCH,
     on_progress: Callable[[int], None] | None = None,
 ) -> Walked:
@@ -87,13 +88,14 @@ def walk_in_parts(
     bounds = [(start, min(start + size, up_to)) for start in range(after, up_to, size)]
     url = engine.url.render_as_string(hide_password=False)
     helpers = [
-        _start((url, spec.plain(), start, end, sealer, seals_required_after, batch))
+        _start((url, spec.plain(), start, end, sealer, seals_required_after, seals_from, batch))
         for start, end in bounds[1:]
     ]
     try:
         first = walk(
             engine, spec, after, prev_hash, bounds[0][1], sealer=sealer,
-            seals_required_after=seals_required_after, batch=batch, on_progress=on_progress,
+            seals_required_after=seals_required_after, seals_from=seals_from, batch=batch,
+            on_progress=on_progress,
         )  # fmt: skip
         parts = [first]
         for helper in helpers:

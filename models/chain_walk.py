@@ -216,15 +216,17 @@ def walk(
     *,
     sealer: Sealer | None = None,
     seals_required_after: int | None = None,
+    seals_from: int = 0,
     batch: int = BATCH,
     on_progress: Callable[[int], None] | None = None,
 ) -> Walked:
     """Re-hash rows ``after < seq <= up_to``, the first linking to ``prev_hash``.
 
     Checks that sequence numbers follow on, that each row links to the one before, that
-    its hash is its content's, and, with ``sealer``, its seal: a seal that is there must
-    match, and rows after ``seals_required_after`` must have one. Stops at the first
-    problem. With ``prev_hash`` None the first row's link is not checked but returned
+    its hash is its content's, and, with ``sealer``, the seals of rows after
+    ``seals_from``: a seal that is there must match, and rows after
+    ``seals_required_after`` must have one. Stops at the first problem. With
+    ``prev_hash`` None the first row's link is not checked but returned
     (:mod:`models.chain_parallel` checks it against the part before).
     """
     text = RowText(spec)
@@ -253,7 +255,7 @@ def walk(
             # know).
             if sha256(built.encode()).hexdigest() != digest:
                 problem = _reference_problem(engine, spec, seq, row[prev_at], digest)
-            if sealer is not None and problem is None:
+            if sealer is not None and problem is None and seq > seals_from:
                 seal = row[seal_at]
                 if seal is None:
                     problem = NO_SEAL if seq > required else None
