@@ -32,6 +32,7 @@ bench: setup
 	$(BIN)/python -m bench.history --episodes 20 --at 10 1000 --backend both
 	$(BIN)/python -m bench.worker --timers 100000 --lag-seconds 60
 	$(BIN)/python -m bench.api --episodes 1000000 --audit-rows 1000000
+	$(BIN)/python -m bench.audit --rows 1000000 --backend both
 
 diagrams: setup
 	$(BIN)/carepath diagram --out diagrams

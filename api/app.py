@@ -37,6 +37,12 @@ from api.tokens import Tokens
 from engine.clinic_time import Clock, SystemClock
 from engine.settings import PathwayDefaults
 from models.access_writer import AccessLogWriter
+from models.audit_keys import process_key
+from models.checkpointing import (
+    CHECKPOINT_INTERVAL_ENV,
+    DEFAULT_CHECKPOINT_INTERVAL,
+    CheckpointSchedule,
+)
 from models.db import database_url, make_engine
 from models.repository import EpisodeRepository
 from schedulers import logs
@@ -64,9 +70,12 @@ def create_app(
     web: WebSettings | None = None,
     database_clock: bool = False,
     max_body_bytes: int | None = None,
+    checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL,
 ) -> FastAPI:
-    """The API on ``engine``; with ``worker_interval`` the worker sweeps in-process and
-    sends reminders through ``channels``. A live token is remembered for
+    """The API on ``engine``; with ``worker_interval`` the worker sweeps in-process, sends
+    reminders through ``channels`` and, when the process has the audit key
+    (``CAREPATH_AUDIT_KEY_FILE``), signs the audit chain's head every
+    ``checkpoint_interval`` seconds it has moved. A live token is remembered for
     ``token_cache_seconds`` (see :class:`api.tokens.Tokens`). With ``owns_engine`` the
     engine is disposed when the app shuts down. ``web`` is the base URL and the page
     sessions' limits (:class:`api.security.WebSettings`). With ``database_clock``
@@ -88,8 +97,10 @@ def create_app(
         stop = None
         if worker_interval is not None:
             deliver = partial(deliver_due, engine, channels) if channels else None
+            key = process_key()
+            checkpoints = CheckpointSchedule(engine, key, checkpoint_interval) if key else None
             worker = Worker(repo, clock, deliver=deliver, metrics=parts.metrics,
-                            database_clock=database_clock)  # fmt: skip
+                            database_clock=database_clock, checkpoint=checkpoints)  # fmt: skip
             stop = worker.start(worker_interval)
         try:
             yield
@@ -140,10 +151,12 @@ LOG_FORMAT_ENV = "CAREPATH_LOG_FORMAT"
 def app_from_env() -> FastAPI:
     """The app of one process of ``carepath serve --workers N``, set up from the environment
     the command leaves for it: the database, the pathway defaults, the reminder channels,
-    the sweep interval, the token cache and the base URL. Each process sweeps too, as several
-    ``carepath worker`` processes may: timers are claimed, never shared."""
+    the sweep and checkpoint intervals, the token cache and the base URL. Each process
+    sweeps too, as several ``carepath worker`` processes may: timers are claimed, never
+    shared."""
     logs.configure(json_lines=os.environ.get(LOG_FORMAT_ENV, "json") == "json")
     interval = os.environ.get(SWEEP_INTERVAL_ENV)
+    checkpoints = os.environ.get(CHECKPOINT_INTERVAL_ENV)
     return create_app(
         make_engine(database_url()),
         SystemClock(),
@@ -154,4 +167,5 @@ def app_from_env() -> FastAPI:
         owns_engine=True,
         web=WebSettings.from_env(),
         database_clock=True,
+        checkpoint_interval=float(checkpoints) if checkpoints else DEFAULT_CHECKPOINT_INTERVAL,
     )

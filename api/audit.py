@@ -14,10 +14,11 @@ from api.deps import ServicesDep, require
 from api.problems import documented
 from api.schemas import AuditPage, ChainCheck
 from api.tokens import Principal
+from engine.errors import InvalidEvent
 from engine.events import parse_instant
-from models.audit import verify_chain
 from models.audit_export import AuditFilter, export, page
-from models.db import make_session_factory
+from models.audit_keys import process_key
+from models.audit_verify import ChainReport, parse_against, verify_log
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 Auditor = Annotated[Principal, Depends(require("auditor"))]
@@ -81,15 +82,22 @@ def transitions(
 
 @router.get(
     "/export",
-    summary="The log as CSV, JSON lines or FHIR AuditEvents, ending with the chain head",
+    summary="The log as CSV, JSON lines or FHIR AuditEvents, ending with the chain head and "
+    "its latest signed checkpoint",
     response_class=StreamingResponse,
     responses={
         200: {
-            "description": "The rows in chain order, then the head the export ran up to",
+            "description": "The rows in chain order, then a trailer: the head the export ran "
+                           "up to, the newest signed checkpoint at or before it, and what "
+                           "can and cannot be checked from the export",
             "content": {
                 MEDIA["jsonl"]: {"example": '{"accepted": true, …, "seq": 1, …}\n'
-                                            '{"chain_head": {"hash": "4824…", "seq": 1}}\n'},
+                                            '{"chain_head": {"hash": "4824…", "seq": 1}, '
+                                            '"checkpoint": {"id": 1, "seq": 1, …}, "export": '
+                                            '{"filtered": false, "can_check": […], …}}\n'},
                 MEDIA["csv"]: {"example": "seq,episode_id,…\r\n1,583dab66-…,…\r\n"
+                                          '#export,"{""filtered"": false, …}"\r\n'
+                                          "#checkpoint,1,audit_log,1,4824…,…\r\n"
                                           "#chain_head,1,4824…\r\n"},
                 MEDIA["fhir"]: {"example": '{"resourceType": "AuditEvent", …}\n'
                                            '{"resourceType": "Provenance", …}\n'},
@@ -106,8 +114,10 @@ def export_log(
     where: Filter,
     format: Annotated[str, Query(pattern="^(csv|jsonl|fhir)$")] = "jsonl",  # noqa: A002
 ) -> StreamingResponse:
-    """Streamed in batches, so memory stays flat however long the log is. The last line
-    is the chain's head (sequence number and hash) when the export began."""
+    """Streamed in batches, so memory stays flat however long the log is. It ends with
+    the chain's head (sequence number and hash) when the export began, the newest signed
+    checkpoint at or before it, and, for a filtered export, what cannot be checked from
+    it (the rows do not follow on: links and completeness)."""
     chunks = export(parts.engine, format, where)
     # The first chunk is read before the answer starts: an error reading the log is then
     # still answered as a problem, not cut into a half-sent 200.
@@ -124,16 +134,55 @@ def export_log(
 
 @router.get(
     "/verify",
-    summary="Recompute the hash chain; name the first bad row",
+    summary="Check the audit log: checkpoints, links, hashes, seals; name the first bad row",
     response_model=None,
-    responses={200: {"model": ChainCheck}, **documented(401, 403, 503)},
+    responses={200: {"model": ChainCheck}, **documented(401, 403, 422, 503)},
 )
-def verify(parts: ServicesDep, _: Auditor) -> dict[str, Any]:
-    with make_session_factory(parts.engine)() as session:
-        result = verify_chain(session)
+def verify(
+    parts: ServicesDep,
+    _: Auditor,
+    full: Annotated[
+        bool, Query(description="re-hash every row, not only those after the newest checkpoint")
+    ] = False,
+    against: Annotated[
+        str | None,
+        Query(
+            description="SEQ:HASH, a head kept from before: the log must still hold it",
+            examples=["41:" + "4824222657aba96412c72cbf7c1aa6e2d9aabf9c2b0b8b195c87c21f97a98fbb"],
+        ),
+    ] = None,
+) -> dict[str, Any]:
+    """As ``carepath audit verify``, with the service's audit key (``CAREPATH_AUDIT_KEY_FILE``)
+    when it has one. 200 either way: ``ok`` says whether the log is intact."""
+    parsed = None
+    if against is not None:
+        try:
+            parsed = parse_against(against)
+        except ValueError as exc:
+            raise InvalidEvent("against", str(exc)) from exc
+    report = verify_log(parts.engine, key=process_key(), full=full, against=parsed)
+    return report_json(report)
+
+
+def report_json(report: ChainReport) -> dict[str, Any]:
+    """A verify's report as ``GET /audit/verify`` answers it (:class:`ChainCheck`)."""
+
+    def checkpoint(value: Any) -> dict[str, Any] | None:
+        return None if value is None else value.as_json()
+
     return {
-        "ok": result.ok,
-        "rows_checked": result.rows_checked,
-        "first_bad_seq": result.first_bad_seq,
-        "problem": result.problem,
+        "ok": report.ok,
+        "rows_checked": report.rows_checked,
+        "first_bad_seq": report.first_bad_seq,
+        "problem": report.problem,
+        "first_bad_checkpoint": report.first_bad_checkpoint,
+        "full": report.full,
+        "head": {"seq": report.head_seq, "hash": report.head_hash},
+        "resumed_from": checkpoint(report.resumed_from),
+        "latest_checkpoint": checkpoint(report.latest_checkpoint),
+        "checkpoints": report.checkpoints,
+        "signatures_checked": report.signatures_checked,
+        "seals_checked": report.seals_checked,
+        "unauthenticated_rows": report.unauthenticated_rows,
+        "warnings": report.warnings,
     }

@@ -339,6 +339,7 @@ AUDIT_ROW = {
     "pathway_version": "1.0.0",
     "prev_hash": "0" * 64,
     "hash": HASH,
+    "seal": "9d3c4e1f0b8a7d6c5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d",
 }
 
 
@@ -363,6 +364,10 @@ class AuditRow(BaseModel):
     pathway_version: str
     prev_hash: str
     hash: str
+    seal: str | None = Field(
+        description="HMAC-SHA256 over hash with a key derived from the audit key; null when "
+        "the row was written without the key"
+    )
 
 
 class AuditPage(BaseModel):
@@ -426,14 +431,68 @@ class AccessPage(BaseModel):
     next_cursor: int | None
 
 
+CHECKPOINT = {
+    "id": 12,
+    "log": "audit_log",
+    "seq": 41,
+    "hash": HASH,
+    "signed_at": "2026-03-01T09:05:00.000000Z",
+    "key_id": "3f2a9c0d81b7e645",
+    "signature": "5be0" + "0" * 124,
+}
+
+
+class SignedCheckpoint(BaseModel):
+    """The chain's row ``seq`` carried ``hash`` at ``signed_at``, signed (Ed25519) by the
+    audit key ``key_id``."""
+
+    model_config = _example(CHECKPOINT)
+    id: int | None
+    log: str
+    seq: int
+    hash: str
+    signed_at: datetime
+    key_id: str
+    signature: str = Field(description="Ed25519 signature, hex")
+
+
+class ChainHead(BaseModel):
+    model_config = _example({"seq": 42, "hash": HASH})
+    seq: int
+    hash: str
+
+
 class ChainCheck(BaseModel):
+    """What a verify found; ``problem`` names the first bad row or checkpoint."""
+
     model_config = _example(
-        {"ok": False, "rows_checked": 41, "first_bad_seq": 42, "problem": "hash mismatch"}
-    )
+        {"ok": False, "rows_checked": 1, "first_bad_seq": 42, "first_bad_checkpoint": None,
+         "problem": "row 42 (episode 583dab66-…): seal does not match: the row was rewritten "
+                    "or forged",
+         "full": False, "head": {"seq": 42, "hash": HASH}, "resumed_from": CHECKPOINT,
+         "latest_checkpoint": CHECKPOINT, "checkpoints": 12, "signatures_checked": 12,
+         "seals_checked": True, "unauthenticated_rows": 0, "warnings": []}
+    )  # fmt: skip
     ok: bool
-    rows_checked: int
+    rows_checked: int = Field(description="rows re-hashed")
     first_bad_seq: int | None
     problem: str | None
+    first_bad_checkpoint: int | None = Field(description="the checkpoint at fault, if one is")
+    full: bool = Field(description="every row re-hashed (else those after resumed_from)")
+    head: ChainHead
+    resumed_from: SignedCheckpoint | None = Field(
+        description="the trusted checkpoint the re-hashing started after"
+    )
+    latest_checkpoint: SignedCheckpoint | None = Field(
+        description="the newest checkpoint found trustworthy (signature and row)"
+    )
+    checkpoints: int
+    signatures_checked: int
+    seals_checked: bool = Field(description="the service has the audit key, so seals were checked")
+    unauthenticated_rows: int = Field(
+        description="rows after the newest trusted checkpoint that nothing could authenticate"
+    )
+    warnings: list[str]
 
 
 class Health(BaseModel):

@@ -13,13 +13,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
+from cli.audit import audit_app
 from engine.clinic_time import SystemClock
 from engine.errors import (
     CarepathError,
@@ -42,6 +43,10 @@ from models.db import (
 )
 from models.timeouts import DatabaseTimeout
 
+if TYPE_CHECKING:
+    from models.audit_keys import AuditKey
+    from models.checkpointing import CheckpointSchedule
+
 app = typer.Typer(
     name="carepath",
     help="Care-pathway engine for lumbosacral radiculopathy.",
@@ -51,7 +56,6 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 episode_app = typer.Typer(help="Open and show episodes.", no_args_is_help=True)
-audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 token_app = typer.Typer(help="Bearer tokens for the HTTP API.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(episode_app, name="episode")
@@ -124,6 +128,34 @@ def _repository(engine: Engine) -> Any:
     except (ValueError, TypeError) as exc:
         _fail(f"invalid: CAREPATH_DEFAULTS: {exc}", 2)
     return EpisodeRepository(make_session_factory(engine), defaults)
+
+
+def _audit_key() -> AuditKey | None:
+    """This process's audit key (None without CAREPATH_AUDIT_KEY_FILE); a key file that
+    cannot be used is bad usage, found before anything starts."""
+    from cli.audit import _process_key
+
+    return _process_key()
+
+
+def _no_key_warning() -> None:
+    import logging
+
+    logging.getLogger("carepath.audit").warning(
+        "no audit key (CAREPATH_AUDIT_KEY_FILE): rows are not sealed and the chain is not "
+        "checkpointed, so a forged tail would not show"
+    )
+
+
+def _checkpoints(
+    engine: Engine, key: AuditKey | None, interval: float
+) -> CheckpointSchedule | None:
+    from models.checkpointing import CheckpointSchedule
+
+    if key is None:
+        _no_key_warning()
+        return None
+    return CheckpointSchedule(engine, key, interval)
 
 
 @contextmanager
@@ -316,48 +348,7 @@ def simulate_command(
 # audit
 
 
-@audit_app.command("export")
-def audit_export(
-    out: Annotated[Path, typer.Option("--out", help="File to write ('-' for stdout)")],
-    format_: Annotated[str, typer.Option("--format", help="csv, jsonl or fhir")] = "jsonl",
-    episode: Annotated[str | None, typer.Option("--episode")] = None,
-    actor: Annotated[str | None, typer.Option("--actor")] = None,
-    rule: Annotated[str | None, typer.Option("--rule")] = None,
-) -> None:
-    """Export the audit log, ending with the chain head's sequence number and hash."""
-    from models.audit_export import FORMATS, AuditFilter, export, head
-
-    if format_ not in FORMATS:
-        _fail(f"invalid: --format: must be one of {', '.join(FORMATS)}", 2)
-    from cli.access import record_read
-
-    with _database() as engine, _reported():
-        where = AuditFilter(episode_id=episode, actor=actor, rule=rule)
-        record_read(engine, CLOCK, "audit export", [episode] if episode else None,
-                    format=format_, episode=episode, actor=actor, rule=rule)  # fmt: skip
-        total = head(engine)[0]
-        target = sys.stdout if str(out) == "-" else out.open("w", encoding="utf-8", newline="")
-        try:
-            with typer.progressbar(length=total, label="exporting", file=sys.stderr) as bar:
-                for chunk in export(engine, format_, where):
-                    target.write(chunk)
-                    bar.update(chunk.count("\n"))
-        finally:
-            if target is not sys.stdout:
-                target.close()
-    typer.echo(f"exported up to row {total} to {out}", err=True)
-
-
-@audit_app.command("verify")
-def audit_verify() -> None:
-    """Recompute the hash chain; name the first bad row."""
-    from models.audit import verify_chain
-
-    with _database() as engine, make_session_factory(engine)() as session:
-        result = verify_chain(session)
-    if not result.ok:
-        _fail(f"audit log broken at row {result.first_bad_seq}: {result.problem}")
-    typer.echo(f"audit log intact: {result.rows_checked} rows")
+# The audit commands (keygen, checkpoint, verify, export) are in cli/audit.py.
 
 
 @audit_app.command("access")
@@ -405,13 +396,21 @@ def worker(
     log_format: Annotated[
         str, typer.Option("--log-format", help="json (one object per line) or text")
     ] = "json",
+    checkpoint_interval: Annotated[
+        float,
+        typer.Option(
+            "--checkpoint-interval", min=1, help="Seconds between audit checkpoints (with a key)"
+        ),
+    ] = 300.0,
 ) -> None:
     """Fire due timers and send reminders: once, or every INTERVAL seconds until SIGTERM.
 
     Several workers may run against one PostgreSQL database; each timer fires once.
     Reminders go to the channels the environment configures: CAREPATH_WEBHOOK_URL with
     CAREPATH_WEBHOOK_SECRET, and CAREPATH_SMTP_HOST with CAREPATH_SMTP_FROM, CAREPATH_SMTP_TO
-    (CAREPATH_SMTP_PORT, default 25).
+    (CAREPATH_SMTP_PORT, default 25). With the audit key (CAREPATH_AUDIT_KEY_FILE) the
+    worker signs the audit chain's head after a sweep when it has moved, at most every
+    --checkpoint-interval seconds (and after the sweep of --once).
     """
     from functools import partial
 
@@ -426,6 +425,7 @@ def worker(
         channels = channels_from_env()
     except ChannelSettingError as exc:
         _fail(f"invalid: {exc}", 2)
+    key = _audit_key()
     logs.configure(json_lines=log_format == "json")
     with _database() as engine:
         deliver = partial(deliver_due, engine, channels) if channels else None
@@ -433,7 +433,7 @@ def worker(
         # nothing early.
         runner = Worker(
             _repository(engine), CLOCK, batch_size=batch_size, deliver=deliver,
-            database_clock=True,
+            database_clock=True, checkpoint=_checkpoints(engine, key, checkpoint_interval),
         )  # fmt: skip
         if metrics_port is not None:
             from prometheus_client import start_http_server
@@ -549,11 +549,18 @@ def serve(
     log_format: Annotated[
         str, typer.Option("--log-format", help="json (one object per line) or text")
     ] = "json",
+    checkpoint_interval: Annotated[
+        float,
+        typer.Option(
+            "--checkpoint-interval", min=1, help="Seconds between audit checkpoints (with a key)"
+        ),
+    ] = 300.0,
 ) -> None:
     """Run the service: the HTTP API, with the scheduler worker sweeping in-process.
 
-    SIGTERM lets the sweep's batch in progress and the requests in flight finish, then
-    the process exits 0.
+    With the audit key (CAREPATH_AUDIT_KEY_FILE) the worker also signs the audit chain's
+    head when it has moved, at most every --checkpoint-interval seconds. SIGTERM lets the
+    sweep's batch in progress and the requests in flight finish, then the process exits 0.
     """
     import dataclasses
     import logging
@@ -570,6 +577,7 @@ def serve(
         parse_base_url,
         parse_trusted_proxies,
     )
+    from models.checkpointing import CHECKPOINT_INTERVAL_ENV
     from schedulers import logs
     from schedulers.channels import ChannelSettingError, channels_from_env
 
@@ -590,7 +598,10 @@ def serve(
     # uvicorn rewrites the scheme and client address from X-Forwarded-* only for these.
     proxy_headers = proxies is not None
     json_lines = log_format == "json"
+    key = _audit_key()
     logs.configure(json_lines=json_lines)
+    if key is None:
+        _no_key_warning()
     log = logging.getLogger("carepath.serve")
     with _database() as engine:
         if demo:
@@ -619,6 +630,7 @@ def serve(
             os.environ[TOKEN_CACHE_ENV] = str(token_cache)
             os.environ[BASE_URL_ENV] = str(web.base_url)
             os.environ[LOG_FORMAT_ENV] = log_format
+            os.environ[CHECKPOINT_INTERVAL_ENV] = str(checkpoint_interval)
             engine.dispose()
             uvicorn.run(
                 "api.app:app_from_env",
@@ -641,6 +653,7 @@ def serve(
             token_cache_seconds=token_cache,
             web=web,
             database_clock=True,
+            checkpoint_interval=checkpoint_interval,
         )
         uvicorn.run(app, host=host, port=port, log_level="warning", log_config=log_config,
                     proxy_headers=proxy_headers, forwarded_allow_ips=proxies)  # fmt: skip

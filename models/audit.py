@@ -4,6 +4,17 @@ Each row's hash covers its content and the previous row's hash, so changing, rem
 reordering a row breaks every link after it; ``audit_head`` holds the last hash, so cutting
 rows off the end shows too. Triggers make the table append-only; the chain catches whoever
 gets past them (a superuser, a file editor).
+
+The hash function is public, so someone who can write to the database can also append a
+row with a correct hash, or rewrite the chain's tail. What they cannot make is a row's
+*seal* (HMAC over its hash with a key derived from the audit key, set here as each row is
+appended when the process has the key, :mod:`models.audit_keys`) or a *checkpoint* (the
+head signed with that key, :mod:`models.checkpoints`). :mod:`models.audit_verify` checks
+all three.
+
+The machinery is described by a :class:`ChainSpec`, so a second log kept the same way
+(its own table and head, the same ``seq``/``prev_hash``/``hash``/``seal`` columns) reuses
+the seals, the checkpoints and the verifier.
 """
 
 from __future__ import annotations
@@ -12,14 +23,18 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from engine.clinic_time import to_utc
+from models.audit_keys import Sealer, process_sealer
 from models.json_text import dumps_with
 from models.tables import AUDIT_TRIGGERS, AuditEntry, AuditHead
+
+if TYPE_CHECKING:
+    from models.audit_verify import ChainReport
 
 GENESIS_HASH = "0" * 64
 
@@ -75,15 +90,63 @@ def payload_digest(payload: Mapping[str, Any]) -> str:
     return _sha256(canonical_json(payload))
 
 
-def entry_hash(fields: Mapping[str, Any], prev_hash: str) -> str:
-    """The hash of an audit row: its :data:`HASHED_FIELDS` plus the previous row's hash."""
-    content = {name: fields[name] for name in HASHED_FIELDS}
+def entry_hash(
+    fields: Mapping[Any, Any], prev_hash: str, hashed: Sequence[str] = HASHED_FIELDS
+) -> str:
+    """The hash of a row: its ``hashed`` fields plus the previous row's hash."""
+    content = {name: fields[name] for name in hashed}
     content["prev_hash"] = prev_hash
     return _sha256(canonical_json(content))
 
 
 AUDIT_HEAD = cast(Table, AuditHead.__table__)
 AUDIT_LOG = cast(Table, AuditEntry.__table__)
+
+
+@dataclass(frozen=True)
+class ChainSpec:
+    """A hash-chained log: its table (``seq``, the hashed fields, ``prev_hash``, ``hash``,
+    ``seal``), its one-row head table (``id`` 1, ``last_seq``, ``last_hash``) and the
+    fields each row's hash covers. ``name`` is signed into its checkpoints and keys its
+    seals, so neither can be moved to another log."""
+
+    name: str
+    log: Table
+    head: Table
+    hashed: tuple[str, ...]
+    # The append-only triggers an in-place edit has to get past, by dialect.
+    triggers: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def triggers_for(self, dialect: str) -> tuple[str, ...]:
+        return dict(self.triggers).get(dialect, ())
+
+    def hash_row(self, fields: Mapping[Any, Any], prev_hash: str) -> str:
+        return entry_hash(fields, prev_hash, self.hashed)
+
+    def plain(self) -> tuple[Any, ...]:
+        """The spec as plain values, to hand to another process (:meth:`from_plain`)."""
+        return (self.name, self.log.name, self.head.name, self.hashed, self.triggers)
+
+    @classmethod
+    def from_plain(cls, plain: tuple[Any, ...]) -> ChainSpec:
+        """The spec :meth:`plain` gave; its tables must be mapped in :mod:`models.tables`."""
+        from models.tables import Base
+
+        name, log, head, hashed, triggers = plain
+        tables = Base.metadata.tables
+        return cls(name, tables[log], tables[head], tuple(hashed), tuple(triggers))
+
+
+AUDIT_CHAIN = ChainSpec(
+    "audit_log",
+    AUDIT_LOG,
+    AUDIT_HEAD,
+    HASHED_FIELDS,
+    triggers=(
+        ("sqlite", ("audit_log_no_update", "audit_log_no_delete")),
+        ("postgresql", ("audit_log_append_only", "audit_log_no_truncate")),
+    ),
+)
 READ_HEAD = (
     select(AUDIT_HEAD.c.last_seq, AUDIT_HEAD.c.last_hash)
     .where(AUDIT_HEAD.c.id == 1)
@@ -92,8 +155,17 @@ READ_HEAD = (
 MOVE_HEAD = (
     update(AUDIT_HEAD)
     .where(AUDIT_HEAD.c.id == 1)
-    .values(last_seq=bindparam("seq"), last_hash=bindparam("hash"))
+    .values(last_seq=bindparam("seq"), last_hash=bindparam("hash"), seal=bindparam("head_seal"))
 )
+
+
+def head_seal(sealer: Sealer | None, seq: int, digest: str) -> str | None:
+    """The head's own seal: rows cut off the end since the newest checkpoint, and the head
+    moved back onto a real row, would otherwise leave nothing to show. Its message cannot
+    be a row's hash (64 hex digits), so no row's seal is ever a head's."""
+    return None if sealer is None else sealer(f"head:{seq}:{digest}")
+
+
 INSERT_ENTRY = insert(AUDIT_LOG)
 
 
@@ -115,8 +187,10 @@ def chain_row(
     payload: Mapping[str, Any],
     pathway_id: str,
     pathway_version: str,
+    sealer: Sealer | None = None,
 ) -> dict[str, Any]:
-    """The next row of the chain after the head ``(last_seq, last_hash)``, hash included."""
+    """The next row of the chain after the head ``(last_seq, last_hash)``, hash included,
+    and sealed with ``sealer`` (``seal`` is None without one)."""
     if trigger not in AUDIT_TRIGGERS:
         raise ValueError(f"trigger must be one of {', '.join(AUDIT_TRIGGERS)}, not {trigger!r}")
     fields: dict[str, Any] = {
@@ -138,7 +212,8 @@ def chain_row(
         "pathway_version": pathway_version,
     }
     digest = entry_hash(fields, last_hash)
-    return {**fields, "prev_hash": last_hash, "hash": digest}
+    seal = None if sealer is None else sealer(digest)
+    return {**fields, "prev_hash": last_hash, "hash": digest, "seal": seal}
 
 
 def append_audit(target: Session | Connection, **facts: Any) -> AuditEntry:
@@ -147,7 +222,9 @@ def append_audit(target: Session | Connection, **facts: Any) -> AuditEntry:
     ``facts`` are :func:`chain_row`'s keyword arguments. The head row is locked
     (``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite the transaction's
     ``BEGIN IMMEDIATE`` already serialises writers), so concurrent appenders take turns and
-    commit in ``seq`` order. Returns the row written (not attached to any session).
+    commit in ``seq`` order. The row, and the head, are sealed with this process's audit
+    key, when it has one (``CAREPATH_AUDIT_KEY_FILE``). Returns the row written (not attached to any
+    session).
     """
     if isinstance(target, Session):
         target.flush()  # the caller's pending rows go first, as they were written first
@@ -157,91 +234,25 @@ def append_audit(target: Session | Connection, **facts: Any) -> AuditEntry:
     head = connection.execute(READ_HEAD).first()
     if head is None:
         raise RuntimeError(HEAD_MISSING)
-    row = chain_row(head[0], head[1], **facts)
+    sealer = process_sealer(AUDIT_CHAIN.name)
+    row = chain_row(head[0], head[1], **facts, sealer=sealer)
     connection.execute(INSERT_ENTRY, row)
-    connection.execute(MOVE_HEAD, {"seq": row["seq"], "hash": row["hash"]})
+    sealed = head_seal(sealer, row["seq"], row["hash"])
+    connection.execute(MOVE_HEAD, {"seq": row["seq"], "hash": row["hash"], "head_seal": sealed})
     return AuditEntry(**row)
 
 
 HEAD_MISSING = "audit_head row is missing: run `carepath db upgrade`"
 
 
-@dataclass(frozen=True)
-class VerifyResult:
-    """What :func:`verify_chain` found: ``problem`` names the first bad row in words."""
+def verify_chain(session: Session, batch_size: int = 5000) -> ChainReport:
+    """Re-hash the whole chain and check every link and the head, without any key.
 
-    ok: bool
-    rows_checked: int
-    first_bad_seq: int | None = None
-    problem: str | None = None
-
-
-def _row_label(row: Mapping[Any, Any]) -> str:
-    episode = row["episode_id"]
-    return f"row {row['seq']} ({f'episode {episode}' if episode else 'no episode'})"
-
-
-def _check_row(row: Mapping[Any, Any], expected_seq: int, prev_hash: str) -> tuple[int, str] | None:
-    seq = row["seq"]
-    if seq != expected_seq:
-        if expected_seq == 1:
-            return 1, f"row 1 missing: the log starts at row {seq}"
-        return expected_seq, (
-            f"row {expected_seq} missing: the log goes from row {expected_seq - 1} to row {seq}"
-        )
-    if row["prev_hash"] != prev_hash:
-        link = "the genesis hash" if seq == 1 else f"row {seq - 1}"
-        return seq, f"{_row_label(row)}: prev_hash does not match {link}"
-    if entry_hash(row, prev_hash) != row["hash"]:
-        return seq, f"{_row_label(row)}: hash mismatch: the row was altered"
-    return None
-
-
-def verify_chain(session: Session, batch_size: int = 5000) -> VerifyResult:
-    """Walk the whole log in ``seq`` order, recompute every hash and check every link.
-
-    Reads ``batch_size`` rows at a time by key (not OFFSET), as plain rows outside the
-    session's identity map, so memory stays flat however long the log is. Stops at the
-    first problem.
+    :func:`models.audit_verify.verify_log` with ``full=True``: the checkpoints are counted
+    but not checked, and seals are not checked.
     """
-    table = AuditEntry.__table__
-    last_seq, last_hash, checked = 0, GENESIS_HASH, 0
-    while True:
-        batch = (
-            session.execute(
-                select(table).where(table.c.seq > last_seq).order_by(table.c.seq).limit(batch_size)
-            )
-            .mappings()
-            .all()
-        )
-        for row in batch:
-            checked += 1
-            bad = _check_row(row, last_seq + 1, last_hash)
-            if bad is not None:
-                return VerifyResult(False, checked, *bad)
-            last_seq, last_hash = row["seq"], row["hash"]
-        if len(batch) == batch_size:
-            continue
+    from models.audit_verify import verify_log
 
-        head = session.execute(
-            select(AuditHead.last_seq, AuditHead.last_hash).where(AuditHead.id == 1)
-        ).one_or_none()
-        if head is None:
-            return VerifyResult(False, checked, last_seq + 1, "audit_head row is missing")
-        if head.last_seq > last_seq and _has_rows_after(session, last_seq):
-            # Appended and committed while we walked (PostgreSQL, READ COMMITTED): walk on.
-            continue
-        if head.last_seq != last_seq:
-            problem = f"audit_head says {head.last_seq} rows, log has {last_seq}"
-            return VerifyResult(False, checked, min(head.last_seq, last_seq) + 1, problem)
-        if head.last_hash != last_hash:
-            problem = f"audit_head hash does not match row {last_seq}"
-            return VerifyResult(False, checked, last_seq or None, problem)
-        return VerifyResult(True, checked)
-
-
-def _has_rows_after(session: Session, seq: int) -> bool:
-    table = AuditEntry.__table__
-    return (
-        session.execute(select(table.c.seq).where(table.c.seq > seq).limit(1)).first() is not None
-    )
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    return verify_log(engine, full=True, batch_size=batch_size)

@@ -176,8 +176,8 @@ _MARK_TIMER = (
 def _event_with_audit() -> Any:
     """The event row and its audit row written, and the chain's head moved to the audit
     row, by one statement (PostgreSQL's data-modifying WITH). The event's values are bound
-    as ``event_<column>``; the audit row's as its columns, ``seq`` and ``hash`` also being
-    the head's new values.
+    as ``event_<column>``; the audit row's as its columns (its ``seal`` too), ``seq`` and
+    ``hash`` also being the head's new values, and ``head_seal`` the head's seal.
 
     These are a step's last writes, so nothing that could have gone to the server earlier
     waits for them; as three statements they cost the driver about twice the work.

@@ -24,7 +24,8 @@ from engine.due import current_items
 from engine.episode import EpisodeState, Step, TimerRequest
 from engine.errors import EpisodeNotFound, UnreadableEpisode
 from models import timeouts as bounds
-from models.audit import HEAD_MISSING, chain_row
+from models.audit import AUDIT_CHAIN, HEAD_MISSING, chain_row, head_seal
+from models.audit_keys import process_sealer
 from models.db import begin_sqlite, describe_url
 from models.statements import Cursor, Rows
 from models.step_sql import SUMMARY_COLUMNS, TASK_FIELDS, Statements, statements_for
@@ -372,8 +373,12 @@ class EpisodeStore:
         if combined is None:
             self.cursor.run(self.sql.insert_event, event)
             return self.append_audit(**audit)
-        row = self.audit_chain().append(**audit)
-        self.cursor.run(combined, {**{f"event_{k}": v for k, v in event.items()}, **row})
+        chain = self.audit_chain()
+        row = chain.append(**audit)
+        self.cursor.run(
+            combined,
+            {**{f"event_{k}": v for k, v in event.items()}, **row, "head_seal": chain.head_seal()},
+        )
         return row
 
     def append_audit(self, **facts: Any) -> dict[str, Any]:
@@ -553,25 +558,31 @@ def reminders_for(
 
 class AuditChain:
     """Rows appended to the audit log in one transaction; :meth:`close` writes them, all in
-    one go, and moves the head."""
+    one go, and moves the head. Each row, and the head, is sealed with this process's audit
+    key, when it has one (``CAREPATH_AUDIT_KEY_FILE``): one HMAC each."""
 
     def __init__(self, store: EpisodeStore, last_seq: int, last_hash: str) -> None:
         self.store = store
         self.last_seq = last_seq
         self.last_hash = last_hash
         self.rows: list[dict[str, Any]] = []
+        self.sealer = process_sealer(AUDIT_CHAIN.name)
 
     def append(self, **facts: Any) -> dict[str, Any]:
-        row = chain_row(self.last_seq, self.last_hash, **facts)
+        row = chain_row(self.last_seq, self.last_hash, **facts, sealer=self.sealer)
         self.rows.append(row)
         self.last_seq, self.last_hash = row["seq"], row["hash"]
         return row
+
+    def head_seal(self) -> str | None:
+        return head_seal(self.sealer, self.last_seq, self.last_hash)
 
     def close(self) -> None:
         self.store.write_many("insert_entry", self.rows)
         self.rows = []
         self.store.cursor.run(
-            self.store.sql.move_head, {"seq": self.last_seq, "hash": self.last_hash}
+            self.store.sql.move_head,
+            {"seq": self.last_seq, "hash": self.last_hash, "head_seal": self.head_seal()},
         )
 
 

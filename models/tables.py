@@ -1,4 +1,5 @@
-"""The tables: episodes, their clinical events, due timers, tasks, the audit and access logs.
+"""The tables: episodes, their clinical events, due timers, tasks, the audit log and its
+signed checkpoints, and the access log.
 
 The engine's state is stored as JSON beside a few columns the interfaces query on (status,
 coordinator, due instants). Every change to this module needs a migration in
@@ -215,6 +216,9 @@ class AuditEntry(Base):
     pathway_version: Mapped[str] = mapped_column(String(16))
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # HMAC-SHA256 over ``hash`` with a key derived from the audit key (models.audit_keys),
+    # set by the process that appended the row; None when it had no key.
+    seal: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuditHead(Base):
@@ -226,6 +230,30 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     last_seq: Mapped[int] = mapped_column(Integer)
     last_hash: Mapped[str] = mapped_column(String(64))
+    # HMAC over "head:SEQ:HASH" with the rows' seal key (models.audit.head_seal), set by
+    # whoever moved the head; None when it had no key.
+    seal: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditCheckpoint(Base):
+    """A signed statement that a log's row ``seq`` carried ``hash`` at ``signed_at``.
+
+    Signed with the audit key, which is not in the database (models.checkpoints). Rows are
+    never updated or deleted (database triggers refuse it). ``log`` names the chain (its
+    table), so one table serves every hash-chained log.
+    """
+
+    __tablename__ = "audit_checkpoint"
+    __table_args__ = (Index("ix_audit_checkpoint_log_seq", "log", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    log: Mapped[str] = mapped_column(String(32))
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+    signed_at: Mapped[datetime]
+    # The signing key's id (models.audit_keys.key_id) and the Ed25519 signature, in hex.
+    key_id: Mapped[str] = mapped_column(String(16))
+    signature: Mapped[str] = mapped_column(String(128))
 
 
 REMINDER_DELIVERY_STATUSES = ("pending", "retrying", "sent")

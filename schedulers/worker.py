@@ -105,6 +105,8 @@ class Worker:
             ``now()``; SQLite has none, so there ``clock`` decides). Tests that move time
             with a fake ``clock`` leave it off.
         reconnect_cap: the longest wait between reconnection attempts, in seconds.
+        checkpoint: called with the time after each sweep, to sign the audit chain's head
+            on its own schedule (``models.checkpointing.CheckpointSchedule``).
     """
 
     def __init__(
@@ -117,6 +119,7 @@ class Worker:
         wait: Callable[[float], bool] | None = None,
         database_clock: bool = False,
         reconnect_cap: float = RECONNECT_CAP,
+        checkpoint: Callable[[datetime], object] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
@@ -132,6 +135,7 @@ class Worker:
         self.database_clock = database_clock and self.engine.dialect.name == "postgresql"
         self.reconnect_cap = reconnect_cap
         self._skewed = False
+        self.checkpoint = checkpoint
 
     # ---------------------------------------------------------------------------------------
     # One sweep
@@ -179,6 +183,8 @@ class Worker:
                     self.metrics.failed_steps.labels("delivery").inc(count)
         report.open_incidents = self.count_incidents(now, report)
         self.metrics.lag.set(self.lag(None if self.database_clock else now))
+        if self.checkpoint is not None and not self.stopping.is_set():
+            self.checkpoint(now)
         checkpoint_sqlite(self.engine)
         report.duration_s = time.perf_counter() - started
         return report

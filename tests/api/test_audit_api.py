@@ -5,13 +5,25 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
+from api.app import create_app
 from cli.main import app
+from engine.settings import PathwayDefaults
+from models import audit_export
+from models.audit_keys import AuditKey
+from models.checkpointing import write_checkpoint
+from models.checkpoints import CHECKPOINT
+from tests.api.conftest import NOW
+from tests.models import audit_forgery as forge
 
 OPENING = {
     "patient": {"ref": "P-17", "age": 52},
@@ -76,11 +88,16 @@ def test_exports_end_with_the_chain_head(
     assert jsonl.headers["content-type"] == "application/x-ndjson"
     *rows, trailer = [json.loads(line) for line in jsonl.text.splitlines()]
     assert [r["seq"] for r in rows] == [1, 2, 3]
-    assert trailer == {"chain_head": {"seq": 3, "hash": rows[-1]["hash"]}}
+    assert trailer["chain_head"] == {"seq": 3, "hash": rows[-1]["hash"], "seal": None}
+    assert trailer["checkpoint"] is None  # no key: nothing was signed
+    assert (trailer["export"]["filtered"], trailer["export"]["rows"]) == (False, 3)
+    assert trailer["export"]["cannot_check"] == ["any row against a signature"]
     text = client.get("/audit/export", params={"format": "csv"}, headers=auditor).text
-    header, *lines, last = list(csv.reader(io.StringIO(text)))
+    header, *lines, scope, checkpoint, last = list(csv.reader(io.StringIO(text)))
     assert header[0] == "seq"
     assert len(lines) == 3
+    assert json.loads(scope[1]) == trailer["export"]
+    assert checkpoint == ["#checkpoint"]
     assert last == ["#chain_head", "3", rows[-1]["hash"]]
     assert client.get("/audit/verify", headers=auditor).json()["ok"] is True
     assert client.get("/audit/export", params={"format": "xml"}, headers=auditor).status_code == 422
@@ -165,7 +182,105 @@ def test_a_database_failure_before_the_export_starts_is_a_503_problem(
     def unreachable(*_: object) -> None:
         raise OperationalError("SELECT", {}, Exception("server closed the connection"))
 
-    monkeypatch.setattr(audit_export, "head", unreachable)
+    monkeypatch.setattr(audit_export, "head_and_checkpoint", unreachable)
     answer = client.get("/audit/export", headers={"Authorization": tokens["auditor"]})
     assert answer.status_code == 503
     assert answer.headers["content-type"] == "application/problem+json"
+
+
+@pytest.fixture
+def key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AuditKey:
+    """The service's audit key (set before any row is written, so every row is sealed)."""
+    return forge.use_key(tmp_path, monkeypatch)
+
+
+def test_verify_checks_checkpoints_and_seals_with_the_services_key(
+    client: TestClient, tokens: dict[str, str], key: AuditKey, history: list[str], engine: Engine
+) -> None:
+    auditor = {"Authorization": tokens["auditor"]}
+    checkpoint = write_checkpoint(engine, key, NOW)
+    assert checkpoint is not None
+    intact = client.get("/audit/verify", headers=auditor).json()
+    assert intact["ok"] is True
+    assert (intact["seals_checked"], intact["signatures_checked"]) == (True, 1)
+    assert intact["resumed_from"] == intact["latest_checkpoint"] == checkpoint.as_json()
+    assert (intact["head"], intact["rows_checked"]) == ({"seq": 3, "hash": checkpoint.hash}, 0)
+    full = client.get("/audit/verify", params={"full": True}, headers=auditor).json()
+    assert (full["ok"], full["full"], full["rows_checked"]) == (True, True, 3)
+
+    forged = forge.append_forged(engine)
+    broken = client.get("/audit/verify", headers=auditor).json()
+    assert (broken["ok"], broken["first_bad_seq"]) == (False, forged["seq"])
+    assert "no seal" in broken["problem"]
+    kept = f"{checkpoint.seq}:{checkpoint.hash}"
+    assert (
+        client.get("/audit/verify", params={"against": kept}, headers=auditor).json()[
+            "first_bad_seq"
+        ]
+        == forged["seq"]
+    )
+    wrong = client.get("/audit/verify", params={"against": "3:" + "0" * 64}, headers=auditor)
+    assert (wrong.status_code, wrong.json()["first_bad_seq"]) == (200, 3)
+    bad = client.get("/audit/verify", params={"against": "three"}, headers=auditor)
+    assert (bad.status_code, bad.json()["field"]) == (422, "against")
+
+
+def test_every_export_ends_with_the_latest_checkpoint(
+    client: TestClient, tokens: dict[str, str], key: AuditKey, history: list[str], engine: Engine
+) -> None:
+    auditor = {"Authorization": tokens["auditor"]}
+    checkpoint = write_checkpoint(engine, key, NOW)
+    assert checkpoint is not None
+    signed = checkpoint.as_json()
+    jsonl = client.get("/audit/export", params={"format": "jsonl"}, headers=auditor).text
+    assert json.loads(jsonl.splitlines()[-1])["checkpoint"] == signed
+    text = client.get("/audit/export", params={"format": "csv"}, headers=auditor).text
+    *_, row, _ = list(csv.reader(io.StringIO(text)))
+    assert row == ["#checkpoint", *(str(signed[k]) for k in audit_export.CHECKPOINT_FIELDS)]
+    fhir = client.get("/audit/export", params={"format": "fhir"}, headers=auditor).text
+    provenance = json.loads(fhir.splitlines()[-1])
+    extensions = {e["url"].rsplit("/", 1)[-1]: e for e in provenance["extension"]}
+    assert json.loads(extensions["chain-checkpoint"]["valueString"]) == signed
+    assert json.loads(extensions["export-scope"]["valueString"])["filtered"] is False
+
+
+def test_a_filtered_export_says_what_cannot_be_checked(
+    client: TestClient, tokens: dict[str, str], history: list[str]
+) -> None:
+    auditor = {"Authorization": tokens["auditor"]}
+    answer = client.get("/audit/export", params={"episode": history[0]}, headers=auditor)
+    *rows, trailer = [json.loads(line) for line in answer.text.splitlines()]
+    assert [r["seq"] for r in rows] == [1, 3]
+    scope = trailer["export"]
+    assert (scope["filtered"], scope["rows"], scope["filter"]["episode"]) == (True, 2, history[0])
+    assert scope["can_check"] == ["each row's hash against its own content and prev_hash"]
+    assert scope["cannot_check"][0].startswith("the links between rows")
+
+
+@pytest.mark.parametrize("value", ["2026-01-01", "2026-01-01T00:00:00"])
+@pytest.mark.parametrize("field", ["since", "until"])
+def test_an_instant_without_an_offset_is_a_422_naming_it(
+    client: TestClient, tokens: dict[str, str], field: str, value: str
+) -> None:
+    auditor = {"Authorization": tokens["auditor"]}
+    for path in ("/audit/export", "/audit/transitions"):
+        answer = client.get(path, params={field: value}, headers=auditor)
+        assert (answer.status_code, answer.json()["field"]) == (422, field), answer.text
+
+
+def test_the_services_worker_signs_the_head(
+    engine: Engine, clock: Any, tokens: dict[str, str], key: AuditKey
+) -> None:
+    app_ = create_app(engine, clock, PathwayDefaults(), worker_interval=0.05)
+    with TestClient(app_) as client:
+        service = {"Authorization": tokens["service"]}
+        assert client.post("/episodes", json=OPENING, headers=service).status_code == 201
+        clock.advance(timedelta(minutes=6))  # past the default interval since the first sweep
+        deadline = time.monotonic() + 20
+        signed = None
+        while signed is None and time.monotonic() < deadline:
+            with engine.connect() as connection:
+                signed = connection.execute(select(CHECKPOINT.c.seq, CHECKPOINT.c.key_id)).first()
+            time.sleep(0.05)
+    assert signed is not None, "no checkpoint within 20 s"
+    assert tuple(signed) == (1, key.id)

@@ -13,13 +13,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.audit import (
     GENESIS_HASH,
-    VerifyResult,
     append_audit,
     canonical_json,
     entry_hash,
     payload_digest,
     verify_chain,
 )
+from models.audit_verify import ChainReport
 from models.tables import AuditEntry, AuditHead
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -62,7 +62,7 @@ def five_rows(session_factory: sessionmaker[Session]) -> list[AuditEntry]:
     return rows
 
 
-def verify(session_factory: sessionmaker[Session], batch_size: int = 5000) -> VerifyResult:
+def verify(session_factory: sessionmaker[Session], batch_size: int = 5000) -> ChainReport:
     with session_factory() as session:
         return verify_chain(session, batch_size=batch_size)
 
