@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.deps import ServicesDep, require
 from api.problems import documented, problem
-from api.schemas import AccessPage, ChainCheck
+from api.schemas import AccessPage, LogCheck
 from api.tokens import Principal
 from engine.clinic_time import Clock
 from models.access_log import AccessEntry, AccessLogUnavailable, read_of
@@ -184,7 +184,7 @@ def access_log(
     "/access/verify",
     summary="Recompute the access log's hash chain; name the first bad row",
     response_model=None,
-    responses={200: {"model": ChainCheck}, **documented(401, 403, 503)},
+    responses={200: {"model": LogCheck}, **documented(401, 403, 503)},
 )
 def verify_access(parts: ServicesDep, _: Auditor) -> dict[str, Any]:
     result = verify_access_log(parts.engine)

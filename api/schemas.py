@@ -462,6 +462,18 @@ class ChainHead(BaseModel):
     hash: str
 
 
+class LogCheck(BaseModel):
+    """What a verify of a hash-chained log found; ``problem`` names the first bad row."""
+
+    model_config = _example(
+        {"ok": False, "rows_checked": 41, "first_bad_seq": 42, "problem": "hash mismatch"}
+    )
+    ok: bool
+    rows_checked: int
+    first_bad_seq: int | None
+    problem: str | None
+
+
 class ChainCheck(BaseModel):
     """What a verify found; ``problem`` names the first bad row or checkpoint."""
 

@@ -331,7 +331,7 @@ def test_auditors_list_the_access_log_by_time_actor_and_episode(
     assert client.get("/audit/access", headers=bearer(tokens, "coordinator")).status_code == 403
 
     check = client.get("/audit/access/verify", headers=auditor)
-    schemas.ChainCheck.model_validate(check.json())
+    schemas.LogCheck.model_validate(check.json())
     assert check.json()["ok"] is True
     assert check.json()["rows_checked"] == len(records(engine))
 

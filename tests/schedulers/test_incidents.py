@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -228,12 +226,8 @@ def test_every_shape_of_damage_is_an_incident_naming_the_episode(
 
 
 @pytest.fixture
-def sqlite_engine(sqlite_template: Path, tmp_path: Path) -> Iterator[Engine]:
-    """SQLite only: its columns hold whatever is written, so it alone can store this damage
-    (PostgreSQL's column types refuse it when it is written)."""
-    path = tmp_path / "carepath.db"
-    shutil.copyfile(sqlite_template, path)
-    engine = make_engine(f"sqlite:///{path}")
+def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
+    engine = make_engine(sqlite_url)
     yield engine
     engine.dispose()
 
