@@ -44,6 +44,9 @@ from bench.worker import CLONE, open_template
 from engine.settings import PathwayDefaults
 from models.db import make_engine, upgrade
 from models.repository import EpisodeRepository
+from models.timeouts import DatabaseTimeouts
+
+SEEDING = DatabaseTimeouts(db_statement_timeout_ms=3_600_000, db_client_timeout_ms=3_600_000)
 
 CAREPATH = Path(sys.executable).parent / "carepath"
 HISTORY_EVENTS = 12
@@ -245,7 +248,8 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: run make setup (it installs Debian's wrk)")
     url, handle = fresh_database("postgresql", "")
-    engine = make_engine(url)
+    # Seeding a million rows takes one statement longer than a request may.
+    engine = make_engine(url, timeouts=SEEDING)
     server = None
     try:
         upgrade(engine)

@@ -116,6 +116,9 @@ def insert(
         cursor = connection.cursor()
         if engine.dialect.name == "postgresql":
             at = {columns.index("occurred_at"), columns.index("recorded_at")}
+            # One COPY of the whole log: longer than a request's statement timeout, as the
+            # schema's migrations are.
+            cursor.execute("SET LOCAL statement_timeout = 0")
             with cursor.copy(f"COPY audit_log ({names}) FROM STDIN") as copy:  # type: ignore[attr-defined]
                 for row in tracked():
                     copy.write_row([v + "+00" if i in at else v for i, v in enumerate(row)])
