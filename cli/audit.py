@@ -10,43 +10,23 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
+from cli import common
+from cli.common import database, fail, print_json, reported
 from models.audit_keys import (
     AUDIT_KEY_FILE_ENV,
-    AuditKey,
     AuditKeyError,
     PublicKey,
     generate_key,
     load_public_key,
-    process_key,
     public_key_path,
     public_pem,
 )
 
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
-
-
-def _main() -> Any:
-    # The shared helpers (the database option, one-line errors) live in cli.main, which
-    # imports this module to register it.
-    from cli import main
-
-    return main
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(message, err=True)
-    raise typer.Exit(code)
-
-
-def _process_key() -> AuditKey | None:
-    try:
-        return process_key()
-    except AuditKeyError as exc:
-        _fail(f"invalid: {AUDIT_KEY_FILE_ENV}: {exc.path}: {exc.reason}", 2)
 
 
 def _time_option(value: str | None, option: str) -> datetime | None:
@@ -56,9 +36,9 @@ def _time_option(value: str | None, option: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        _fail(f"invalid: {option}: must be an ISO 8601 time with offset, got {value!r}", 2)
+        fail(f"invalid: {option}: must be an ISO 8601 time with offset, got {value!r}", 2)
     if parsed.tzinfo is None or "T" not in value.upper():
-        _fail(
+        fail(
             f"invalid: {option}: needs a time and a UTC offset "
             f"(e.g. 2026-03-01T09:00:00Z), got {value!r}",
             2,
@@ -83,11 +63,11 @@ def keygen(
     named = os.environ.get(AUDIT_KEY_FILE_ENV)
     target = out or (Path(named) if named else None)
     if target is None:
-        _fail(f"invalid: --out: give the key's file, or set {AUDIT_KEY_FILE_ENV}", 2)
+        fail(f"invalid: --out: give the key's file, or set {AUDIT_KEY_FILE_ENV}", 2)
     try:
         key = generate_key(target)
     except AuditKeyError as exc:
-        _fail(f"error: {exc}")
+        fail(f"error: {exc}")
     typer.echo(public_pem(key.public.key), nl=False)
     typer.echo(
         f"audit key {key.id} written to {target} (keep it secret); public key in "
@@ -115,11 +95,10 @@ def checkpoint(
     from engine.clinic_time import SystemClock
     from models.checkpointing import ChainNotSignable, write_checkpoint
 
-    key = _process_key()
+    key = common.audit_key()
     if key is None:
-        _fail(f"invalid: {AUDIT_KEY_FILE_ENV} is not set: no key to sign with", 2)
-    main = _main()
-    with main._database() as engine, main._reported():
+        fail(f"invalid: {AUDIT_KEY_FILE_ENV} is not set: no key to sign with", 2)
+    with database() as engine, reported():
         try:
             written = write_checkpoint(
                 engine, key, SystemClock().now(), accept_unsealed=accept_unsealed
@@ -128,11 +107,11 @@ def checkpoint(
             hint = ""
             if "no seal" in exc.problem and not accept_unsealed:
                 hint = " (rows written without the key: check them, then --accept-unsealed)"
-            _fail(f"not signed: audit log broken at row {exc.seq}: {exc.problem}{hint}")
+            fail(f"not signed: audit log broken at row {exc.seq}: {exc.problem}{hint}")
     if written is None:
         typer.echo("the audit log is empty: nothing to sign", err=True)
         return
-    main._print(written.as_json())
+    print_json(written.as_json())
 
 
 # Paragraphs as single lines: the help re-wraps them to the terminal's width.
@@ -189,28 +168,27 @@ def verify(
         try:
             parsed = parse_against(against)
         except ValueError as exc:
-            _fail(f"invalid: --against: {exc}", 2)
+            fail(f"invalid: --against: {exc}", 2)
     keys: list[PublicKey] = []
     for path in public_key or []:
         try:
             keys.append(load_public_key(path))
         except AuditKeyError as exc:
-            _fail(f"invalid: --public-key: {exc.path}: {exc.reason}", 2)
-    key = _process_key()
+            fail(f"invalid: --public-key: {exc.path}: {exc.reason}", 2)
+    key = common.audit_key()
     report: ChainReport
     if file is not None:
         from models.export_check import verify_export
 
         if not file.is_file():
-            _fail(f"invalid: --file: no such file: {file}", 2)
+            fail(f"invalid: --file: no such file: {file}", 2)
         with file.open(encoding="utf-8") as lines:
             report = verify_export(lines, key=key, public_keys=keys, against=parsed)
         what = f"export {file}"
     else:
         from models.audit_export import head
 
-        main = _main()
-        with main._database() as engine, main._reported():
+        with database() as engine, reported():
             total = head(engine)[0]
             with typer.progressbar(length=total, label="verifying", file=sys.stderr) as bar:
                 report = verify_log(
@@ -226,7 +204,7 @@ def verify(
             if report.first_bad_checkpoint is not None
             else f"row {report.first_bad_seq}"
         )
-        _fail(f"{what} broken at {where}: {report.problem}")
+        fail(f"{what} broken at {where}: {report.problem}")
     typer.echo(f"{what} intact: {report.head_seq} rows; {describe(report)}")
 
 
@@ -276,14 +254,13 @@ def export(
     from models.audit_export import export as export_rows
 
     if format_ not in FORMATS:
-        _fail(f"invalid: --format: must be one of {', '.join(FORMATS)}", 2)
+        fail(f"invalid: --format: must be one of {', '.join(FORMATS)}", 2)
     window = _time_option(since, "--since"), _time_option(until, "--until")
-    main = _main()
     to_stdout = out is None or str(out) == "-"
-    with main._database() as engine, main._reported():
+    with database() as engine, reported():
         where = AuditFilter(*window, episode_id=episode, actor=actor, rule=rule)
         # On record in the access log before a row is written out.
-        record_read(engine, main.CLOCK, "audit export", [episode] if episode else None,
+        record_read(engine, common.CLOCK, "audit export", [episode] if episode else None,
                     format=format_, since=since, until=until, episode=episode, actor=actor,
                     rule=rule)  # fmt: skip
         total = head(engine)[0]
@@ -299,3 +276,29 @@ def export(
             else:
                 target.flush()
     typer.echo(f"exported up to row {total} to {'stdout' if to_stdout else out}", err=True)
+
+
+@audit_app.command("access")
+def audit_access(
+    since: Annotated[str | None, typer.Option("--since", help="Recorded at or after")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Recorded before")] = None,
+    actor: Annotated[str | None, typer.Option("--actor", help="A token's subject")] = None,
+    episode: Annotated[str | None, typer.Option("--episode", help="Reads of an episode")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
+    cursor: Annotated[int, typer.Option("--cursor", min=0, help="next_cursor of a page")] = 0,
+    verify: Annotated[bool, typer.Option("--verify", help="Check the hash chain")] = False,
+) -> None:
+    """Who read which episodes, when, through which route: a page of the access log as
+    JSON, oldest first (its own read is recorded too). --verify checks its hash chain."""
+    from cli.access import listing
+    from models.access_reading import verify_access_log
+
+    with database() as engine, reported():
+        if not verify:
+            print_json(listing(engine, common.CLOCK, since, until, actor, episode, limit, cursor))
+            return
+        result = verify_access_log(engine)
+    print_json({"ok": result.ok, "rows_checked": result.rows_checked,
+            "first_bad_seq": result.first_bad_seq, "problem": result.problem})  # fmt: skip
+    if not result.ok:
+        fail(f"access log broken at row {result.first_bad_seq}: {result.problem}")

@@ -18,6 +18,7 @@ from prometheus_client import generate_latest
 from sqlalchemy import Engine, func, select, update
 from typer.testing import CliRunner
 
+import cli.common
 import cli.main
 from engine.clinic_time import FakeClock
 from engine.settings import PathwayDefaults
@@ -69,7 +70,7 @@ def test_a_worker_whose_clock_runs_15_days_ahead_fires_nothing_early(
     assert skewed[0].skew_seconds > 5  # type: ignore[attr-defined]
 
     # The command the operator runs: the same, with its own (skewed) process clock.
-    monkeypatch.setattr(cli.main, "CLOCK", ahead)
+    monkeypatch.setattr(cli.common, "CLOCK", ahead)
     result = CliRunner().invoke(cli.main.app, ["worker", "--once"],
                                 env={"CAREPATH_DATABASE_URL": db_url})  # fmt: skip
     assert result.exit_code == 0, result.stderr
