@@ -16,9 +16,14 @@ system-deps:
 
 setup: system-deps $(BIN)/.installed
 
+# The demo signs its audit log with a key of its own, kept beside the database (a real
+# service keeps it off the database's host: see README, "The audit log").
+AUDIT_KEY := carepath-audit.pem
+
 run: setup
 	$(BIN)/carepath db upgrade
-	$(BIN)/carepath serve --demo
+	test -f $(AUDIT_KEY) || $(BIN)/carepath audit keygen --out $(AUDIT_KEY)
+	CAREPATH_AUDIT_KEY_FILE=$(AUDIT_KEY) $(BIN)/carepath serve --demo
 
 test: setup
 	$(BIN)/pytest
