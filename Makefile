@@ -30,7 +30,7 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check .
-	$(BIN)/mypy engine models schedulers cli api
+	$(BIN)/mypy engine pathways models schedulers cli api
 
 bench: setup
 	$(BIN)/python -m bench.events --episodes 1000 --events 10 --backend both --repeat 3

@@ -3,6 +3,8 @@
 Each check returns a :class:`Verdict`: refusals (with whether a documented override lifts
 them, and the date time lifts them) and notes (warnings, advisories) that accompany an
 accepted request. :mod:`engine.pathway` turns a verdict into a refusal or an accepted step.
+Whether an override lifts a refusal is the rule's strength in the pathway's definition
+(``refuse`` or ``refuse_with_override``), never the guard's to say.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from engine.clinic_time import add_days, add_months, local_date
 from engine.episode import EpisodeState
+from engine.rules import rule
 from engine.settings import PathwayDefaults
 
 IMAGING = ("mri", "ct", "xray", "xray_flexion_extension", "mri_plexus")
@@ -27,7 +30,7 @@ FIRST_LINE_ANALGESICS = ("nsaid", "acetaminophen")
 class Check:
     rule: str
     reason: str
-    override: bool = True
+    override: bool = False
     eligible_from: date | None = None
 
 
@@ -36,8 +39,13 @@ class Verdict:
     refusals: list[Check] = field(default_factory=list)
     notes: list[Check] = field(default_factory=list)
 
-    def refuse(self, rule: str, reason: str, **kw: Any) -> None:
-        self.refusals.append(Check(rule, reason, **kw))
+    def refuse(self, rule_id: str, reason: str, eligible_from: date | None = None) -> None:
+        """Refuse by ``rule_id``, which must be a refusing rule; its strength says whether
+        an override is possible."""
+        strength = rule(rule_id).strength
+        if not strength.refuses:
+            raise ValueError(f"{rule_id} is a {strength.value} rule: it cannot refuse")
+        self.refusals.append(Check(rule_id, reason, strength.overridable, eligible_from))
 
     def note(self, rule: str, reason: str) -> None:
         self.notes.append(Check(rule, reason))
@@ -229,9 +237,7 @@ def _check_injection(
     ordering: bool,
 ) -> None:
     if data.get("image_guided") is False:
-        verdict.refuse(
-            "ESI-GUIDED", "blind epidural injection: image guidance is required", override=False
-        )
+        verdict.refuse("ESI-GUIDED", "blind epidural injection: image guidance is required")
         return
     already_ordered = any(o["kind"] == "esi" for o in state.facts.get("orders", []))
     if ordering or not already_ordered:

@@ -7,7 +7,8 @@ from typing import Any
 
 from engine.due import current_items
 from engine.episode import EpisodeState, iso
-from engine.rules import RECOMMENDED_CARE, cite, rule
+from engine.rules import rules_for
+from engine.settings import DEFAULTS, PathwayDefaults
 
 PHASE_RULES = {"acute": "PH-ACUTE", "subacute": "PH-SUBACUTE", "chronic": "PH-CHRONIC"}
 # Advisories shown while a fact holds: (rule, predicate over facts and the episode).
@@ -35,28 +36,41 @@ def _treated_with(state: EpisodeState, *kinds: str) -> bool:
     return any(t["kind"] in kinds for t in state.facts.get("treatments", []))
 
 
+Guidance = dict[str, tuple[str, tuple[str, ...]]]
+
+
 @cache
-def _guidance(rule_id: str) -> tuple[str, tuple[str, ...]]:
-    """A rule's recommendation text and citations: fixed for the pathway version, so built
-    once (every episode view carries several)."""
-    entry = rule(rule_id)
-    text = entry.text
-    care = RECOMMENDED_CARE.get(rule_id)
-    if care:
-        text += " Care plan: " + "; ".join(care) + "."
-    if entry.conflict:
-        text += " Sources differ: " + entry.conflict
-    return text, tuple(cite(rule_id))
+def _guidance(defaults: PathwayDefaults) -> Guidance:
+    """Every rule's recommendation text, with the clinic's numbers, and its citations: fixed
+    for the pathway version and the defaults, so built once (every episode view carries
+    several), and looked up once per view (hashing the defaults is not free)."""
+    table: Guidance = {}
+    for rule_id, entry in rules_for(defaults).items():
+        text = entry.text
+        if entry.care:
+            text += " Care plan: " + "; ".join(entry.care) + "."
+        if entry.conflict:
+            text += " Sources differ: " + entry.conflict
+        table[rule_id] = text, tuple(str(c) for c in entry.citations)
+    return table
 
 
-def recommendation(rule_id: str, state: EpisodeState | None = None) -> dict[str, Any]:
-    text, citations = _guidance(rule_id)
+def recommendation(
+    rule_id: str, state: EpisodeState | None = None, defaults: PathwayDefaults = DEFAULTS
+) -> dict[str, Any]:
+    return _recommendation(_guidance(defaults), rule_id, state)
+
+
+def _recommendation(guidance: Guidance, rule_id: str, state: EpisodeState | None) -> dict[str, Any]:
+    text, citations = guidance[rule_id]
     if rule_id == "SDM-CHOICE" and state is not None:
         text += f" Recorded preference: {state.facts['preference']}."
     return {"rule": rule_id, "text": text, "citations": list(citations)}
 
 
-def recommendations(state: EpisodeState) -> list[dict[str, Any]]:
+def recommendations(
+    state: EpisodeState, defaults: PathwayDefaults = DEFAULTS
+) -> list[dict[str, Any]]:
     if state.is_final:
         return []
     ids: list[str] = []
@@ -64,7 +78,8 @@ def recommendations(state: EpisodeState) -> list[dict[str, Any]]:
         ids.append(PHASE_RULES[state.phase])
     ids += state.facts.get("populations", [])
     ids += [rule_id for rule_id, holds in ADVISORIES if holds(state)]
-    return [recommendation(rule_id, state) for rule_id in dict.fromkeys(ids)]
+    guidance = _guidance(defaults)
+    return [_recommendation(guidance, rule_id, state) for rule_id in dict.fromkeys(ids)]
 
 
 def red_flag_view(state: EpisodeState) -> dict[str, Any] | None:
@@ -82,7 +97,8 @@ def due_view(state: EpisodeState) -> list[dict[str, Any]]:
     return [t.view() for t in tasks]
 
 
-def episode_view(state: EpisodeState) -> dict[str, Any]:
+def episode_view(state: EpisodeState, defaults: PathwayDefaults = DEFAULTS) -> dict[str, Any]:
+    """The view of CONTRACT.md section 3; rule texts say the clinic's ``defaults``."""
     final = state.facts.get("final") or {}
     return {
         "id": state.id,
@@ -96,7 +112,7 @@ def episode_view(state: EpisodeState) -> dict[str, Any]:
         "red_flag": red_flag_view(state),
         "due": due_view(state),
         "risk_markers": list(state.facts.get("risk_markers", [])),
-        "recommendations": recommendations(state),
+        "recommendations": recommendations(state, defaults),
         "version": state.version,
         "onset": iso(state.onset),
         "enrolled_at": iso(state.enrolled_at),

@@ -114,7 +114,7 @@ class EpisodeRepository:
         return run_step(self.engine, lambda store: store.read(episode_id).state, read_only=True)
 
     def view(self, episode_id: str) -> dict[str, Any]:
-        return episode_view(self.load(episode_id))
+        return episode_view(self.load(episode_id), self.defaults)
 
     def view_with_timeline(self, episode_id: str, steps: int = TIMELINE_STEPS) -> dict[str, Any]:
         """What ``GET /episodes/{id}`` answers: the episode view with its ``steps`` most
@@ -128,7 +128,7 @@ class EpisodeRepository:
             state, timeline, more = read_with_timeline(
                 store, self.engine.dialect, episode_id, steps
             )
-        view = episode_view(state)
+        view = episode_view(state, self.defaults)
         view["timeline"] = timeline
         view["timeline_next_cursor"] = more
         return view
@@ -177,7 +177,7 @@ class EpisodeRepository:
                 pathway_id=state.pathway_id,
                 pathway_version=state.pathway_version,
             )
-            return answered(store, keyed, episode_view(state))
+            return answered(store, keyed, episode_view(state, self.defaults))
 
         return run_step(self.engine, enrol)
 
@@ -258,7 +258,7 @@ class EpisodeRepository:
             # Built before the commit, while PostgreSQL still works through the writes
             # just sent: the answer is ready when the commit is. (If the commit fails, the
             # view goes with the error.)
-            view = episode_view(step.state)
+            view = episode_view(step.state, self.defaults)
             return answered(store, keyed, (step, view))  # a refusal too: it is audited
 
         return run_step(self.engine, record)
@@ -316,7 +316,7 @@ class EpisodeRepository:
                 pathway_id=before.pathway_id,
                 pathway_version=before.pathway_version,
             )
-            return answered(store, keyed, episode_view(step.state))
+            return answered(store, keyed, episode_view(step.state, self.defaults))
 
         return run_step(self.engine, complete)
 
@@ -470,7 +470,8 @@ class EpisodeRepository:
                     continue
                 changes[episode].absorb(step)
                 if timeline:  # the simulation's; the worker has no use for it
-                    entry = timeline_entry(step, timer["due_at"], "timer", facts["type"])
+                    view = episode_view(step.state, self.defaults)
+                    entry = timeline_entry(step, timer["due_at"], "timer", facts["type"], view)
                     batch.entries.append(entry)
                 if any(request.due_at <= now for request in step.timers):
                     deferred.add(episode)

@@ -1,0 +1,115 @@
+"""The pathways carepath runs: one package per pathway, one definition file per version.
+
+A pathway's package (``pathways/lumbosacral_radiculopathy/``) holds a definition per version
+(``1.0.0.toml``, read by :mod:`engine.definition`) and ``published.toml``, the digest of every
+published version and the day it was published. :func:`definition` hands out a checked
+definition by (id, version), and refuses a published one whose file no longer has its
+recorded digest: a published version is never edited, a change is a new version.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields
+from datetime import date
+from functools import cache
+from importlib import resources
+
+from engine.definition import Definition, DefinitionError, parse_definition
+from engine.settings import PathwayDefaults
+
+LUMBOSACRAL_RADICULOPATHY = "lumbosacral-radiculopathy"
+# Pathway id -> the package that holds its definitions.
+PACKAGES = {LUMBOSACRAL_RADICULOPATHY: "pathways.lumbosacral_radiculopathy"}
+
+
+@dataclass(frozen=True)
+class Version:
+    """One version of a pathway, as ``carepath pathway list`` shows it."""
+
+    pathway_id: str
+    version: str
+    status: str  # "published", or "draft" while it has no recorded digest
+    published_at: date | None
+    digest: str
+
+
+class UnknownPathway(DefinitionError):
+    """No such pathway, or no such version of it."""
+
+
+def _package(pathway_id: str) -> str:
+    try:
+        return PACKAGES[pathway_id]
+    except KeyError:
+        known = ", ".join(sorted(PACKAGES))
+        raise UnknownPathway(pathway_id, f"no such pathway (known: {known})") from None
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+@cache
+def _published(pathway_id: str) -> dict[str, tuple[str, date]]:
+    """Version -> (digest, day published), from the package's ``published.toml``."""
+    record = resources.files(_package(pathway_id)).joinpath("published.toml")
+    raw = tomllib.loads(record.read_text("utf-8"))
+    return {
+        version: (str(entry["digest"]), entry["published_at"])
+        for version, entry in raw.get("versions", {}).items()
+    }
+
+
+def version_numbers(pathway_id: str) -> list[str]:
+    """Every version the package has a definition file for, oldest first."""
+    files = resources.files(_package(pathway_id)).iterdir()
+    names = [f.name.removesuffix(".toml") for f in files if f.name.endswith(".toml")]
+    return sorted((n for n in names if n != "published"), key=_version_key)
+
+
+@cache
+def definition(pathway_id: str, version: str) -> Definition:
+    """The checked definition of ``pathway_id`` at ``version``.
+
+    Raises:
+        UnknownPathway: no such pathway or version.
+        DefinitionError: the file does not pass the checks of
+            :func:`engine.definition.parse_definition`, or it is published and its digest is
+            no longer the one recorded.
+    """
+    name = f"{version}.toml"
+    if version not in version_numbers(pathway_id):
+        known = ", ".join(version_numbers(pathway_id))
+        raise UnknownPathway(f"{pathway_id} {version}", f"no such version (known: {known})")
+    content = resources.files(_package(pathway_id)).joinpath(name).read_bytes()
+    loaded = parse_definition(content, name, [f.name for f in fields(PathwayDefaults)])
+    if (loaded.id, loaded.version) != (pathway_id, version):
+        raise DefinitionError(name, f"says it is {loaded.id} {loaded.version}")
+    published = _published(pathway_id).get(version)
+    if published is not None and published[0] != loaded.digest:
+        raise DefinitionError(
+            name,
+            f"edited after publication: its digest is {loaded.digest}, published as "
+            f"{published[0]}; a published version is never changed, a change is a new version",
+        )
+    return loaded
+
+
+def versions(pathway_id: str) -> list[Version]:
+    """Every version of the pathway, oldest first, each checked as :func:`definition` does."""
+    out = []
+    for number in version_numbers(pathway_id):
+        loaded = definition(pathway_id, number)
+        published = _published(pathway_id).get(number)
+        status, day = ("published", published[1]) if published else ("draft", None)
+        out.append(Version(pathway_id, number, status, day, loaded.digest))
+    return out
+
+
+def newest(pathway_id: str = LUMBOSACRAL_RADICULOPATHY) -> Definition:
+    """The newest published version: the one new episodes open on."""
+    published = [v for v in versions(pathway_id) if v.status == "published"]
+    if not published:
+        raise UnknownPathway(pathway_id, "no published version")
+    return definition(pathway_id, published[-1].version)
