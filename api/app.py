@@ -24,6 +24,7 @@ from api import (
     incidents,
     ops,
     pages,
+    pathway_versions,
     problems,
     worklist,
 )
@@ -139,6 +140,7 @@ def create_app(
     app.include_router(access.router)
     app.include_router(ops.router)
     app.include_router(incidents.router)
+    app.include_router(pathway_versions.router)
     return app
 
 

@@ -583,3 +583,79 @@ class Problem(BaseModel):
         default=None, description="409: the day time lifts the refusal, if it does"
     )
     current_version: int | None = Field(default=None, description="412: the version now")
+
+
+PATHWAY_VERSION = {
+    "id": "lumbosacral-radiculopathy", "version": "1.0.0", "status": "published",
+    "published_at": "2026-12-01", "recorded": True,
+    "digest": "sha256:35537e79d1e540c733419aa9d51f36a7ae691b37e02f8fcc6ba577576754fd21",
+}  # fmt: skip
+
+
+class PathwayVersion(BaseModel):
+    """One version of a pathway (``carepath pathway list``)."""
+
+    model_config = _example(PATHWAY_VERSION)
+    id: str
+    version: str
+    status: Literal["published", "draft"]
+    published_at: date | None
+    digest: str = Field(description="SHA-256 of the definition file, as published")
+    recorded: bool = Field(description="whether this database has the version on record")
+
+
+class PathwayList(BaseModel):
+    model_config = _example({"items": [PATHWAY_VERSION]})
+    items: list[PathwayVersion]
+
+
+class PathwayRule(BaseModel):
+    """One rule, its text with the version's numbers filled in."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    title: str
+    strength: Literal["refuse", "refuse_with_override", "warn", "advisory", "trigger"]
+    text: str
+    citations: list[str]
+    conflict: str | None = Field(description="where the sources disagree, both positions")
+    default: str | None = Field(description="a number of ours, not the sources', and its name")
+    care: list[str] = Field(description="recommended care of a phase or population rule")
+
+
+class SourceDocument(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    file: str
+    references: dict[str, str]
+
+
+PATHWAY_RULE = {
+    "id": "ESI-GUIDED", "title": "No blind epidural injections", "strength": "refuse",
+    "text": "Epidural injections are done under image guidance, fluoroscopy being the ...",
+    "citations": ["S0 (000_b802428f9beaff9b.txt): S0 reference 1 (not listed in the document)"],
+    "conflict": None, "default": None, "care": [],
+}  # fmt: skip
+
+
+class PathwayDocument(BaseModel):
+    """A version's content (``carepath pathway show ID VERSION``)."""
+
+    model_config = _example(
+        {
+            **{k: PATHWAY_VERSION[k] for k in ("id", "version", "status", "digest")},
+            "title": "Lumbosacral radiculopathy (low back pain with sciatica)",
+            "documents": {"S0": {"file": "000_b802428f9beaff9b.txt", "references": {}}},
+            "timings": {"subacute_from_days": 42}, "defaults": {"ces_task_hours": 6},
+            "figures": {"vas_scale": "0-10"}, "rules": [PATHWAY_RULE],
+        }
+    )  # fmt: skip
+    id: str
+    version: str
+    title: str
+    status: Literal["published", "draft"]
+    digest: str
+    documents: dict[str, SourceDocument]
+    timings: dict[str, int | float | str] = Field(description="the numbers the sources give")
+    defaults: dict[str, int | float | str] = Field(description="ours; a clinic may change them")
+    figures: dict[str, int | float | str] = Field(description="evidence figures and scales")
+    rules: list[PathwayRule]

@@ -17,6 +17,7 @@ import typer
 from cli import common, service
 from cli.audit import audit_app
 from cli.common import OPTIONS, database, fail, parse_time, print_json, reported, repository
+from cli.pathway import pathway_app
 from engine.errors import CarepathError, InvalidEvent
 from engine.events import parse_opening
 from models.db import upgrade
@@ -35,6 +36,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(episode_app, name="episode")
 app.add_typer(audit_app, name="audit")
 app.add_typer(token_app, name="token")
+app.add_typer(pathway_app, name="pathway")
 # The service and its operators' commands (cli/service.py).
 app.command("worker")(service.worker)
 app.command("serve")(service.serve)

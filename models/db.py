@@ -348,6 +348,11 @@ def _run_alembic(target: str | URL | Engine, action: str, revision: str) -> None
         # a failed migration leaves the schema as it was.
         with engine.begin() as connection, _unbounded_statements(connection):
             getattr(command, action)(alembic_config(connection), revision)
+            if action == "upgrade":
+                # The pathway versions this install publishes, in the same transaction.
+                from models.pathway_versions import record_published
+
+                record_published(connection)
     finally:
         if engine is not target:
             engine.dispose()
@@ -371,7 +376,8 @@ def _unbounded_statements(connection: Connection) -> Iterator[None]:
 
 
 def upgrade(target: str | URL | Engine, revision: str = "head") -> None:
-    """Bring the schema up to ``revision`` (``alembic upgrade head``)."""
+    """Bring the schema up to ``revision`` (``alembic upgrade head``), and record the
+    pathway versions this install publishes (:mod:`models.pathway_versions`)."""
     _run_alembic(target, "upgrade", revision)
 
 

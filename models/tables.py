@@ -338,6 +338,8 @@ class Incident(Base):
     resolved_at: Mapped[datetime | None]
     # How it ended: "retried" (the step then succeeded), "by hand", or why it lapsed.
     resolution: Mapped[str | None] = mapped_column(Text)
+
+
 ACCESS_OUTCOMES = ("answered", "forbidden", "not_found")
 
 
@@ -437,6 +439,8 @@ class WebSession(Base):
     last_seen_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
+
+
 class IdempotencyKey(Base):
     """A write's ``Idempotency-Key`` and the answer it was given (CONTRACT.md section 8).
 
@@ -462,3 +466,18 @@ class IdempotencyKey(Base):
     body: Mapped[str | None] = mapped_column(Text)
     headers: Mapped[dict[str, Any] | None] = mapped_column(PortableJSON)
     created_at: Mapped[datetime]
+
+
+class PathwayVersionRow(Base):
+    """A pathway version published to this database: the digest its definition file had
+    (``pathways``). Written once per version by ``carepath db upgrade``; a definition whose
+    digest no longer matches is refused (models.pathway_versions)."""
+
+    __tablename__ = "pathway_version"
+
+    pathway_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[str] = mapped_column(String(16), primary_key=True)
+    # "sha256:" and the definition file's SHA-256 in hex.
+    digest: Mapped[str] = mapped_column(String(71))
+    published_at: Mapped[date] = mapped_column(Date)
+    recorded_at: Mapped[datetime]
