@@ -50,6 +50,7 @@ OPENING_EXAMPLE = {
     "onset": "2026-01-05",
     "enrolled_at": "2026-01-06T09:00:00Z",
     "coordinator": "alex",
+    "pathway_version": "1.0.0",
 }
 EVENT_EXAMPLES = {
     "assessment": {

@@ -88,6 +88,10 @@ def episode_open(
     ] = None,
     coordinator: Annotated[str | None, typer.Option("--coordinator")] = None,
     clinic_timezone: Annotated[str | None, typer.Option("--clinic-timezone")] = None,
+    pathway_version: Annotated[
+        str | None,
+        typer.Option("--pathway-version", help="A published version (default: the newest)"),
+    ] = None,
     actor: Annotated[str | None, typer.Option("--actor")] = None,
 ) -> None:
     """Enrol a patient and print the episode view."""
@@ -105,6 +109,8 @@ def episode_open(
         payload["coordinator"] = coordinator
     if clinic_timezone is not None:
         payload["clinic_timezone"] = clinic_timezone
+    if pathway_version is not None:
+        payload["pathway_version"] = pathway_version
     try:
         opening = parse_opening(payload)
     except InvalidEvent as exc:
@@ -112,6 +118,8 @@ def episode_open(
         field = exc.field
         if field.startswith("patient.") and field[8:] in (flag or []):
             field = f"--flag {field[8:]}"
+        elif field == "pathway_version":
+            field = "--pathway-version"
         fail(f"invalid: {field}: {exc.reason}")
     with database() as engine, reported():
         view = repository(engine).open(opening, common.CLOCK.now(), actor=actor)

@@ -22,7 +22,10 @@ from engine.events import parse_opening
 from models.db import make_engine, make_session_factory, upgrade
 from models.repository import EpisodeRepository
 
-TOP_KEYS = ("clinic_timezone", "patient", "onset", "enrolled_at", "coordinator", "steps", "until")
+TOP_KEYS = (
+    "clinic_timezone", "patient", "onset", "enrolled_at", "coordinator", "pathway_version",
+    "steps", "until",
+)  # fmt: skip
 STEP_KEYS = ("at", "event")
 DAY_RE = re.compile(r"^\s*day\s+(-?\d+)\s*$", re.IGNORECASE)
 
@@ -93,7 +96,7 @@ def _instant(value: Any, field: str, onset: date, tz: ZoneInfo) -> datetime:
 def _opening_payload(scenario: dict[str, Any]) -> dict[str, Any]:
     payload: dict[str, Any] = {
         k: scenario[k]
-        for k in ("patient", "onset", "coordinator", "clinic_timezone")
+        for k in ("patient", "onset", "coordinator", "clinic_timezone", "pathway_version")
         if k in scenario
     }
     for key in ("onset",):

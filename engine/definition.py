@@ -136,9 +136,12 @@ class DefinitionError(CarepathError):
 Number = int | float | str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Definition:
     """One pathway version's content, checked (build it with :func:`parse_definition`).
+
+    Compared and hashed by identity: the registry hands out one per version, and caches
+    keyed by it (a clinic's texts, :func:`engine.rules.rules_for`) stay cheap.
 
     ``rules`` hold their texts as written, with placeholders; :meth:`rules_with` fills them
     in with a clinic's defaults, :attr:`rules` with the definition's own.

@@ -47,6 +47,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from engine.errors import InvalidEvent
+from engine.rules import opening_version
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -161,6 +162,7 @@ OPENING_LEAD = timedelta(days=1)
 REF_LENGTH = 128
 NAME_LENGTH = 128
 ZONE_LENGTH = 64
+VERSION_LENGTH = 16  # the episode's pathway_version column
 
 # --------------------------------------------------------------------------------------------
 # Field types
@@ -942,6 +944,9 @@ class _OpeningIn(_Data):
     clinic_timezone: Annotated[
         str, Strict(), AfterValidator(_at_most(ZONE_LENGTH)), AfterValidator(_check_zone)
     ] = "UTC"
+    pathway_version: Annotated[str, Strict(), AfterValidator(_at_most(VERSION_LENGTH))] | None = (
+        None
+    )
 
 
 @dataclass(frozen=True)
@@ -954,6 +959,8 @@ class Opening:
         enrolled_at: the enrolment instant in UTC; ``None`` means "now" (the caller decides).
         coordinator: the coordinator in charge, if named.
         clinic_timezone: the IANA name of the clinic's time zone (default ``"UTC"``).
+        pathway_version: the published pathway version the episode runs on (default: the
+            newest).
     """
 
     patient: PatientIn
@@ -961,6 +968,7 @@ class Opening:
     enrolled_at: datetime | None
     coordinator: str | None
     clinic_timezone: str
+    pathway_version: str
 
 
 def parse_opening(payload: Mapping[str, Any]) -> Opening:
@@ -968,15 +976,15 @@ def parse_opening(payload: Mapping[str, Any]) -> Opening:
 
     Args:
         payload: ``{"patient": {...}, "onset", "enrolled_at"?, "coordinator"?,
-            "clinic_timezone"?}``.
+            "clinic_timezone"?, "pathway_version"?}``.
 
     Returns:
         The validated opening, ``enrolled_at`` converted to UTC.
 
     Raises:
         InvalidEvent: naming the first bad field (``patient.ref``, ``onset``,
-            ``clinic_timezone``, ...), or ``enrolled_at`` when enrolment falls on a clinic
-            date before onset.
+            ``clinic_timezone``, ``pathway_version`` when it is not a published version,
+            ...), or ``enrolled_at`` when enrolment falls on a clinic date before onset.
     """
     if not isinstance(payload, Mapping):
         raise InvalidEvent("opening", f"must be an object, got {_show(payload)}")
@@ -992,12 +1000,17 @@ def parse_opening(payload: Mapping[str, Any]) -> Opening:
                 f"{local_day.isoformat()} in {parsed.clinic_timezone}, "
                 f"onset is {parsed.onset.isoformat()}",
             )
+    try:
+        version = opening_version(parsed.pathway_version)
+    except ValueError as exc:
+        raise InvalidEvent("pathway_version", str(exc)) from None
     return Opening(
         patient=parsed.patient,
         onset=parsed.onset,
         enrolled_at=parsed.enrolled_at,
         coordinator=parsed.coordinator,
         clinic_timezone=parsed.clinic_timezone,
+        pathway_version=version,
     )
 
 

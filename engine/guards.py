@@ -14,8 +14,9 @@ from datetime import date, datetime
 from typing import Any
 
 from engine.clinic_time import add_days, add_months, local_date
+from engine.definition import Definition
 from engine.episode import EpisodeState
-from engine.rules import rule
+from engine.rules import of_episode
 from engine.settings import PathwayDefaults
 
 IMAGING = ("mri", "ct", "xray", "xray_flexion_extension", "mri_plexus")
@@ -36,13 +37,16 @@ class Check:
 
 @dataclass
 class Verdict:
+    """What the guards found, under the rules of ``pathway`` (the episode's version)."""
+
+    pathway: Definition
     refusals: list[Check] = field(default_factory=list)
     notes: list[Check] = field(default_factory=list)
 
     def refuse(self, rule_id: str, reason: str, eligible_from: date | None = None) -> None:
         """Refuse by ``rule_id``, which must be a refusing rule; its strength says whether
         an override is possible."""
-        strength = rule(rule_id).strength
+        strength = self.pathway.rule(rule_id).strength
         if not strength.refuses:
             raise ValueError(f"{rule_id} is a {strength.value} rule: it cannot refuse")
         self.refusals.append(Check(rule_id, reason, strength.overridable, eligible_from))
@@ -161,7 +165,7 @@ def _failed_adequate_care(
 def check_order(
     state: EpisodeState, data: dict[str, Any], now: datetime, defaults: PathwayDefaults
 ) -> Verdict:
-    verdict = Verdict()
+    verdict = Verdict(of_episode(state))
     kind = data["kind"]
     if kind in IMAGING:
         _check_imaging(verdict, state, data, now, defaults)
@@ -294,7 +298,7 @@ def _check_surgical_referral(
 def check_procedure(
     state: EpisodeState, data: dict[str, Any], now: datetime, defaults: PathwayDefaults
 ) -> Verdict:
-    verdict = Verdict()
+    verdict = Verdict(of_episode(state))
     kind = data["kind"]
     if kind == "esi":
         _check_injection(verdict, state, data, now, defaults, ordering=False)
@@ -336,7 +340,7 @@ def check_procedure(
 def check_treatment(
     state: EpisodeState, data: dict[str, Any], defaults: PathwayDefaults
 ) -> Verdict:
-    verdict = Verdict()
+    verdict = Verdict(of_episode(state))
     kind = data["kind"]
     earlier = {t["kind"] for t in state.facts.get("treatments", [])}
     if kind == "opioid":

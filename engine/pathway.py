@@ -56,6 +56,7 @@ def open_episode(
         enrolled_at=enrolled,
         clinic_timezone=opening.clinic_timezone,
         coordinator=opening.coordinator,
+        pathway_version=opening.pathway_version,
         status="active",
         configuration=initial_configuration(),
         history={},

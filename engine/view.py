@@ -5,9 +5,10 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from engine.definition import Definition
 from engine.due import current_items
 from engine.episode import EpisodeState, iso
-from engine.rules import rules_for
+from engine.rules import DEFINITION, of_episode, rules_for
 from engine.settings import DEFAULTS, PathwayDefaults
 
 PHASE_RULES = {"acute": "PH-ACUTE", "subacute": "PH-SUBACUTE", "chronic": "PH-CHRONIC"}
@@ -40,12 +41,12 @@ Guidance = dict[str, tuple[str, tuple[str, ...]]]
 
 
 @cache
-def _guidance(defaults: PathwayDefaults) -> Guidance:
+def _guidance(pathway: Definition, defaults: PathwayDefaults) -> Guidance:
     """Every rule's recommendation text, with the clinic's numbers, and its citations: fixed
     for the pathway version and the defaults, so built once (every episode view carries
     several), and looked up once per view (hashing the defaults is not free)."""
     table: Guidance = {}
-    for rule_id, entry in rules_for(defaults).items():
+    for rule_id, entry in rules_for(pathway, defaults).items():
         text = entry.text
         if entry.care:
             text += " Care plan: " + "; ".join(entry.care) + "."
@@ -58,7 +59,8 @@ def _guidance(defaults: PathwayDefaults) -> Guidance:
 def recommendation(
     rule_id: str, state: EpisodeState | None = None, defaults: PathwayDefaults = DEFAULTS
 ) -> dict[str, Any]:
-    return _recommendation(_guidance(defaults), rule_id, state)
+    pathway = DEFINITION if state is None else of_episode(state)
+    return _recommendation(_guidance(pathway, defaults), rule_id, state)
 
 
 def _recommendation(guidance: Guidance, rule_id: str, state: EpisodeState | None) -> dict[str, Any]:
@@ -78,7 +80,7 @@ def recommendations(
         ids.append(PHASE_RULES[state.phase])
     ids += state.facts.get("populations", [])
     ids += [rule_id for rule_id, holds in ADVISORIES if holds(state)]
-    guidance = _guidance(defaults)
+    guidance = _guidance(of_episode(state), defaults)
     return [_recommendation(guidance, rule_id, state) for rule_id in dict.fromkeys(ids)]
 
 

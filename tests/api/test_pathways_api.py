@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 from api import schemas
 from api.problems import MEDIA_TYPE
 from engine.rules import RULES
+from tests.api.conftest import OPENING
 
 
 @pytest.mark.parametrize("role", ["service", "coordinator", "auditor", "admin"])
@@ -57,3 +58,18 @@ def test_an_unknown_version_is_a_404_problem(
 def test_the_pathways_need_a_token(client: TestClient) -> None:
     assert client.get("/pathways").status_code == 401
     assert client.get("/pathways/lumbosacral-radiculopathy/1.0.0").status_code == 401
+
+
+def test_an_episode_opens_on_the_version_asked_for_and_says_so(
+    client: TestClient, tokens: dict[str, str]
+) -> None:
+    service = {"Authorization": tokens["service"]}
+    opened = client.post("/episodes", json={**OPENING, "pathway_version": "1.0.0"}, headers=service)
+    assert opened.status_code == 201, opened.text
+    assert opened.json()["pathway"] == {"id": "lumbosacral-radiculopathy", "version": "1.0.0"}
+    unknown = client.post(
+        "/episodes", json={**OPENING, "pathway_version": "7.0.0"}, headers=service
+    )
+    assert unknown.status_code == 422
+    assert unknown.json()["field"] == "pathway_version"
+    assert "(published: 1.0.0" in unknown.json()["detail"]

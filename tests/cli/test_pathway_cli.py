@@ -60,3 +60,26 @@ def test_diff_of_a_version_with_itself_is_empty(db: str) -> None:
     changes = json.loads(result.stdout)
     assert changes["rules"] == {"added": [], "removed": [], "changed": []}
     assert all(not any(part.values()) for part in (changes[t] for t in ("timings", "defaults")))
+
+
+def test_episode_open_takes_a_published_version(db: str) -> None:
+    opening = ["episode", "open", "--patient-ref", "P-9", "--onset", "2026-01-05"]
+    opened = CliRunner().invoke(app, ["--db", db, *opening, "--pathway-version", "1.0.0"])
+    assert opened.exit_code == 0, opened.output
+    assert json.loads(opened.stdout)["pathway"]["version"] == "1.0.0"
+    refused = CliRunner().invoke(app, ["--db", db, *opening, "--pathway-version", "0.1.0"])
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith("invalid: --pathway-version: '0.1.0' is not a version")
+
+
+def test_a_simulation_runs_on_the_version_its_scenario_names(db: str, tmp_path: Path) -> None:
+    scenario = tmp_path / "scenario.yaml"
+    base = 'patient: {ref: "sim-1"}\nonset: 2026-01-05\nsteps: []\nuntil: "day 3"\n'
+    scenario.write_text(base + 'pathway_version: "1.0.0"\n')
+    ran = CliRunner().invoke(app, ["--db", db, "simulate", str(scenario)])
+    assert ran.exit_code == 0, ran.output
+    assert json.loads(ran.stdout)["final"]["pathway"]["version"] == "1.0.0"
+    scenario.write_text(base + 'pathway_version: "3.0.0"\n')
+    refused = CliRunner().invoke(app, ["--db", db, "simulate", str(scenario)])
+    assert refused.exit_code == 1
+    assert "pathway_version" in refused.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import pathways
-from engine.definition import DefinitionError, Strength, parse_definition
+from engine.definition import Definition, DefinitionError, Strength, parse_definition
 from engine.guards import Verdict
 from engine.settings import PathwayDefaults
 from engine.view import episode_view
@@ -23,7 +23,7 @@ V1 = (PACKAGE / "1.0.0.toml").read_text("utf-8")
 DEFAULT_NAMES = [f.name for f in fields(PathwayDefaults)]
 
 
-def parse(text: str) -> object:
+def parse(text: str) -> Definition:
     return parse_definition(text.encode(), "1.0.0.toml", DEFAULT_NAMES)
 
 
@@ -180,13 +180,22 @@ def test_a_definition_that_breaks_a_check_is_refused_naming_where(
 
 
 def test_whether_an_override_is_possible_is_the_rules_strength() -> None:
-    verdict = Verdict()
+    published = pathways.newest()
+    verdict = Verdict(published)
     verdict.refuse("ESI-GUIDED", "blind injection")
     verdict.refuse("IMG-6W", "not a candidate")
-    assert pathways.newest().rule("ESI-GUIDED").strength is Strength.REFUSE
+    assert published.rule("ESI-GUIDED").strength is Strength.REFUSE
     assert [c.override for c in verdict.refusals] == [False, True]
     with pytest.raises(ValueError, match="MED-OPIOID is a warn rule: it cannot refuse"):
         verdict.refuse("MED-OPIOID", "opioid first-line")
+    # The same guard under a definition that lets ESI-GUIDED be overridden.
+    lenient = parse_definition(
+        edit_rule("ESI-GUIDED", 'strength = "refuse"', 'strength = "refuse_with_override"')
+        .encode(), "1.0.0.toml", DEFAULT_NAMES,
+    )  # fmt: skip
+    other = Verdict(lenient)
+    other.refuse("ESI-GUIDED", "blind injection")
+    assert [c.override for c in other.refusals] == [True]
 
 
 def test_rule_texts_say_the_clinics_numbers() -> None:
