@@ -55,6 +55,7 @@ def test_a_coordinator_works_the_list_from_the_page(
     assert f'src="/episodes/{late_referral}/diagram.svg"' in episode.text
     assert "PH-SUBACUTE" in episode.text or "PH-ACUTE" in episode.text  # recommendations
     assert "Timeline" in episode.text
+    assert "<dd>lumbosacral-radiculopathy, version 1.0.0</dd>" in episode.text
     diagram = client.get(f"/episodes/{late_referral}/diagram.svg")  # with the page's cookie
     assert diagram.status_code == 200
     assert 'class="node active"' in diagram.text
