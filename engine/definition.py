@@ -9,7 +9,11 @@ reviews and signs off, and nothing of the engine's mechanics:
   **default**), which a clinic may change (:class:`engine.settings.PathwayDefaults`);
 * ``figures``: evidence figures and scales the texts quote (an odds ratio, ``0-10``);
 * ``rules``: each with its ID, title, strength, text, citations, and, where they apply, the
-  sources' conflict, our default and the recommended care.
+  sources' conflict, our default and the recommended care;
+* ``corrections``: the behaviours this version corrects since the first (each by an ID the
+  engine knows, :mod:`engine.corrections`, with the rules it touches): where behaviour
+  changed, the engine asks the episode's definition, ``pathway.corrects("EP-FINAL")``, so
+  episodes on an earlier version keep the behaviour they started with.
 
 Texts never write a number: they name it, ``{subacute_from_days}``, or with a unit,
 ``{conservative_window_days:weeks}`` (days shown as weeks) or ``{improve_vas_fraction:percent}``,
@@ -28,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
@@ -36,14 +40,9 @@ from types import MappingProxyType
 from typing import Any
 
 from engine.errors import CarepathError
+from engine.placeholders import Number, TextError, check_text, fill
 
 RULE_ID = re.compile(r"[A-Z]{2,}(?:-[A-Z0-9]+)+")
-_PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)(?::([a-z]+))?\}")
-# What a text may hold besides placeholders that has a digit in it: rule IDs, source
-# documents (S0-S4) and spinal levels (L5, L5-S1, L5/S1).
-_NOT_A_NUMBER = re.compile(
-    r"(?<![\w-])[A-Z]{2,}(?:-[A-Z0-9]+)+(?![\w-])|\b[LS]\d(?:[-/][LS]?\d)*\b"
-)
 _TEXT_FIELDS = ("title", "text", "conflict", "default")
 
 
@@ -123,6 +122,15 @@ class Rule:
     care: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Correction:
+    """A behaviour a version corrects: its ID, the rules it touches, what changed."""
+
+    id: str
+    rules: tuple[str, ...]
+    text: str
+
+
 class DefinitionError(CarepathError):
     """A pathway definition that cannot be used, and where: ``where`` names the file and the
     rule or field (``1.0.0.toml, rule IMG-6W, text``), ``problem`` says what is wrong."""
@@ -131,9 +139,6 @@ class DefinitionError(CarepathError):
         self.where = where
         self.problem = problem
         super().__init__(f"{where}: {problem}")
-
-
-Number = int | float | str
 
 
 @dataclass(frozen=True, eq=False)
@@ -157,6 +162,20 @@ class Definition:
     defaults: Mapping[str, Number]
     figures: Mapping[str, Number]
     templates: Mapping[str, Rule] = field(repr=False)
+    corrections: Mapping[str, Correction] = field(default_factory=dict)
+
+    def corrects(self, correction_id: str) -> bool:
+        """Whether this version includes the correction ``correction_id``.
+
+        Raises:
+            KeyError: the engine knows no such correction (a misspelt ID in the code would
+                otherwise select the old behaviour for ever).
+        """
+        from engine.corrections import CORRECTIONS
+
+        if correction_id not in CORRECTIONS:
+            raise KeyError(f"unknown correction {correction_id!r}")
+        return correction_id in self.corrections
 
     @cached_property
     def rules(self) -> Mapping[str, Rule]:
@@ -202,7 +221,10 @@ class Definition:
 
 
 def parse_definition(
-    content: bytes, name: str, default_names: Iterable[str] | None = None
+    content: bytes,
+    name: str,
+    default_names: Iterable[str] | None = None,
+    known_corrections: Iterable[str] | None = None,
 ) -> Definition:
     """Read and check a definition file's ``content`` (``name``, for messages).
 
@@ -211,6 +233,8 @@ def parse_definition(
         name: the file's name, for messages.
         default_names: the numbers the engine lets a clinic configure; the definition's
             ``defaults`` must name exactly these.
+        known_corrections: the corrections the engine has code for; a definition may list
+            only these.
 
     Raises:
         DefinitionError: what is wrong, and where.
@@ -257,6 +281,8 @@ def parse_definition(
         templates[rule.id] = rule
     if not templates:
         raise DefinitionError(name, "no rules")
+    corrections = _corrections(raw.get("corrections", []), name, templates, numbers,
+                               known_corrections)  # fmt: skip
     return Definition(
         id=str(raw["id"]),
         version=str(raw["version"]),
@@ -268,7 +294,46 @@ def parse_definition(
         defaults=MappingProxyType(dict(raw["defaults"])),
         figures=MappingProxyType(dict(raw["figures"])),
         templates=MappingProxyType(templates),
+        corrections=MappingProxyType(corrections),
     )
+
+
+def _corrections(
+    given: Any,
+    name: str,
+    rules: Mapping[str, Rule],
+    numbers: Mapping[str, Number],
+    known: Iterable[str] | None,
+) -> dict[str, Correction]:
+    if not isinstance(given, list):
+        raise DefinitionError(f"{name}, corrections", "must be a list of [[corrections]]")
+    known_ids = None if known is None else set(known)
+    out: dict[str, Correction] = {}
+    for index, entry in enumerate(given):
+        where = f"{name}, correction {entry.get('id', f'#{index + 1}')}"
+        correction_id = entry.get("id")
+        if not isinstance(correction_id, str) or not RULE_ID.fullmatch(correction_id):
+            raise DefinitionError(
+                where, f"id must be an ID such as EP-FINAL, not {correction_id!r}"
+            )
+        if correction_id in out:
+            raise DefinitionError(where, "the correction is listed twice")
+        if known_ids is not None and correction_id not in known_ids:
+            raise DefinitionError(where, "the engine has no code for this correction")
+        touched = entry.get("rules")
+        if not isinstance(touched, list) or not touched:
+            raise DefinitionError(f"{where}, rules", "must name the rules it touches")
+        missing = [r for r in touched if r not in rules]
+        if missing:
+            raise DefinitionError(
+                f"{where}, rules", f"not rules of this version: {', '.join(missing)}"
+            )
+        text = entry.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise DefinitionError(where, "text is missing")
+        _check_text(text, f"{where}, text", numbers)
+        out[correction_id] = Correction(correction_id, tuple(touched), text)
+    return out
 
 
 def _rule(
@@ -348,59 +413,20 @@ def _citations(
 
 
 def _check_text(text: str, where: str, numbers: Mapping[str, Number]) -> None:
-    for match in _PLACEHOLDER.finditer(text):
-        name, unit = match.groups()
-        if name not in numbers:
-            raise DefinitionError(where, f"{{{name}}} names no timing, default or figure")
-        if unit is not None and unit not in _UNITS:
-            raise DefinitionError(
-                where, f"{{{name}:{unit}}}: the unit must be one of {', '.join(_UNITS)}"
-            )
-    rest = _NOT_A_NUMBER.sub("", _PLACEHOLDER.sub("", text))
-    if "{" in rest or "}" in rest:
-        raise DefinitionError(where, "a brace that is not a placeholder such as {name}")
-    written = re.search(r"\d[\d.,%-]*", rest)
-    if written:
-        raise DefinitionError(
-            where,
-            f"the number {written.group()!r} is written in the text: name it under timings, "
-            "defaults or figures and write its {name}",
-        )
-
-
-def _weeks(value: Number) -> str:
-    weeks = float(value) / 7
-    return f"{weeks:g}" if weeks == int(weeks) else f"{weeks:.1f}"
-
-
-def _percent(value: Number) -> str:
-    return f"{float(value) * 100:g}%"
-
-
-def _plain(value: Number) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-# How a placeholder's unit shows its number: {conservative_window_days:weeks} says 6 for 42.
-_UNITS: dict[str, Callable[[Number], str]] = {"weeks": _weeks, "percent": _percent}
-
-
-def _fill(text: str, numbers: Mapping[str, Number]) -> str:
-    def one(match: re.Match[str]) -> str:
-        name, unit = match.groups()
-        return (_UNITS[unit] if unit else _plain)(numbers[name])
-
-    return _PLACEHOLDER.sub(one, text)
+    try:
+        check_text(text, where, numbers)
+    except TextError as exc:
+        raise DefinitionError(exc.where, exc.problem) from None
 
 
 def _filled(rule: Rule, numbers: Mapping[str, Number]) -> Rule:
     return Rule(
         id=rule.id,
-        title=_fill(rule.title, numbers),
-        text=_fill(rule.text, numbers),
+        title=fill(rule.title, numbers),
+        text=fill(rule.text, numbers),
         strength=rule.strength,
         citations=rule.citations,
-        conflict=None if rule.conflict is None else _fill(rule.conflict, numbers),
-        default=None if rule.default is None else _fill(rule.default, numbers),
-        care=tuple(_fill(c, numbers) for c in rule.care),
+        conflict=None if rule.conflict is None else fill(rule.conflict, numbers),
+        default=None if rule.default is None else fill(rule.default, numbers),
+        care=tuple(fill(c, numbers) for c in rule.care),
     )

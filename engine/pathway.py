@@ -19,6 +19,7 @@ from engine.errors import InvalidEvent, RuleRefusal
 from engine.events import ClinicalEvent, Opening
 from engine.handlers import HANDLERS, intensive_follow_up
 from engine.memory import keep_what_rules_read
+from engine.rules import of_episode
 from engine.settings import PathwayDefaults
 
 PHASE_STARTS = (
@@ -123,7 +124,10 @@ def apply_event(
 ) -> Step:
     """Apply one clinical event; a refusal leaves the episode as it was."""
     if state.is_final:
-        raise InvalidEvent("type", f"the episode is {state.status}: it accepts no further events")
+        ended = f"the episode is {state.status}: it accepts no further events"
+        if of_episode(state).corrects("EP-FINAL"):
+            return Step(state=state, accepted=False, rules=["EP-FINAL"], reason=ended)
+        raise InvalidEvent("type", ended)
     at = to_utc(event.occurred_at or now)
     ctx = _context(state.clone(), at, now, defaults)
     data: dict[str, Any] = event.data.model_dump(mode="json", exclude_none=True)

@@ -19,7 +19,7 @@ import pathways
 from engine.chart import PATHWAY_ID, PATHWAY_VERSION
 from engine.definition import Citation, Definition, Rule, Strength
 from engine.episode import EpisodeState
-from engine.settings import PathwayDefaults
+from engine.settings import PathwayDefaults, drafts_allowed
 
 __all__ = [
     "DEFINITION",
@@ -55,17 +55,20 @@ def of_episode(state: EpisodeState) -> Definition:
 
 
 def opening_version(requested: str | None, pathway_id: str = PATHWAY_ID) -> str:
-    """The version a new episode opens on: ``requested``, which must be published, or the
-    newest published one.
+    """The version a new episode opens on: ``requested``, which must be published (or a
+    draft, where :func:`engine.settings.drafts_allowed`), or the newest published one.
 
     Raises:
-        ValueError: ``requested`` is not a published version (the message lists those).
+        ValueError: ``requested`` is not a version it may open on (the message lists the
+            published ones).
     """
     published = [v.version for v in pathways.versions(pathway_id) if v.status == "published"]
     if requested is None:
         return pathways.newest(pathway_id).version
     if requested not in published:
         draft = requested in pathways.version_numbers(pathway_id)
+        if draft and drafts_allowed():
+            return requested
         raise ValueError(
             f"{requested!r} is {'a draft, not yet published' if draft else 'not a version'} "
             f"of {pathway_id} (published: {', '.join(published)})"
@@ -88,9 +91,7 @@ def rule(
     Raises:
         KeyError: if no rule has that ID; the message names the ID and the version.
     """
-    found = (definition.rules if defaults is None else rules_for(definition, defaults)).get(
-        rule_id
-    )
+    found = (definition.rules if defaults is None else rules_for(definition, defaults)).get(rule_id)
     if found is None:
         raise KeyError(
             f"unknown rule id {rule_id!r}: not a rule of {definition.id} {definition.version}"

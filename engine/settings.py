@@ -71,3 +71,12 @@ class PathwayDefaults:
 
 
 DEFAULTS = PathwayDefaults()
+
+
+DRAFTS_ENV = "CAREPATH_PATHWAY_DRAFTS"
+
+
+def drafts_allowed() -> bool:
+    """Whether episodes may open on a draft pathway version: only on an installation set
+    up to review one (``CAREPATH_PATHWAY_DRAFTS=1``), never by default."""
+    return os.environ.get(DRAFTS_ENV, "") in ("1", "true", "yes")

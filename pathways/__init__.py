@@ -15,6 +15,7 @@ from datetime import date
 from functools import cache
 from importlib import resources
 
+from engine.corrections import CORRECTIONS
 from engine.definition import Definition, DefinitionError, parse_definition
 from engine.settings import PathwayDefaults
 
@@ -83,7 +84,9 @@ def definition(pathway_id: str, version: str) -> Definition:
         known = ", ".join(version_numbers(pathway_id))
         raise UnknownPathway(f"{pathway_id} {version}", f"no such version (known: {known})")
     content = resources.files(_package(pathway_id)).joinpath(name).read_bytes()
-    loaded = parse_definition(content, name, [f.name for f in fields(PathwayDefaults)])
+    loaded = parse_definition(
+        content, name, [f.name for f in fields(PathwayDefaults)], known_corrections=CORRECTIONS
+    )
     if (loaded.id, loaded.version) != (pathway_id, version):
         raise DefinitionError(name, f"says it is {loaded.id} {loaded.version}")
     published = _published(pathway_id).get(version)

@@ -96,9 +96,10 @@ def test_incidents_are_listed_counted_and_make_health_degraded(
 
     exposed = client.get("/metrics", headers=service).text
     assert 'carepath_open_incidents{kind="episode"} 1.0' in exposed
-    assert 'carepath_failed_steps_total{kind="episode"} 1.0' in generate_latest(
-        worker.metrics.registry
-    ).decode()
+    assert (
+        'carepath_failed_steps_total{kind="episode"} 1.0'
+        in generate_latest(worker.metrics.registry).decode()
+    )
 
 
 def test_health_is_degraded_when_the_oldest_due_timer_waits_past_the_threshold(

@@ -46,7 +46,9 @@ REFUSALS = {
     "a forged token": ({"Origin": ORIGIN}, FORGED, "is not this browser's"),
     "another site's origin": ({"Origin": "https://evil.example"}, "good", "https://evil.example"),
     "a sibling site": (
-        {"Origin": "http://testserver:8081", "Sec-Fetch-Site": "same-site"}, "good", "same-site"
+        {"Origin": "http://testserver:8081", "Sec-Fetch-Site": "same-site"},
+        "good",
+        "same-site",
     ),
     "an opaque origin": ({"Origin": "null"}, "good", "'null'"),
     "another site's referer": ({"Referer": "https://evil.example/x"}, "good", "evil.example"),

@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 from api import schemas
 from api.problems import MEDIA_TYPE
 from engine.rules import RULES
+from engine.settings import DRAFTS_ENV
 from tests.api.conftest import OPENING
 
 
@@ -18,7 +19,7 @@ def test_every_reader_lists_the_versions(
     answer = client.get("/pathways", headers={"Authorization": tokens[role]})
     assert answer.status_code == 200, answer.text
     listed = schemas.PathwayList.model_validate(answer.json())
-    [version] = listed.items
+    version = listed.items[0]
     assert (version.id, version.version, version.status) == (
         "lumbosacral-radiculopathy", "1.0.0", "published",
     )  # fmt: skip
@@ -73,3 +74,20 @@ def test_an_episode_opens_on_the_version_asked_for_and_says_so(
     assert unknown.status_code == 422
     assert unknown.json()["field"] == "pathway_version"
     assert "(published: 1.0.0" in unknown.json()["detail"]
+
+
+def test_an_event_on_a_closed_episode_of_1_1_0_is_a_409_refusal(
+    client: TestClient, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(DRAFTS_ENV, "1")
+    service = {"Authorization": tokens["service"]}
+    opened = client.post("/episodes", json={**OPENING, "pathway_version": "1.1.0"}, headers=service)
+    assert opened.status_code == 201, opened.text
+    events = f"/episodes/{opened.json()['id']}/events"
+    closing = {"type": "close", "data": {"reason": "transferred"}}
+    assert client.post(events, json=closing, headers=service).status_code == 200
+    visit = {"type": "assessment", "data": {"vas_leg": 3, "odi": 20}}
+    refused = client.post(events, json=visit, headers=service)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["rules"] == ["EP-FINAL"]
+    assert refused.json()["override_possible"] is False

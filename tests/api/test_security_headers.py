@@ -152,12 +152,14 @@ def test_web_settings_from_the_environment() -> None:
     )  # fmt: skip
     assert web.base_url == "https://c.example"
     assert (web.session.idle.total_seconds(), web.session.absolute.total_seconds()) == (
-        900, 8 * 3600
+        900,
+        8 * 3600,
     )
     defaults = WebSettings.from_env({})
     assert defaults.base_url is None
     assert (defaults.session.idle.total_seconds(), defaults.session.absolute.total_seconds()) == (
-        1800, 12 * 3600
+        1800,
+        12 * 3600,
     )
     for env, name in (
         ({"CAREPATH_SESSION_IDLE_MINUTES": "soon"}, "CAREPATH_SESSION_IDLE_MINUTES"),

@@ -26,12 +26,16 @@ def run(db: str, *args: str):  # type: ignore[no-untyped-def]
 def test_list_shows_each_version_with_its_digest_and_record(db: str) -> None:
     result = run(db, "list")
     assert result.exit_code == 0, result.output
-    [version] = json.loads(result.stdout)
+    versions = json.loads(result.stdout)
+    assert [v["version"] for v in versions][:1] == ["1.0.0"]
+    version = versions[0]
     assert version["id"] == "lumbosacral-radiculopathy"
     assert version["version"] == "1.0.0"
     assert version["status"] == "published"
     assert version["digest"].startswith("sha256:")
     assert version["recorded"] is True
+    drafts = [v for v in versions if v["status"] == "draft"]
+    assert all(not v["recorded"] for v in drafts)  # a draft is not published anywhere
 
 
 def test_show_gives_every_rule_with_its_numbers_filled_in(db: str) -> None:

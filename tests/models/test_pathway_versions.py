@@ -19,7 +19,8 @@ def test_upgrade_records_every_published_version_once(db_engine: Engine) -> None
     assert [(r["pathway_id"], r["version"]) for r in rows] == [
         ("lumbosacral-radiculopathy", "1.0.0")
     ]
-    [shown] = listed(db_engine)
+    shown = listed(db_engine)[0]
+    assert shown.version == "1.0.0"
     assert shown.recorded
     assert shown.status == "published"
     assert rows[0]["digest"] == shown.digest

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import pathways
+from engine.corrections import CORRECTIONS
 from engine.definition import Definition, DefinitionError, Strength, parse_definition
 from engine.guards import Verdict
 from engine.settings import PathwayDefaults
@@ -24,7 +25,11 @@ DEFAULT_NAMES = [f.name for f in fields(PathwayDefaults)]
 
 
 def parse(text: str) -> Definition:
-    return parse_definition(text.encode(), "1.0.0.toml", DEFAULT_NAMES)
+    return parse_definition(text.encode(), "1.0.0.toml", DEFAULT_NAMES, CORRECTIONS)
+
+
+def correction(correction_id: str, rules: str) -> str:
+    return f'\n[[corrections]]\nid = "{correction_id}"\nrules = [{rules}]\ntext = "A change."\n'
 
 
 def rule_block(text: str, rule_id: str) -> tuple[int, int]:
@@ -153,6 +158,17 @@ def test_an_unknown_version_names_the_known_ones() -> None:
             "not configurable by the engine: low_vas",
         ),
         (V1.replace("[timings]", "[timing]", 1), "1.0.0.toml", "'timings' is missing"),
+        (
+            V1 + correction("EP-FOREVER", '"PH-ACUTE"'),
+            "correction EP-FOREVER",
+            "the engine has no code for this correction",
+        ),
+        (
+            V1 + correction("EP-FINAL", '"EP-FINAL"'),
+            "correction EP-FINAL, rules",
+            "not rules of this version: EP-FINAL",
+        ),
+        (V1 + correction("EP-FINAL", ""), "correction EP-FINAL, rules", "must name the rules"),
         (V1 + "\n[[rules]\n", "1.0.0.toml", "not a TOML file"),
     ],
     ids=[
@@ -167,6 +183,9 @@ def test_an_unknown_version_names_the_known_ones() -> None:
         "default-missing",
         "default-unknown",
         "table-missing",
+        "correction-unknown",
+        "correction-rule-missing",
+        "correction-without-rules",
         "not-toml",
     ],  # fmt: skip
 )
@@ -206,3 +225,11 @@ def test_rule_texts_say_the_clinics_numbers() -> None:
     assert "for at least 8 weeks" in shown["CONS-ADEQUATE"]
     usual = {r["rule"]: r["text"] for r in episode_view(episode.state)["recommendations"]}
     assert "for at least 6 weeks" in usual["CONS-ADEQUATE"]
+
+
+def test_code_asking_for_a_correction_the_engine_does_not_know_fails_loudly() -> None:
+    newer = pathways.definition(pathways.LUMBOSACRAL_RADICULOPATHY, "1.1.0")
+    assert newer.corrects("EP-FINAL")
+    assert not pathways.definition(newer.id, "1.0.0").corrects("EP-FINAL")
+    with pytest.raises(KeyError, match="unknown correction 'EP-FINALE'"):
+        newer.corrects("EP-FINALE")

@@ -182,9 +182,10 @@ def test_a_poison_pill_among_100_episodes_is_an_incident_and_fires_once_after_re
     (closed,) = list_incidents(engine, include_resolved=True)
     assert (closed["resolved"], closed["resolution"]) == (True, "retried")
     sweeper.count_incidents(clock.now())
-    assert 'carepath_open_incidents{kind="episode"} 0.0' in generate_latest(
-        sweeper.metrics.registry
-    ).decode()
+    assert (
+        'carepath_open_incidents{kind="episode"} 0.0'
+        in generate_latest(sweeper.metrics.registry).decode()
+    )
     with make_session_factory(engine)() as session:
         assert verify_chain(session).ok
     # Logged once per change, naming the episode.

@@ -1,0 +1,19 @@
+"""The corrections the engine has code for, by ID.
+
+A pathway version lists the corrections it includes (``[[corrections]]`` in its definition);
+code whose behaviour a correction changes asks the episode's definition
+(``pathway.corrects("EP-FINAL")``) and keeps the earlier behaviour otherwise, so an episode
+runs to its end as the version it was opened on says. An ID here is what the loader accepts
+in a definition, and what :meth:`engine.definition.Definition.corrects` accepts from code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+CORRECTIONS: Mapping[str, str] = MappingProxyType(
+    {
+        "EP-FINAL": "an event on a resolved or closed episode is a refusal, not invalid input",
+    }
+)
