@@ -15,5 +15,11 @@ from types import MappingProxyType
 CORRECTIONS: Mapping[str, str] = MappingProxyType(
     {
         "EP-FINAL": "an event on a resolved or closed episode is a refusal, not invalid input",
+        "ESI-TF-LEVEL": "the transforaminal suggestion only for a level below L3",
+        "IMG-3M-MRI-ON-FILE": "no imaging indication at 3 months once an MRI result is on "
+        "file, unless the episode is worsening",
+        "REHAB-MDT-RELIEF": "rehabilitation shown after an intervention only while it gives "
+        "relief; without relief, the next step",
+        "MED-STEROID-WARN": "oral corticosteroids with a documented contraindication warn",
     }
 )

@@ -20,7 +20,7 @@ Texts never write a number: they name it, ``{subacute_from_days}``, or with a un
 so a rule's text always says what the engine does, with the clinic's own defaults.
 :func:`parse_definition` refuses a definition with a number written in a text, a placeholder
 that names nothing, a rule without a citation or citing a document it does not list, an
-unknown strength, a repeated rule ID, or defaults other than the engine's.
+unknown strength, a repeated rule ID, or a default the engine does not configure.
 
 A definition's digest is the SHA-256 of its file. A published definition is never edited (a
 change is a new version): the registry (:mod:`pathways`) compares the digest with the one
@@ -232,7 +232,7 @@ def parse_definition(
         content: the file's bytes (the digest is theirs).
         name: the file's name, for messages.
         default_names: the numbers the engine lets a clinic configure; the definition's
-            ``defaults`` must name exactly these.
+            ``defaults`` may name only these.
         known_corrections: the corrections the engine has code for; a definition may list
             only these.
 
@@ -260,18 +260,13 @@ def parse_definition(
                 raise DefinitionError(f"{name}, {table}, {key}", "must be a number or a text")
             numbers[key] = value
     if default_names is not None:
-        expected, given = set(default_names), set(raw["defaults"])
-        if expected != given:
-            missing, unknown = sorted(expected - given), sorted(given - expected)
-            problem = "; ".join(
-                part
-                for part in (
-                    f"missing {', '.join(missing)}" if missing else "",
-                    f"not configurable by the engine: {', '.join(unknown)}" if unknown else "",
-                )
-                if part
+        # A version names the defaults it uses: a later engine may configure more numbers
+        # than an earlier, published version knew of.
+        unknown = sorted(set(raw["defaults"]) - set(default_names))
+        if unknown:
+            raise DefinitionError(
+                f"{name}, defaults", f"not configurable by the engine: {', '.join(unknown)}"
             )
-            raise DefinitionError(f"{name}, defaults", problem)
     templates: dict[str, Rule] = {}
     for index, entry in enumerate(raw.get("rules", [])):
         rule = _rule(entry, f"{name}, rule {entry.get('id', f'#{index + 1}')}", documents,

@@ -42,6 +42,7 @@ class Verdict:
     pathway: Definition
     refusals: list[Check] = field(default_factory=list)
     notes: list[Check] = field(default_factory=list)
+    warnings: list[Check] = field(default_factory=list)
 
     def refuse(self, rule_id: str, reason: str, eligible_from: date | None = None) -> None:
         """Refuse by ``rule_id``, which must be a refusing rule; its strength says whether
@@ -53,6 +54,14 @@ class Verdict:
 
     def note(self, rule: str, reason: str) -> None:
         self.notes.append(Check(rule, reason))
+
+    def warn(self, rule_id: str, reason: str) -> None:
+        """Accept, with a warning said in the step's reason and kept in its audit row;
+        ``rule_id`` must be a warning rule."""
+        strength = self.pathway.rule(rule_id).strength
+        if strength.value != "warn":
+            raise ValueError(f"{rule_id} is a {strength.value} rule: it cannot warn")
+        self.warnings.append(Check(rule_id, reason))
 
 
 def window_end(state: EpisodeState, defaults: PathwayDefaults) -> date:
@@ -202,7 +211,11 @@ def _check_imaging(
         kind in CROSS_SECTIONAL
     ):
         three_months = add_months(state.onset, 3)
-        if local_date(now, state.tz) >= three_months and conservative_care_failed(state.facts):
+        if (
+            local_date(now, state.tz) >= three_months
+            and conservative_care_failed(state.facts)
+            and imaging_indicated_at_3_months(state)
+        ):
             verdict.note("IMG-3M", "radicular pain persisting beyond 3 months")
         else:
             _failed_adequate_care(verdict, state, now, defaults, "IMG-6W", label)
@@ -259,7 +272,7 @@ def _check_injection(
         verdict.note(
             "ORD-SPECIALIST", "intervention ordered by a clinician who cannot interpret the images"
         )
-    if state.phase == "subacute" and _has_finding(state.facts, "herniation"):
+    if state.phase == "subacute" and _herniation_at_level(state, None):
         verdict.note(
             "ESI-TF", "transforaminal approach suggested for a contained herniation below L3"
         )
@@ -267,6 +280,32 @@ def _check_injection(
 
 def _has_finding(facts: dict[str, Any], finding: str) -> bool:
     return any(finding in r.get("findings", []) for r in facts.get("results", []))
+
+
+def below_l3(level: str) -> bool:
+    """A level under the third lumbar: L4, L4-L5, L5, L5-S1, S1 and lower."""
+    return level[:2] in ("L4", "L5") or level.startswith("S")
+
+
+def _herniation_at_level(state: EpisodeState, level: str | None) -> bool:
+    """ESI-TF: a herniation on imaging; from 1.1.0 (ESI-TF-LEVEL) at a level below L3
+    (the procedure's own level when it names one)."""
+    results = [r for r in state.facts.get("results", []) if "herniation" in r.get("findings", [])]
+    if not of_episode(state).corrects("ESI-TF-LEVEL"):
+        return bool(results)
+    if level is not None:
+        return below_l3(level)
+    return any(below_l3(lv) for r in results for lv in r.get("levels", []))
+
+
+def imaging_indicated_at_3_months(state: EpisodeState) -> bool:
+    """IMG-3M: from 1.1.0 (IMG-3M-MRI-ON-FILE) no longer once an MRI result is on file,
+    unless the episode is worsening."""
+    if not of_episode(state).corrects("IMG-3M-MRI-ON-FILE"):
+        return True
+    facts = state.facts
+    mri_on_file = any(r.get("modality") == "mri" for r in facts.get("results", []))
+    return not mri_on_file or facts.get("response") == "worsening"
 
 
 def _check_surgical_referral(
@@ -310,6 +349,10 @@ def check_procedure(
             data.get("approach")
             and data["approach"] != "transforaminal"
             and state.phase == "subacute"
+            and (
+                not of_episode(state).corrects("ESI-TF-LEVEL")
+                or (data.get("level") is not None and below_l3(data["level"]))
+            )
         ):
             verdict.note(
                 "ESI-TF", "transforaminal approach is suggested below L3 in the subacute phase"
@@ -357,7 +400,15 @@ def check_treatment(
     elif kind in NEURO_DRUGS:
         verdict.note("MED-NEURO", "conflicting evidence for neuropathic agents")
     elif kind == "oral_steroid":
-        verdict.note("MED-STEROID", "short course only if not contraindicated")
+        contraindications = data.get("contraindications") or []
+        if contraindications and verdict.pathway.corrects("MED-STEROID-WARN"):
+            verdict.warn(
+                "MED-STEROID",
+                "oral corticosteroid despite a documented contraindication: "
+                + ", ".join(contraindications),
+            )
+        else:
+            verdict.note("MED-STEROID", "short course only if not contraindicated")
     elif kind == "physio_home":
         verdict.note("CONS-ADEQUATE", "home exercises do not count as formal physiotherapy")
     elif kind == "pelvic_floor_physio":

@@ -15,7 +15,13 @@ from engine.context import StepContext
 from engine.due import finish_task, open_task, open_tasks
 from engine.errors import RuleRefusal
 from engine.findings import Findings, motor_scores, read_assessment
-from engine.guards import Verdict, check_order, check_procedure, check_treatment
+from engine.guards import (
+    Verdict,
+    check_order,
+    check_procedure,
+    check_treatment,
+    imaging_indicated_at_3_months,
+)
 
 FLAG_RULES = {
     "ces": ("RF-CES", "emergency"),
@@ -146,9 +152,10 @@ def on_assessment(ctx: StepContext, data: dict[str, Any]) -> None:
     if not state.in_red_flag:
         _referral_triggers(ctx, found.severe_disabling, found.deficit, found.response)
     _assessment_completes_reviews(ctx)
-    if local_date(ctx.at, state.tz) >= add_months(state.onset, 3) and found.response in (
-        "stable",
-        "worsening",
+    if (
+        local_date(ctx.at, state.tz) >= add_months(state.onset, 3)
+        and found.response in ("stable", "worsening")
+        and imaging_indicated_at_3_months(state)
     ):
         ctx.step.add_rule("IMG-3M")
 
@@ -301,6 +308,10 @@ def settle(ctx: StepContext, verdict: Verdict, override_reason: str | None) -> N
         # The documented reason goes into the step's audit row, where an auditor reads it.
         ctx.step.reason = f"overridden ({', '.join(rules)}): {override_reason}"
     ctx.step.add_rule(*(c.rule for c in verdict.notes))
+    if verdict.warnings:
+        ctx.step.add_rule(*(c.rule for c in verdict.warnings))
+        warned = "; ".join(f"warning ({c.rule}): {c.reason}" for c in verdict.warnings)
+        ctx.step.reason = f"{ctx.step.reason}; {warned}" if ctx.step.reason else warned
 
 
 def on_treatment(ctx: StepContext, data: dict[str, Any]) -> None:

@@ -73,17 +73,21 @@ def _latest(
 
 
 def _merged_results(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One entry per modality and whether it correlated clinically, with the levels and
-    findings of all its results.
+    """One entry per modality, whether it correlated clinically and whether it showed a
+    herniation, with the levels and findings of all its results.
 
     Every question the guards ask of results is whether *some* result has a property: a
-    modality (NCS-CHRONIC), a finding (ESI-TF, SURG-CRIT), a correlating result at a level
-    (IMG-CORRELATE), any result at all (IMG-FIRST). Results that agree on modality and
-    correlation answer each of them the same merged.
+    modality (NCS-CHRONIC, IMG-3M), a finding (SURG-CRIT), a herniation at a level below L3
+    (ESI-TF), a correlating result at a level (IMG-CORRELATE), any result at all
+    (IMG-FIRST). Results that agree on the three answer each of them the same merged.
     """
-    merged: dict[tuple[Any, bool], dict[str, Any]] = {}
+    merged: dict[tuple[Any, bool, bool], dict[str, Any]] = {}
     for result in results:
-        group = (result.get("modality"), bool(result.get("correlates_clinically")))
+        group = (
+            result.get("modality"),
+            bool(result.get("correlates_clinically")),
+            "herniation" in (result.get("findings") or []),
+        )
         into = merged.get(group)
         if into is None:
             merged[group] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -13,7 +14,7 @@ from engine.settings import DEFAULTS, PathwayDefaults
 
 PHASE_RULES = {"acute": "PH-ACUTE", "subacute": "PH-SUBACUTE", "chronic": "PH-CHRONIC"}
 # Advisories shown while a fact holds: (rule, predicate over facts and the episode).
-ADVISORIES = (
+ADVISORIES: tuple[tuple[str, Callable[[EpisodeState], bool]], ...] = (
     ("RF-MARKERS", lambda s: bool(s.facts.get("markers"))),
     ("NCS-CHRONIC", lambda s: bool(s.facts.get("ncs_chronic"))),
     ("FU-6W", lambda s: s.management == "review"),
@@ -24,13 +25,36 @@ ADVISORIES = (
     ("REF-3M", lambda s: _referral_rule(s) == "REF-3M"),
     ("MED-NEURO", lambda s: _treated_with(s, "gabapentin", "pregabalin", "tca")),
     ("MED-OPIOID", lambda s: _treated_with(s, "opioid")),
-    ("REHAB-MDT", lambda s: s.management == "rehabilitation"),
+    ("REHAB-MDT", lambda s: s.management == "rehabilitation" and _shows_rehabilitation(s)),
+    ("REF-3M", lambda s: s.management == "rehabilitation" and _relief(s) is False),
 )
+INTERVENTIONS = ("esi", "discectomy", "fusion")
 
 
 def _referral_rule(state: EpisodeState) -> str | None:
     task = state.tasks.get("referral")
     return task.rule if task is not None and task.is_open else None
+
+
+def _relief(state: EpisodeState) -> bool | None:
+    """From 1.1.0 (REHAB-MDT-RELIEF): whether the latest intervention gives relief, by the
+    response at the first assessment after it; None before one (and on 1.0.0)."""
+    if not of_episode(state).corrects("REHAB-MDT-RELIEF"):
+        return None
+    facts = state.facts
+    done = [p["at"] for p in facts.get("procedures", []) if p["kind"] in INTERVENTIONS]
+    last = facts.get("last_assessment")
+    if not done or not last or last["at"] <= max(done):
+        return None
+    return facts.get("response") == "improving"
+
+
+def _shows_rehabilitation(state: EpisodeState) -> bool:
+    """REHAB-MDT: rehabilitation during the relief an intervention gives; on 1.0.0 for as
+    long as the episode is in rehabilitation."""
+    if not of_episode(state).corrects("REHAB-MDT-RELIEF"):
+        return True
+    return _relief(state) is True
 
 
 def _treated_with(state: EpisodeState, *kinds: str) -> bool:

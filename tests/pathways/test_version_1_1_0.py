@@ -86,3 +86,118 @@ def test_ep_final_a_simulation_shows_the_refused_step(tmp_path: Path) -> None:
     assert ran.exit_code == 0, ran.output
     last = json.loads(ran.stdout)["timeline"][-1]
     assert (last["type"], last["accepted"], last["rules"]) == ("assessment", False, ["EP-FINAL"])
+
+
+def opened_at(engine: Engine, version: str, onset_days_ago: int) -> tuple[EpisodeRepository, str]:
+    """An episode whose onset was ``onset_days_ago`` days before NOW, enrolled at NOW."""
+    onset = (NOW - timedelta(days=onset_days_ago)).date().isoformat()
+    repo = EpisodeRepository(engine, PathwayDefaults())
+    opening = {**OPENING, "onset": onset, "enrolled_at": NOW.isoformat(),
+               "pathway_version": version}  # fmt: skip
+    return repo, str(repo.open(parse_opening(opening), NOW)["id"])
+
+
+def visit(vas_leg: int) -> dict[str, Any]:
+    return {"type": "assessment", "data": {"vas_leg": vas_leg, "odi": 40}}
+
+
+def mri(levels: list[str], findings: list[str]) -> dict[str, Any]:
+    data = {"modality": "mri", "levels": levels, "findings": findings,
+            "correlates_clinically": True}  # fmt: skip
+    return {"type": "result", "data": data}
+
+
+OVERRIDE = "documented failure of six weeks of supervised physiotherapy"
+INJECTION = {"type": "order", "data": {"kind": "esi", "image_guided": True,
+                                       "override_reason": OVERRIDE}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("version", "level", "suggested"),
+    [("1.0.0", "L2-L3", True), ("1.1.0", "L2-L3", False),
+     ("1.0.0", "L5-S1", True), ("1.1.0", "L5-S1", True)],
+)  # fmt: skip
+def test_esi_tf_level_the_transforaminal_suggestion_only_below_l3(
+    db_engine: Engine, version: str, level: str, suggested: bool
+) -> None:
+    repo, episode = opened_at(db_engine, version, onset_days_ago=50)  # subacute
+    repo.apply(episode, mri([level], ["herniation"]), NOW)
+    step, _ = repo.apply(episode, INJECTION, NOW + timedelta(hours=1))
+    assert step.accepted, step.reason
+    assert ("ESI-TF" in step.rules) is suggested
+
+
+@pytest.mark.parametrize(
+    ("version", "later_vas", "indicated"),
+    [("1.0.0", 6, True), ("1.1.0", 6, False), ("1.0.0", 8, True), ("1.1.0", 8, True)],
+)
+def test_img_3m_mri_on_file_no_imaging_indication_once_an_mri_is_on_file_unless_worsening(
+    db_engine: Engine, version: str, later_vas: int, indicated: bool
+) -> None:
+    repo, episode = opened_at(db_engine, version, onset_days_ago=100)  # past three months
+    repo.apply(episode, visit(6), NOW)
+    repo.apply(episode, mri(["L5-S1"], ["herniation"]), NOW + timedelta(hours=1))
+    step, _ = repo.apply(episode, visit(later_vas), NOW + timedelta(days=7))  # 8: worsening
+    assert ("IMG-3M" in step.rules) is indicated
+
+
+def test_img_3m_mri_on_file_without_an_mri_the_indication_stays_on_1_1_0(
+    db_engine: Engine,
+) -> None:
+    repo, episode = opened_at(db_engine, "1.1.0", onset_days_ago=100)
+    repo.apply(episode, visit(6), NOW)
+    step, _ = repo.apply(episode, visit(6), NOW + timedelta(days=7))
+    assert "IMG-3M" in step.rules
+
+
+@pytest.mark.parametrize(
+    ("version", "after_vas", "shown"),
+    [("1.0.0", 3, {"REHAB-MDT"}), ("1.1.0", 3, {"REHAB-MDT"}),
+     ("1.0.0", 8, {"REHAB-MDT", "REF-3M"}), ("1.1.0", 8, {"REF-3M"})],
+)  # fmt: skip
+def test_rehab_mdt_relief_rehabilitation_only_while_the_intervention_gives_relief(
+    db_engine: Engine, version: str, after_vas: int, shown: set[str]
+) -> None:
+    repo, episode = opened_at(db_engine, version, onset_days_ago=50)
+    repo.apply(episode, visit(8), NOW)
+    repo.apply(episode, mri(["L5-S1"], ["herniation"]), NOW + timedelta(hours=1))
+    injected = {"type": "procedure", "data": {"kind": "esi", "approach": "transforaminal",
+                "level": "L5-S1", "target_confirmed": True, "image_guided": True,
+                "override_reason": OVERRIDE}}  # fmt: skip
+    step, view = repo.apply(episode, injected, NOW + timedelta(days=1))
+    assert step.accepted, step.reason
+    assert view["management"] == "rehabilitation"
+    _, view = repo.apply(episode, visit(after_vas), NOW + timedelta(days=15))
+    recommended = {r["rule"] for r in view["recommendations"]}
+    assert recommended & {"REHAB-MDT", "REF-3M"} == shown
+
+
+@pytest.mark.parametrize(
+    ("version", "contraindications", "warned"),
+    [("1.0.0", ["poorly controlled diabetes"], False),
+     ("1.1.0", ["poorly controlled diabetes"], True), ("1.1.0", [], False)],
+)  # fmt: skip
+def test_med_steroid_warn_a_documented_contraindication_is_a_warning_on_record(
+    db_engine: Engine, version: str, contraindications: list[str], warned: bool
+) -> None:
+    repo, episode = opened_at(db_engine, version, onset_days_ago=10)
+    course = {"type": "treatment", "data": {"kind": "oral_steroid",
+              "contraindications": contraindications}}  # fmt: skip
+    step, _ = repo.apply(episode, course, NOW)
+    assert step.accepted
+    assert "MED-STEROID" in step.rules
+    reason = step.reason or ""
+    assert ("warning (MED-STEROID)" in reason) is warned
+    assert ("poorly controlled diabetes" in reason) is warned
+    assert audit_rows(db_engine, episode)[-1]["reason"] == step.reason
+
+
+@pytest.mark.parametrize(("version", "kept"), [("1.0.0", False), ("1.1.0", True)])
+def test_later_care_plans_keep_the_acute_plans_lasting_advice(
+    db_engine: Engine, version: str, kept: bool
+) -> None:
+    repo, episode = opened_at(db_engine, version, onset_days_ago=50)
+    view = repo.view(episode)
+    [subacute] = [r for r in view["recommendations"] if r["rule"] == "PH-SUBACUTE"]
+    assert ("Keep moving; no bed rest" in subacute["text"]) is kept
+    assert "Neurodynamic" in subacute["text"]
