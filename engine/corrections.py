@@ -21,5 +21,14 @@ CORRECTIONS: Mapping[str, str] = MappingProxyType(
         "REHAB-MDT-RELIEF": "rehabilitation shown after an intervention only while it gives "
         "relief; without relief, the next step",
         "MED-STEROID-WARN": "oral corticosteroids with a documented contraindication warn",
+        "SURG-ELECTIVE": "elective discectomy or fusion needs failed conservative care, a "
+        "biopsychosocial assessment and correlating imaging",
+        "PRF-DRG-GUARD": "pulsed radiofrequency only in the chronic phase after failed "
+        "conservative care and an injection; the advisory shown when that is so",
+        "SCS-POSTOP-GUARD": "spinal cord stimulation only after spinal surgery; the "
+        "advisory shown when leg pain does not improve after it",
+        "IMG-PLEXUS-TRAUMA": "plexus MRI waits about a month after a recorded trauma",
+        "SURG-6W-POSIMG-SHOWN": "a surgical evaluation recommended after the conservative "
+        "window with correlating positive imaging and failed care",
     }
 )

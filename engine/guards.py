@@ -152,7 +152,7 @@ def _early_window(
     return True
 
 
-def _failed_adequate_care(
+def failed_adequate_care(
     verdict: Verdict,
     state: EpisodeState,
     now: datetime,
@@ -218,7 +218,7 @@ def _check_imaging(
         ):
             verdict.note("IMG-3M", "radicular pain persisting beyond 3 months")
         else:
-            _failed_adequate_care(verdict, state, now, defaults, "IMG-6W", label)
+            failed_adequate_care(verdict, state, now, defaults, "IMG-6W", label)
             if not is_candidate(state.facts, data):
                 verdict.refuse("IMG-6W", f"{label} only for a candidate for surgery or injection")
     if (
@@ -261,7 +261,7 @@ def _check_injection(
         if not _early_window(
             verdict, state, now, defaults, "ESI-6W", "Epidural injection"
         ) and not (red_flag_active(state) or state.facts.get("severe_disabling")):
-            _failed_adequate_care(verdict, state, now, defaults, "ESI-6W", "Epidural injection")
+            failed_adequate_care(verdict, state, now, defaults, "ESI-6W", "Epidural injection")
         if not correlating_result(state.facts, data.get("level")):
             verdict.refuse(
                 "IMG-CORRELATE",

@@ -14,7 +14,7 @@ from engine.clinic_time import add_days, add_months, day_start, local_date, shif
 from engine.context import StepContext
 from engine.due import finish_task, open_task, open_tasks
 from engine.errors import RuleRefusal
-from engine.findings import Findings, motor_scores, read_assessment
+from engine.findings import Findings, motor_scores, read_assessment, response
 from engine.guards import (
     Verdict,
     check_order,
@@ -22,6 +22,8 @@ from engine.guards import (
     check_treatment,
     imaging_indicated_at_3_months,
 )
+from engine.invasive_guards import SURGERY, check_invasive_procedure, check_plexus_imaging
+from engine.rules import of_episode
 
 FLAG_RULES = {
     "ces": ("RF-CES", "emergency"),
@@ -102,6 +104,8 @@ def _finish_workup(ctx: StepContext) -> None:
 
 def on_red_flag(ctx: StepContext, data: dict[str, Any]) -> None:
     raise_flag(ctx, data["kind"])
+    if data["kind"] == "trauma" and of_episode(ctx.state).corrects("IMG-PLEXUS-TRAUMA"):
+        ctx.facts["trauma_on"] = local_date(ctx.at, ctx.state.tz).isoformat()
 
 
 def on_red_flag_cleared(ctx: StepContext, data: dict[str, Any]) -> None:
@@ -136,6 +140,7 @@ def on_assessment(ctx: StepContext, data: dict[str, Any]) -> None:
         ctx.step.add_rule("FU-RESPONSE")
     facts["last_assessment"] = visit
     facts["assessments"] = facts.get("assessments", 0) + 1
+    _since_surgery(ctx, data)
     scores = motor_scores(data)
     if scores:
         facts["last_motor"] = scores
@@ -158,6 +163,18 @@ def on_assessment(ctx: StepContext, data: dict[str, Any]) -> None:
         and imaging_indicated_at_3_months(state)
     ):
         ctx.step.add_rule("IMG-3M")
+
+
+def _since_surgery(ctx: StepContext, data: dict[str, Any]) -> None:
+    """SCS-POSTOP (from 1.1.0): leg pain against the last visit before the operation, at a
+    visit the configured number of weeks or more after it."""
+    before = ctx.facts.get("before_surgery")
+    operated = [p["at"] for p in ctx.facts.get("procedures", []) if p["kind"] in SURGERY]
+    if not before or not operated:
+        return
+    weeks = (ctx.at - datetime.fromisoformat(max(operated))).days / 7
+    if weeks >= ctx.defaults.scs_after_surgery_weeks:
+        ctx.facts["since_surgery"] = response(before, data, False, ctx.defaults)
 
 
 def _risk_markers(ctx: StepContext, data: dict[str, Any], slr: bool) -> None:
@@ -340,7 +357,9 @@ def on_treatment(ctx: StepContext, data: dict[str, Any]) -> None:
 
 
 def on_order(ctx: StepContext, data: dict[str, Any]) -> None:
-    settle(ctx, check_order(ctx.state, data, ctx.now, ctx.defaults), data.get("override_reason"))
+    verdict = check_order(ctx.state, data, ctx.now, ctx.defaults)
+    check_plexus_imaging(verdict, ctx.state, data, ctx.now, ctx.defaults)
+    settle(ctx, verdict, data.get("override_reason"))
     ctx.facts.setdefault("orders", []).append({"kind": data["kind"], "at": _iso(ctx)})
     kind = data["kind"]
     if kind in IMAGING_ORDERS:
@@ -394,8 +413,12 @@ def on_specialist_seen(ctx: StepContext, data: dict[str, Any]) -> None:
 
 def on_procedure(ctx: StepContext, data: dict[str, Any]) -> None:
     verdict = check_procedure(ctx.state, data, ctx.now, ctx.defaults)
+    check_invasive_procedure(verdict, ctx.state, data, ctx.now, ctx.defaults)
     settle(ctx, verdict, data.get("override_reason"))
     ctx.facts.setdefault("procedures", []).append({"kind": data["kind"], "at": _iso(ctx)})
+    if data["kind"] in SURGERY and verdict.pathway.corrects("SCS-POSTOP-GUARD"):
+        # SCS-POSTOP compares later visits with the last one before the operation.
+        ctx.facts["before_surgery"] = ctx.facts.get("last_assessment")
     if data["kind"] in ("esi", "discectomy", "fusion"):
         ctx.send("start_rehabilitation")
         ctx.step.add_rule("REHAB-MDT")

@@ -32,8 +32,9 @@ def keep_what_rules_read(facts: dict[str, Any]) -> None:
     if flag and "kinds" in flag:
         # _active_flag asks whether a kind was raised: each kind once.
         flag["kinds"] = list(dict.fromkeys(flag["kinds"]))
-    # Orders: IMG/ESI guards ask whether an ESI was ordered. Procedures: nothing reads
-    # them yet. Overrides: the last of each set of rules overridden, for the record.
+    # Orders: IMG/ESI guards ask whether an ESI was ordered. Procedures: which kinds were
+    # done, and when the latest of each (REHAB-MDT, PRF-DRG, SCS-POSTOP from 1.1.0).
+    # Overrides: the last of each set of rules overridden, for the record.
     _latest(facts, "orders", 1, lambda order: order.get("kind"))
     _latest(facts, "procedures", 1, lambda procedure: procedure.get("kind"))
     _latest(facts, "overrides", 1, lambda override: tuple(override.get("rules") or ()))

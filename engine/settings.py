@@ -52,6 +52,12 @@ class PathwayDefaults:
     escalate_emergency_hours: int = 0
     # SURG-CRIT: "significant functional impairment" as an Oswestry score.
     significant_odi: int = 40
+    # IMG-PLEXUS-TRAUMA (from 1.1.0): plexus MRI waits this many calendar months after a
+    # recorded significant trauma (the source says "approximately 1 month").
+    plexus_after_trauma_months: int = 1
+    # SCS-POSTOP (from 1.1.0): leg pain not improving at an assessment this many weeks or
+    # more after surgery brings up spinal cord stimulation.
+    scs_after_surgery_weeks: int = 4
 
     @classmethod
     def from_env(cls) -> PathwayDefaults:

@@ -27,6 +27,9 @@ ADVISORIES: tuple[tuple[str, Callable[[EpisodeState], bool]], ...] = (
     ("MED-OPIOID", lambda s: _treated_with(s, "opioid")),
     ("REHAB-MDT", lambda s: s.management == "rehabilitation" and _shows_rehabilitation(s)),
     ("REF-3M", lambda s: s.management == "rehabilitation" and _relief(s) is False),
+    ("PRF-DRG", lambda s: _from("PRF-DRG-GUARD", s) and _chronic_after_injection(s)),
+    ("SCS-POSTOP", lambda s: s.facts.get("since_surgery") in ("stable", "worsening")),
+    ("SURG-6W-POSIMG", lambda s: _from("SURG-6W-POSIMG-SHOWN", s) and _positive_imaging(s)),
 )
 INTERVENTIONS = ("esi", "discectomy", "fusion")
 
@@ -34,6 +37,30 @@ INTERVENTIONS = ("esi", "discectomy", "fusion")
 def _referral_rule(state: EpisodeState) -> str | None:
     task = state.tasks.get("referral")
     return task.rule if task is not None and task.is_open else None
+
+
+def _from(correction: str, state: EpisodeState) -> bool:
+    return of_episode(state).corrects(correction)
+
+
+def _chronic_after_injection(state: EpisodeState) -> bool:
+    """PRF-DRG (from 1.1.0): chronic radiculopathy unchanged after conservative care and
+    an epidural injection."""
+    facts = state.facts
+    injected = any(p["kind"] == "esi" for p in facts.get("procedures", []))
+    return state.phase == "chronic" and injected and facts.get("response") == "stable"
+
+
+def _positive_imaging(state: EpisodeState) -> bool:
+    """SURG-6W-POSIMG (from 1.1.0): past the conservative window, failed conservative care,
+    and a herniation on imaging that correlates clinically."""
+    facts = state.facts
+    herniation = any(
+        r.get("correlates_clinically") and "herniation" in r.get("findings", [])
+        for r in facts.get("results", [])
+    )
+    past_window = state.phase in ("subacute", "chronic")
+    return past_window and herniation and facts.get("response") in ("stable", "worsening")
 
 
 def _relief(state: EpisodeState) -> bool | None:
@@ -91,6 +118,8 @@ def _recommendation(guidance: Guidance, rule_id: str, state: EpisodeState | None
     text, citations = guidance[rule_id]
     if rule_id == "SDM-CHOICE" and state is not None:
         text += f" Recorded preference: {state.facts['preference']}."
+    elif rule_id == "SURG-6W-POSIMG" and state is not None:
+        text += _predictors_present(state)
     return {"rule": rule_id, "text": text, "citations": list(citations)}
 
 
@@ -106,6 +135,13 @@ def recommendations(
     ids += [rule_id for rule_id, holds in ADVISORIES if holds(state)]
     guidance = _guidance(of_episode(state), defaults)
     return [_recommendation(guidance, rule_id, state) for rule_id in dict.fromkeys(ids)]
+
+
+def _predictors_present(state: EpisodeState) -> str:
+    """The predictors of later surgery this patient has, named on SURG-6W-POSIMG."""
+    names = {"PRED-SLR": "a positive straight-leg raise", "PRED-PRIOR-LBP": "prior back pain"}
+    present = [names[m] for m in state.facts.get("risk_markers", []) if m in names]
+    return f" Present here: {' and '.join(present)}." if present else ""
 
 
 def red_flag_view(state: EpisodeState) -> dict[str, Any] | None:

@@ -201,3 +201,140 @@ def test_later_care_plans_keep_the_acute_plans_lasting_advice(
     [subacute] = [r for r in view["recommendations"] if r["rule"] == "PH-SUBACUTE"]
     assert ("Keep moving; no bed rest" in subacute["text"]) is kept
     assert "Neurodynamic" in subacute["text"]
+
+
+def recorded(repo: EpisodeRepository, episode: str, event: dict[str, Any], at: datetime) -> Any:
+    step, _ = repo.apply(episode, event, at)
+    return step
+
+
+@pytest.mark.parametrize(
+    ("version", "days_after_trauma", "override", "accepted"),
+    [("1.0.0", 10, False, True), ("1.1.0", 10, False, False), ("1.1.0", 10, True, True),
+     ("1.1.0", 32, False, True)],
+)  # fmt: skip
+def test_img_plexus_trauma_plexus_mri_waits_a_month_after_trauma(
+    db_engine: Engine, version: str, days_after_trauma: int, override: bool, accepted: bool
+) -> None:
+    repo, episode = opened_at(db_engine, version, onset_days_ago=50)
+    repo.apply(episode, {"type": "red_flag", "data": {"kind": "trauma", "note": "fall"}}, NOW)
+    order: dict[str, Any] = {"kind": "mri_plexus"}
+    if override:
+        order["override_reason"] = "neurology asks for it now: suspected root avulsion"
+    at = NOW + timedelta(days=days_after_trauma)
+    step = recorded(repo, episode, {"type": "order", "data": order}, at)
+    assert step.accepted is accepted, step.reason
+    if not accepted:
+        assert step.rules[0] == "IMG-PLEXUS-TRAUMA"
+        assert step.override_possible
+        assert step.eligible_from.isoformat() == "2026-02-19"  # 2026-01-19 + 1 month
+        assert "eligible from 2026-02-19" in step.reason
+
+
+SURGERY_EVENT = {"type": "procedure", "data": {"kind": "discectomy", "level": "L5-S1"}}
+
+
+@pytest.mark.parametrize(
+    ("version", "red_flag", "refused"),
+    [("1.0.0", False, []), ("1.1.0", False, ["SURG-ELECTIVE", "REF-BPS"]),
+     ("1.1.0", True, [])],
+)  # fmt: skip
+def test_surg_elective_elective_surgery_needs_failed_care_and_a_biopsychosocial_assessment(
+    db_engine: Engine, version: str, red_flag: bool, refused: list[str]
+) -> None:
+    repo, episode = opened_at(db_engine, version, onset_days_ago=50)
+    repo.apply(episode, mri(["L5-S1"], ["herniation"]), NOW)
+    if red_flag:
+        flag = {"type": "red_flag", "data": {"kind": "progressive_deficit", "note": "foot drop"}}
+        repo.apply(episode, flag, NOW + timedelta(hours=1))
+    step = recorded(repo, episode, SURGERY_EVENT, NOW + timedelta(days=1))
+    assert step.accepted is not refused, step.reason
+    if refused:
+        assert step.rules[: len(refused)] == refused
+        assert step.override_possible
+
+
+def injected(repo: EpisodeRepository, episode: str, at: datetime) -> None:
+    esi = {"type": "procedure", "data": {"kind": "esi", "approach": "transforaminal",
+           "level": "L5-S1", "target_confirmed": True, "image_guided": True,
+           "override_reason": OVERRIDE}}  # fmt: skip
+    assert recorded(repo, episode, esi, at).accepted
+
+
+PRF = {"type": "procedure", "data": {"kind": "prf", "level": "L5-S1"}}
+
+
+@pytest.mark.parametrize(("version", "accepted"), [("1.0.0", True), ("1.1.0", False)])
+def test_prf_drg_pulsed_radiofrequency_is_refused_before_the_chronic_phase(
+    db_engine: Engine, version: str, accepted: bool
+) -> None:
+    repo, episode = opened_at(db_engine, version, onset_days_ago=50)  # subacute
+    step = recorded(repo, episode, PRF, NOW)
+    assert step.accepted is accepted
+    if not accepted:
+        assert step.rules == ["PRF-DRG"]
+        assert "the chronic phase" in step.reason
+
+
+@pytest.mark.parametrize("version", ["1.0.0", "1.1.0"])
+def test_prf_drg_chronic_pain_unchanged_after_an_injection_brings_it_up_and_allows_it(
+    db_engine: Engine, version: str
+) -> None:
+    repo, episode = opened_at(db_engine, version, onset_days_ago=100)  # chronic
+    repo.apply(episode, visit(6), NOW)
+    repo.apply(episode, mri(["L5-S1"], ["herniation"]), NOW + timedelta(hours=1))
+    injected(repo, episode, NOW + timedelta(days=1))
+    _, view = repo.apply(episode, visit(6), NOW + timedelta(days=20))  # unchanged
+    shown = {r["rule"] for r in view["recommendations"]}
+    assert ("PRF-DRG" in shown) is (version == "1.1.0")
+    assert recorded(repo, episode, PRF, NOW + timedelta(days=21)).accepted
+
+
+SCS = {"type": "procedure", "data": {"kind": "scs"}}
+
+
+@pytest.mark.parametrize(("version", "accepted"), [("1.0.0", True), ("1.1.0", False)])
+def test_scs_postop_spinal_cord_stimulation_without_surgery_is_refused(
+    db_engine: Engine, version: str, accepted: bool
+) -> None:
+    repo, episode = opened_at(db_engine, version, onset_days_ago=100)
+    step = recorded(repo, episode, SCS, NOW)
+    assert step.accepted is accepted
+    if not accepted:
+        assert step.rules == ["SCS-POSTOP"]
+
+
+@pytest.mark.parametrize(
+    ("version", "after_vas", "weeks", "shown"),
+    [("1.1.0", 8, 5, True), ("1.1.0", 3, 5, False), ("1.1.0", 8, 2, False),
+     ("1.0.0", 8, 5, False)],
+)  # fmt: skip
+def test_scs_postop_no_improvement_weeks_after_surgery_brings_it_up(
+    db_engine: Engine, version: str, after_vas: int, weeks: int, shown: bool
+) -> None:
+    repo, episode = opened_at(db_engine, version, onset_days_ago=100)
+    repo.apply(episode, visit(8), NOW)
+    repo.apply(episode, mri(["L5-S1"], ["herniation"]), NOW + timedelta(hours=1))
+    repo.apply(episode, {"type": "biopsychosocial_assessment", "data": {}}, NOW)
+    surgery = {**SURGERY_EVENT, "data": {**SURGERY_EVENT["data"], "override_reason": OVERRIDE}}
+    assert recorded(repo, episode, surgery, NOW + timedelta(days=1)).accepted
+    at = NOW + timedelta(days=1, weeks=weeks)
+    _, view = repo.apply(episode, visit(after_vas), at)
+    assert ("SCS-POSTOP" in {r["rule"] for r in view["recommendations"]}) is shown
+    assert recorded(repo, episode, SCS, at + timedelta(hours=1)).accepted
+
+
+@pytest.mark.parametrize("version", ["1.0.0", "1.1.0"])
+def test_surg_6w_posimg_shown_a_surgical_evaluation_is_recommended_naming_the_predictors(
+    db_engine: Engine, version: str
+) -> None:
+    repo, episode = opened_at(db_engine, version, onset_days_ago=50)
+    positive = {"type": "assessment", "data": {"vas_leg": 6, "odi": 40, "slr_positive": True}}
+    repo.apply(episode, positive, NOW)
+    repo.apply(episode, mri(["L5-S1"], ["herniation"]), NOW + timedelta(hours=1))
+    _, view = repo.apply(episode, visit(6), NOW + timedelta(days=7))  # stable: failed care
+    shown = {r["rule"]: r["text"] for r in view["recommendations"]}
+    if version == "1.0.0":
+        assert "SURG-6W-POSIMG" not in shown
+    else:
+        assert "Present here: a positive straight-leg raise." in shown["SURG-6W-POSIMG"]
