@@ -30,5 +30,13 @@ CORRECTIONS: Mapping[str, str] = MappingProxyType(
         "IMG-PLEXUS-TRAUMA": "plexus MRI waits about a month after a recorded trauma",
         "SURG-6W-POSIMG-SHOWN": "a surgical evaluation recommended after the conservative "
         "window with correlating positive imaging and failed care",
+        "FU-RESPONSE-NO-BASELINE": "a first visit past the conservative window with leg pain "
+        "at or above a threshold counts as persisting",
+        "RF-MARKERS-SERIOUS": "cancer history with a sign of malignancy, or fever with "
+        "immunosuppression, raises RF-SERIOUS",
+        "SP-PLEXUS-ADJACENT": "plexopathy suggested by pain over adjacent dermatomes on one "
+        "side, not by any two",
+        "FU-ACTIVE-12W": "a visit before 12 weeks books its periodic review one interval "
+        "later, even past 12 weeks",
     }
 )

@@ -48,9 +48,11 @@ def open_task(
     rule: str,
     due_at: datetime,
     window_start: datetime | None = None,
+    past_due_stays: bool = False,
 ) -> TaskItem:
-    """Create (or move) an open due item and book the timer for its next boundary."""
-    if due_at <= now:
+    """Create (or move) an open due item and book the timer for its next boundary; with
+    ``past_due_stays``, a ``due_at`` already past stays as it is (the item is overdue)."""
+    if due_at <= now and not past_due_stays:
         # Already past when first known: due at once, by the end of the day, once.
         window_start, due_at = now, next_day_start(now, state.tz)
     task = TaskItem(

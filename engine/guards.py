@@ -145,11 +145,25 @@ def _early_window(
     verdict.refuse(
         rule,
         f"{what} not indicated: day {day_of_episode(state, now)} of the "
-        f"{defaults.conservative_window_days}-day conservative window, no red flag and no "
-        f"severe disabling pain; eligible from {eligible.isoformat()}",
+        f"{defaults.conservative_window_days}-day conservative window, "
+        f"{_no_red_flag(verdict, state)} and no severe disabling pain; "
+        f"eligible from {eligible.isoformat()}",
         eligible_from=eligible,
     )
     return True
+
+
+def _no_red_flag(verdict: Verdict, state: EpisodeState) -> str:
+    """"no red flag", or from 1.1.0 (RF-MARKERS-SERIOUS), with markers on record, which
+    ones and what would lift the refusal."""
+    markers = state.facts.get("markers") or []
+    if not markers or not verdict.pathway.corrects("RF-MARKERS-SERIOUS"):
+        return "no red flag"
+    named = ", ".join(m.replace("_", " ") for m in markers)
+    return (
+        f"no red flag raised (RF-MARKERS present: {named}; a clinician's suspected "
+        "malignancy or infection flag would lift this)"
+    )
 
 
 def failed_adequate_care(
@@ -210,7 +224,7 @@ def _check_imaging(
     elif not _early_window(verdict, state, now, defaults, "IMG-NO-EARLY", label) and (
         kind in CROSS_SECTIONAL
     ):
-        three_months = add_months(state.onset, 3)
+        three_months = add_months(state.onset, verdict.pathway.timing("persisting_pain_months"))
         if (
             local_date(now, state.tz) >= three_months
             and conservative_care_failed(state.facts)

@@ -12,6 +12,11 @@ from typing import Any
 
 from engine.clinic_time import add_days, add_months, day_start, local_date, shift_local
 from engine.context import StepContext
+from engine.corrected_findings import (
+    persisting_without_baseline,
+    plexus_distribution,
+    serious_combination,
+)
 from engine.due import finish_task, open_task, open_tasks
 from engine.errors import RuleRefusal
 from engine.findings import Findings, motor_scores, read_assessment, response
@@ -133,8 +138,14 @@ def on_assessment(ctx: StepContext, data: dict[str, Any]) -> None:
     if found.missing_content:
         ctx.step.add_rule("FU-CONTENT")
     visit = {"vas_leg": data["vas_leg"], "odi": data["odi"], "at": _iso(ctx)}
+    pathway = of_episode(state)
     if facts.get("baseline") is None:
         facts["baseline"] = visit
+        if pathway.corrects("FU-RESPONSE-NO-BASELINE") and persisting_without_baseline(
+            state, ctx.at, data, ctx.defaults
+        ):
+            found.response = facts["response"] = "stable"
+            ctx.step.add_rule("FU-RESPONSE")
     else:
         facts["response"] = found.response
         ctx.step.add_rule("FU-RESPONSE")
@@ -148,17 +159,23 @@ def on_assessment(ctx: StepContext, data: dict[str, Any]) -> None:
     facts["markers"] = found.markers
     if found.markers:
         ctx.step.add_rule("RF-MARKERS")
+    serious = serious_combination(found.markers) if pathway.corrects("RF-MARKERS-SERIOUS") else None
+    if pathway.corrects("SP-PLEXUS-ADJACENT"):
+        found.several_dermatomes = plexus_distribution(data, ctx.defaults)
     _risk_markers(ctx, data, found.slr_positive)
     _populations(ctx, found)
     if found.ces_signs:
         raise_flag(ctx, "ces")
     elif found.progression:
         raise_flag(ctx, "progressive_deficit")
+    elif serious is not None:
+        raise_flag(ctx, serious)
     if not state.in_red_flag:
         _referral_triggers(ctx, found.severe_disabling, found.deficit, found.response)
     _assessment_completes_reviews(ctx)
     if (
-        local_date(ctx.at, state.tz) >= add_months(state.onset, 3)
+        local_date(ctx.at, state.tz)
+        >= add_months(state.onset, pathway.timing("persisting_pain_months"))
         and found.response in ("stable", "worsening")
         and imaging_indicated_at_3_months(state)
     ):
@@ -205,13 +222,16 @@ def _populations(ctx: StepContext, found: Findings) -> None:
 
 def _referral_triggers(ctx: StepContext, severe: bool, deficit: bool, response: str) -> None:
     state = ctx.state
+    pathway = of_episode(state)
+    urgent = pathway.timing("urgent_referral_days")
+    persisting = pathway.timing("persisting_pain_months")
     if severe:
         ctx.facts["severe_disabling"] = True
-        _refer(ctx, "REF-2W-SEVERE", shift_local(ctx.at, state.tz, days=14))
+        _refer(ctx, "REF-2W-SEVERE", shift_local(ctx.at, state.tz, days=urgent))
     elif deficit:
-        _refer(ctx, "REF-2W-DEFICIT", shift_local(ctx.at, state.tz, days=14))
+        _refer(ctx, "REF-2W-DEFICIT", shift_local(ctx.at, state.tz, days=urgent))
     elif response in ("stable", "worsening"):
-        _refer(ctx, "REF-3M", day_start(add_months(state.onset, 3), state.tz))
+        _refer(ctx, "REF-3M", day_start(add_months(state.onset, persisting), state.tz))
     elif response == "improving" and state.referral == "due":
         task = state.tasks.get("referral")
         if task is not None and task.rule == "REF-3M" and ctx.send("referral_withdrawn"):
@@ -228,7 +248,10 @@ def _refer(ctx: StepContext, rule: str, deadline: datetime) -> None:
     elif state.referral != "due" or task is None or not task.is_open or task.due_at <= deadline:
         return
     ctx.step.add_rule(rule)
-    open_task(
+    # From 1.1.0 a deadline already missed when the referral is first known (a late
+    # presenter's three months) makes it overdue at once, not due by the end of the day.
+    missed = deadline <= ctx.now and of_episode(state).corrects("FU-RESPONSE-NO-BASELINE")
+    task = open_task(
         state,
         ctx.step,
         ctx.now,
@@ -237,7 +260,10 @@ def _refer(ctx: StepContext, rule: str, deadline: datetime) -> None:
         rule=rule,
         due_at=deadline,
         window_start=ctx.at,
+        past_due_stays=missed,
     )
+    if missed and task.status in ("overdue", "escalated"):
+        ctx.send("deadline_missed")
 
 
 def _assessment_completes_reviews(ctx: StepContext) -> None:
@@ -267,7 +293,11 @@ def schedule_periodic_review(ctx: StepContext) -> None:
     weeks = d.intensive_review_weeks if intensive else d.periodic_review_weeks
     due_day = add_days(today, 7 * weeks)
     rule = "FU-ACTIVE"
-    if due_day >= add_days(state.onset, 84):
+    pathway = of_episode(state)
+    chronic_from = add_days(state.onset, pathway.timing("chronic_from_days"))
+    # 1.0.0 moved to FU-3M when the next review fell past 12 weeks; 1.1.0 when the visit does.
+    booked_from = today if pathway.corrects("FU-ACTIVE-12W") else due_day
+    if booked_from >= chronic_from:
         rule = "FU-3M"
         due_day = (
             add_days(today, 7 * d.intensive_chronic_review_weeks)

@@ -22,9 +22,10 @@ from engine.memory import keep_what_rules_read
 from engine.rules import of_episode
 from engine.settings import PathwayDefaults
 
+# Each phase, the timing (days from onset) it starts at, the chart event and its rule.
 PHASE_STARTS = (
-    ("subacute", 42, "enter_subacute", "PH-SUBACUTE"),
-    ("chronic", 84, "enter_chronic", "PH-CHRONIC"),
+    ("subacute", "subacute_from_days", "enter_subacute", "PH-SUBACUTE"),
+    ("chronic", "chronic_from_days", "enter_chronic", "PH-CHRONIC"),
 )
 PATIENT_MARKERS = (("prior_lbp", "PRED-PRIOR-LBP"), ("workers_comp", "PRED-WORKCOMP"))
 PATIENT_POPULATIONS = (
@@ -66,17 +67,22 @@ def open_episode(
     )
     ctx = _context(state, enrolled, now, defaults)
     ctx.step.add_rule("PH-ACUTE")
-    for phase, days, chart_event, rule in PHASE_STARTS:
-        starts = day_start(add_days(state.onset, days), state.tz)
+    pathway = of_episode(state)
+    for phase, timing, chart_event, rule in PHASE_STARTS:
+        starts = day_start(add_days(state.onset, pathway.timing(timing)), state.tz)
         if starts <= enrolled:  # late enrolment: start in the phase the onset implies
             ctx.send(chart_event)
             ctx.step.add_rule(rule)
         else:
             ctx.step.timers.append(TimerRequest("phase", starts, f"phase:{phase}", {"to": phase}))
     _patient_markers(ctx)
-    first_window = shift_local(enrolled, state.tz, days=14)
+    first_window = shift_local(
+        enrolled, state.tz, days=pathway.timing("first_follow_up_opens_days")
+    )
     first_due = (
-        first_window if intensive_follow_up(ctx) else shift_local(enrolled, state.tz, days=28)
+        first_window
+        if intensive_follow_up(ctx)
+        else shift_local(enrolled, state.tz, days=pathway.timing("first_follow_up_due_days"))
     )
     open_task(
         state,

@@ -58,6 +58,11 @@ class PathwayDefaults:
     # SCS-POSTOP (from 1.1.0): leg pain not improving at an assessment this many weeks or
     # more after surgery brings up spinal cord stimulation.
     scs_after_surgery_weeks: int = 4
+    # FU-RESPONSE (from 1.1.0): with no earlier visit to compare with, leg-pain VAS at or
+    # above this, past the conservative window, counts as persisting.
+    persisting_vas_without_baseline: int = 4
+    # SP-PLEXUS (from 1.1.0): pain over at least this many adjacent dermatomes on one side.
+    plexus_adjacent_dermatomes: int = 3
 
     @classmethod
     def from_env(cls) -> PathwayDefaults:

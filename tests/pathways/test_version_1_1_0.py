@@ -338,3 +338,105 @@ def test_surg_6w_posimg_shown_a_surgical_evaluation_is_recommended_naming_the_pr
         assert "SURG-6W-POSIMG" not in shown
     else:
         assert "Present here: a positive straight-leg raise." in shown["SURG-6W-POSIMG"]
+
+
+def opened_for(
+    engine: Engine, version: str, onset_days_ago: int, **patient: Any
+) -> tuple[EpisodeRepository, str]:
+    onset = (NOW - timedelta(days=onset_days_ago)).date().isoformat()
+    repo = EpisodeRepository(engine, PathwayDefaults())
+    opening = {"patient": {"ref": "P-12", "age": 50, **patient}, "onset": onset,
+               "enrolled_at": NOW.isoformat(), "pathway_version": version}  # fmt: skip
+    return repo, str(repo.open(parse_opening(opening), NOW)["id"])
+
+
+@pytest.mark.parametrize(
+    ("version", "onset_days_ago", "vas", "persisting"),
+    [("1.0.0", 100, 6, False), ("1.1.0", 100, 6, True), ("1.1.0", 100, 3, False),
+     ("1.1.0", 20, 6, False)],
+)  # fmt: skip
+def test_fu_response_no_baseline_a_late_first_visit_with_pain_is_persisting(
+    db_engine: Engine, version: str, onset_days_ago: int, vas: int, persisting: bool
+) -> None:
+    repo, episode = opened_for(db_engine, version, onset_days_ago)
+    step, view = repo.apply(episode, visit(vas), NOW + timedelta(hours=1))
+    assert ("FU-RESPONSE" in step.rules) is persisting
+    assert ("REF-3M" in step.rules) is persisting
+    if persisting:  # three months from onset have passed: overdue at once
+        [referral] = [d for d in view["due"] if d["key"] == "referral"]
+        assert referral["rule"] == "REF-3M"
+        assert referral["due_at"] == "2026-01-11T00:00:00Z"  # onset 2025-10-11 + 3 months
+        assert referral["status"] in ("overdue", "escalated")
+        assert view["referral"] == "overdue"
+    else:
+        assert view["referral"] == "not_indicated"
+
+
+@pytest.mark.parametrize(
+    ("version", "patient", "signs", "flag"),
+    [("1.0.0", {"cancer_history": True}, {"night_pain": True}, None),
+     ("1.1.0", {"cancer_history": True}, {"night_pain": True}, "malignancy"),
+     ("1.1.0", {"cancer_history": True}, {"fever": True}, None),
+     ("1.1.0", {"immunosuppression": True}, {"fever": True}, "infection"),
+     ("1.0.0", {"immunosuppression": True}, {"fever": True}, None)],
+)  # fmt: skip
+def test_rf_markers_serious_combinations_raise_a_red_flag(
+    db_engine: Engine, version: str, patient: dict[str, bool], signs: dict[str, bool],
+    flag: str | None,
+) -> None:  # fmt: skip
+    repo, episode = opened_for(db_engine, version, 20, **patient)
+    assessed = {"type": "assessment", "data": {"vas_leg": 5, "odi": 30, **signs}}
+    step, view = repo.apply(episode, assessed, NOW + timedelta(hours=1))
+    assert "RF-MARKERS" in step.rules
+    if flag is None:
+        assert view["red_flag"] is None
+    else:
+        assert view["red_flag"]["rule"] == "RF-SERIOUS"
+        assert view["red_flag"]["kind"] == flag
+
+
+@pytest.mark.parametrize("version", ["1.0.0", "1.1.0"])
+def test_rf_markers_serious_an_early_imaging_refusal_names_the_markers(
+    db_engine: Engine, version: str
+) -> None:
+    repo, episode = opened_for(db_engine, version, 20, osteoporosis=True)
+    repo.apply(episode, visit(5), NOW + timedelta(hours=1))
+    step = recorded(repo, episode, {"type": "order", "data": {"kind": "mri"}}, NOW)
+    assert not step.accepted
+    assert step.rules[0] == "IMG-NO-EARLY"
+    if version == "1.0.0":
+        assert "no red flag and no severe" in step.reason
+    else:
+        assert "RF-MARKERS present: osteoporosis" in step.reason
+        assert "suspected malignancy or infection flag would lift this" in step.reason
+
+
+@pytest.mark.parametrize(
+    ("version", "dermatomes", "side", "plexus"),
+    [("1.0.0", ["L5", "S1"], "left", True), ("1.1.0", ["L5", "S1"], "left", False),
+     ("1.1.0", ["L4", "L5", "S1"], "left", True), ("1.1.0", ["L2", "L5", "S1"], "left", False),
+     ("1.1.0", ["L4", "L5", "S1"], "both", False), ("1.0.0", ["L4", "L5", "S1"], "both", True)],
+)  # fmt: skip
+def test_sp_plexus_adjacent_plexopathy_needs_three_adjacent_dermatomes_on_one_side(
+    db_engine: Engine, version: str, dermatomes: list[str], side: str, plexus: bool
+) -> None:
+    repo, episode = opened_for(db_engine, version, 20)
+    data = {"vas_leg": 5, "odi": 30, "dermatomes": dermatomes, "leg_pain_side": side}
+    step = recorded(repo, episode, {"type": "assessment", "data": data}, NOW)
+    assert ("SP-PLEXUS" in step.rules) is plexus
+
+
+@pytest.mark.parametrize(
+    ("version", "rule", "due_days_after_visit"),
+    [("1.0.0", "FU-3M", 90), ("1.1.0", "FU-ACTIVE", 28)],
+)
+def test_fu_active_12w_a_visit_before_week_12_books_its_review_one_interval_later(
+    db_engine: Engine, version: str, rule: str, due_days_after_visit: int
+) -> None:
+    repo, episode = opened_for(db_engine, version, 60)  # enrolled on day 60
+    at = NOW + timedelta(days=15)  # day 75: completes the first follow-up
+    _, view = repo.apply(episode, visit(5), at)
+    [review] = [d for d in view["due"] if d["key"].startswith("periodic_review")]
+    assert review["rule"] == rule
+    due = datetime.fromisoformat(review["due_at"]).date()
+    assert abs((due - at.date()).days - due_days_after_visit) <= 2  # a 3-month interval
