@@ -44,7 +44,8 @@ def test_every_shipped_version_parses_back_as_fhir(pathway_id: str, version: str
     assert (plan.version, plan.title) == (version, definition.title)
     published = pathways.published_on(definition)
     assert plan.status == ("active" if published else "draft")
-    assert plan.type is not None and plan.type.coding is not None
+    assert plan.type is not None
+    assert plan.type.coding is not None
     assert plan.type.coding[0].code == "clinical-protocol"
     definition.check_uses(TIMED, "the PlanDefinition's timings")
 
@@ -114,7 +115,8 @@ def test_a_changed_number_changes_the_timing_and_a_draft_is_a_draft() -> None:
     )
     draft = parse(text)
     plan = plan_of(draft)
-    assert plan["status"] == "draft" and "date" not in plan
+    assert plan["status"] == "draft"
+    assert "date" not in plan
     first = actions(plan)["FU-FIRST"]
     assert first["timingRange"]["high"]["value"] == draft.timings["first_follow_up_due_days"]
     assert first["title"].startswith("First review")
