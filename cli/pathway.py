@@ -46,7 +46,8 @@ def show(
     format_: Annotated[str, typer.Option("--format", help="json, fhir or book")] = "json",
     out: Annotated[Path | None, typer.Option("--out", help="Output file (default: stdout)")] = None,
 ) -> None:
-    """One version's content: every rule with its strength, text, numbers and citations."""
+    """One version's content: every rule with its strength, text, numbers and citations, as
+    JSON, as a FHIR R4 PlanDefinition bundle (fhir) or as the pathway book (book, HTML)."""
     if format_ not in SHOWN:
         fail(f"invalid: --format: must be json, fhir or book, not {format_!r}", 2)
     found = _definition(pathway_id, version)
