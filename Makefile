@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test setup system-deps lint bench diagrams clean
+.PHONY: run test setup system-deps lint bench diagrams book clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ bench: setup
 
 diagrams: setup
 	$(BIN)/carepath diagram --out diagrams
+
+# The pathway book of every shipped version, for clinical sign-off; tests/pathways/test_book.py
+# fails when one is stale.
+book: setup
+	$(BIN)/python -m pathways.book docs
 
 clean:
 	rm -rf $(VENV) carepath.db

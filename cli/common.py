@@ -56,8 +56,13 @@ class Options:
 OPTIONS = Options()
 
 
+def as_json(value: Any) -> str:
+    """JSON as every command prints it: indented, times and dates as ISO 8601."""
+    return json.dumps(value, indent=2, default=str)
+
+
 def print_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, default=str))
+    typer.echo(as_json(value))
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -173,9 +178,7 @@ def warn_without_key() -> None:
     )
 
 
-def checkpoints(
-    engine: Engine, key: AuditKey | None, interval: float
-) -> CheckpointSchedule | None:
+def checkpoints(engine: Engine, key: AuditKey | None, interval: float) -> CheckpointSchedule | None:
     """The worker's checkpoint schedule with ``key``; without one, a warning and none."""
     from models.checkpointing import CheckpointSchedule
 

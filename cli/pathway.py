@@ -1,17 +1,21 @@
 """`carepath pathway`: the pathway versions, their content, and what changed between two.
 
 ``list`` needs the database (it says which versions this database has on record); ``show``
-and ``diff`` read the definitions this install ships.
+and ``diff`` read the definitions this install ships. ``show`` gives a version as JSON, as a
+FHIR R4 PlanDefinition bundle (``--format fhir``), or as the pathway book that clinical
+governance signs off (``--format book``, HTML).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 import pathways
-from cli.common import database, fail, print_json, reported
+from cli.common import as_json, database, fail, print_json, reported
 from engine.definition import Definition, DefinitionError
 
 pathway_app = typer.Typer(help="The pathway's versions and their content.", no_args_is_help=True)
@@ -39,16 +43,43 @@ def list_versions() -> None:
 def show(
     pathway_id: Annotated[str, typer.Argument(help="e.g. lumbosacral-radiculopathy")],
     version: Annotated[str, typer.Argument(help="e.g. 1.0.0")],
-    format_: Annotated[str, typer.Option("--format", help="json")] = "json",
+    format_: Annotated[str, typer.Option("--format", help="json, fhir or book")] = "json",
+    out: Annotated[Path | None, typer.Option("--out", help="Output file (default: stdout)")] = None,
 ) -> None:
-    """One version's content: every rule with its strength, text, numbers and citations."""
+    """One version's content: every rule with its strength, text, numbers and citations, as
+    JSON, as a FHIR R4 PlanDefinition bundle (fhir) or as the pathway book (book, HTML)."""
+    if format_ not in SHOWN:
+        fail(f"invalid: --format: must be json, fhir or book, not {format_!r}", 2)
+    found = _definition(pathway_id, version)
+    text = SHOWN[format_](found)
+    if out is None:
+        typer.echo(text, nl=not text.endswith("\n"))
+        return
+    out.write_text(text if text.endswith("\n") else text + "\n", "utf-8")
+    typer.echo(f"wrote {out}", err=True)
+
+
+def _json(found: Definition) -> str:
     from pathways.review import as_document
 
-    if format_ != "json":
-        fail(f"invalid: --format: must be json, not {format_!r}", 2)
-    found = _definition(pathway_id, version)
-    status = next(v.status for v in pathways.versions(pathway_id) if v.version == version)
-    print_json(as_document(found, status))
+    status = next(v.status for v in pathways.versions(found.id) if v.version == found.version)
+    return as_json(as_document(found, status))
+
+
+def _fhir(found: Definition) -> str:
+    from pathways.plan_definition import plan_definition
+
+    return as_json(plan_definition(found))
+
+
+def _book(found: Definition) -> str:
+    from pathways.book import book
+
+    return book(found, pathways.previous(found))
+
+
+# What `pathway show --format` gives; each reads its module only when asked for.
+SHOWN: dict[str, Callable[[Definition], str]] = {"json": _json, "fhir": _fhir, "book": _book}
 
 
 @pathway_app.command("diff")

@@ -5,6 +5,8 @@ A pathway's package (``pathways/lumbosacral_radiculopathy/``) holds a definition
 published version and the day it was published. :func:`definition` hands out a checked
 definition by (id, version), and refuses a published one whose file no longer has its
 recorded digest: a published version is never edited, a change is a new version.
+:func:`published_on` says whether a definition is the published text, and :func:`previous`
+which version came before it (what the pathway book reads its changes against).
 """
 
 from __future__ import annotations
@@ -108,6 +110,26 @@ def versions(pathway_id: str) -> list[Version]:
         status, day = ("published", published[1]) if published else ("draft", None)
         out.append(Version(pathway_id, number, status, day, loaded.digest))
     return out
+
+
+def published_on(loaded: Definition) -> date | None:
+    """The day ``loaded`` was published, or None while it is a draft: a definition this
+    install does not ship, or whose text is not the one published, is not published."""
+    if loaded.id not in PACKAGES:
+        return None
+    record = _published(loaded.id).get(loaded.version)
+    return record[1] if record is not None and record[0] == loaded.digest else None
+
+
+def previous(loaded: Definition) -> Definition | None:
+    """The version shipped just before ``loaded``'s, or None for the first: what its
+    changes are read against."""
+    if loaded.id not in PACKAGES:
+        return None
+    earlier = [
+        n for n in version_numbers(loaded.id) if _version_key(n) < _version_key(loaded.version)
+    ]
+    return definition(loaded.id, earlier[-1]) if earlier else None
 
 
 def newest(pathway_id: str = LUMBOSACRAL_RADICULOPATHY) -> Definition:

@@ -5,7 +5,7 @@
 filled in, its citations, conflicts, defaults and care, and every named number.
 :func:`diff` is ``carepath pathway diff``: rule by rule, the fields that changed as written
 (with their placeholders, so a changed number shows once, under its table), and the numbers
-added, removed or changed.
+added, removed or changed. :data:`STRENGTH_WORDS` says in words how each strength acts.
 """
 
 from __future__ import annotations
@@ -13,8 +13,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from engine.definition import Definition, Rule
+from engine.definition import Definition, Rule, Strength
 
+# How each strength acts, in words (the pathway book, a PlanDefinition action's code).
+STRENGTH_WORDS: Mapping[Strength, str] = {
+    Strength.REFUSE: "refused; no override is possible",
+    Strength.REFUSE_WITH_OVERRIDE: "refused unless a clinician overrides it with a documented "
+    "reason",
+    Strength.WARN: "accepted with a warning, shown and recorded",
+    Strength.ADVISORY: "shown to the clinician; never blocks anything",
+    Strength.TRIGGER: "derives a phase, a due item or a marker",
+}
 _RULE_FIELDS = ("title", "strength", "text", "citations", "conflict", "default", "care")
 _NUMBER_TABLES = ("timings", "defaults", "figures")
 

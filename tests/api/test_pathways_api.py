@@ -1,15 +1,24 @@
-"""`GET /pathways` and `GET /pathways/{id}/{version}` (CONTRACT.md section 6)."""
+"""`GET /pathways`, `GET /pathways/{id}/{version}` and its FHIR PlanDefinition (CONTRACT.md
+section 6)."""
 
 from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
+from fhir.resources.R4B.bundle import Bundle
+from sqlalchemy import Engine
 
+import pathways
 from api import schemas
+from api.pathway_versions import FHIR_JSON, PLAN_DEFINITION_BUNDLE
 from api.problems import MEDIA_TYPE
+from api.tokens import create_token
 from engine.rules import RULES
 from engine.settings import DRAFTS_ENV
-from tests.api.conftest import OPENING
+from pathways.plan_definition import plan_definition
+from tests.api.conftest import NOW, OPENING
+
+PLAN = "/pathways/lumbosacral-radiculopathy/1.0.0/plan-definition"
 
 
 @pytest.mark.parametrize("role", ["service", "coordinator", "auditor", "admin"])
@@ -44,8 +53,31 @@ def test_a_version_gives_its_rules_numbers_and_citations(
     )
 
 
+@pytest.mark.parametrize("role", ["service", "coordinator", "auditor", "admin"])
+def test_every_reader_gets_the_plan_definition_as_fhir(
+    client: TestClient, tokens: dict[str, str], role: str
+) -> None:
+    answer = client.get(PLAN, headers={"Authorization": tokens[role]})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == FHIR_JSON
+    Bundle.model_validate(answer.json())
+    shipped = pathways.definition(pathways.LUMBOSACRAL_RADICULOPATHY, "1.0.0")
+    assert answer.json() == plan_definition(shipped)
+    assert [a["id"] for a in answer.json()["entry"][0]["resource"]["action"]] == list(RULES)
+
+
+def test_the_documented_plan_definition_is_valid_fhir() -> None:
+    Bundle.model_validate(PLAN_DEFINITION_BUNDLE)
+
+
 @pytest.mark.parametrize(
-    "path", ["/pathways/lumbosacral-radiculopathy/0.9.0", "/pathways/lumbar-stenosis/1.0.0"]
+    "path",
+    [
+        "/pathways/lumbosacral-radiculopathy/0.9.0",
+        "/pathways/lumbar-stenosis/1.0.0",
+        "/pathways/lumbosacral-radiculopathy/0.9.0/plan-definition",
+        "/pathways/lumbar-stenosis/1.0.0/plan-definition",
+    ],
 )
 def test_an_unknown_version_is_a_404_problem(
     client: TestClient, tokens: dict[str, str], path: str
@@ -56,9 +88,18 @@ def test_an_unknown_version_is_a_404_problem(
     schemas.Problem.model_validate(answer.json())
 
 
-def test_the_pathways_need_a_token(client: TestClient) -> None:
+def test_the_pathways_need_a_readers_token(
+    client: TestClient, engine: Engine, tokens: dict[str, str]
+) -> None:
     assert client.get("/pathways").status_code == 401
     assert client.get("/pathways/lumbosacral-radiculopathy/1.0.0").status_code == 401
+    assert client.get(PLAN).status_code == 401
+    for gone in ("revoked", "forged"):
+        assert client.get(PLAN, headers={"Authorization": tokens[gone]}).status_code == 401
+    _, feed = create_token(engine, "calendar", "coordinator-1", NOW)
+    refused = client.get(PLAN, headers={"Authorization": f"Bearer {feed}"})
+    assert refused.status_code == 403
+    assert refused.headers["content-type"] == MEDIA_TYPE
 
 
 def test_an_episode_opens_on_the_version_asked_for_and_says_so(

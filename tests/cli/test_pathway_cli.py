@@ -1,4 +1,4 @@
-"""`carepath pathway list | show | diff`."""
+"""`carepath pathway list | show [--format json|fhir|book] [--out] | diff`."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from fhir.resources.R4B.bundle import Bundle
 from typer.testing import CliRunner
 
+import pathways
 from cli.main import app
 from engine.rules import RULES
+from pathways.book import book_of
 
 
 @pytest.fixture
@@ -55,7 +58,32 @@ def test_show_and_diff_refuse_an_unknown_version_naming_the_known_ones(db: str) 
         result = run(db, *args)
         assert result.exit_code == 1
         assert "no such version (known: 1.0.0" in result.stderr
-    assert run(db, "show", "lumbosacral-radiculopathy", "1.0.0", "--format", "pdf").exit_code == 2
+    wrong = run(db, "show", "lumbosacral-radiculopathy", "1.0.0", "--format", "pdf")
+    assert wrong.exit_code == 2
+    assert "--format" in wrong.stderr
+    assert "json, fhir or book" in wrong.stderr
+
+
+def test_show_as_fhir_prints_the_plan_definition_bundle(db: str) -> None:
+    result = run(db, "show", "lumbosacral-radiculopathy", "1.0.0", "--format", "fhir")
+    assert result.exit_code == 0, result.output
+    bundle = json.loads(result.stdout)
+    Bundle.model_validate(bundle)
+    plan = bundle["entry"][0]["resource"]
+    assert [a["id"] for a in plan["action"]] == list(RULES)
+    assert plan["status"] == "active"
+
+
+def test_show_as_a_book_prints_it_or_writes_it(db: str, tmp_path: Path) -> None:
+    printed = run(db, "show", "lumbosacral-radiculopathy", "1.0.0", "--format", "book")
+    assert printed.exit_code == 0, printed.output
+    assert printed.stdout == book_of(pathways.LUMBOSACRAL_RADICULOPATHY, "1.0.0")
+    out = tmp_path / "book.html"
+    args = ("show", "lumbosacral-radiculopathy", "1.0.0", "--format", "book", "--out", str(out))
+    written = run(db, *args)
+    assert written.exit_code == 0, written.output
+    assert written.stdout == ""
+    assert out.read_text("utf-8") == printed.stdout
 
 
 def test_diff_of_a_version_with_itself_is_empty(db: str) -> None:
