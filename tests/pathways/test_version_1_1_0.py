@@ -88,12 +88,15 @@ def test_ep_final_a_simulation_shows_the_refused_step(tmp_path: Path) -> None:
     assert (last["type"], last["accepted"], last["rules"]) == ("assessment", False, ["EP-FINAL"])
 
 
-def opened_at(engine: Engine, version: str, onset_days_ago: int) -> tuple[EpisodeRepository, str]:
-    """An episode whose onset was ``onset_days_ago`` days before NOW, enrolled at NOW."""
+def opened_at(
+    engine: Engine, version: str, onset_days_ago: int, **patient: Any
+) -> tuple[EpisodeRepository, str]:
+    """An episode on ``version``, its onset ``onset_days_ago`` days before NOW, enrolled at
+    NOW, the patient with the flags in ``patient``."""
     onset = (NOW - timedelta(days=onset_days_ago)).date().isoformat()
     repo = EpisodeRepository(engine, PathwayDefaults())
-    opening = {**OPENING, "onset": onset, "enrolled_at": NOW.isoformat(),
-               "pathway_version": version}  # fmt: skip
+    opening = {"patient": {"ref": "P-12", "age": 50, **patient}, "onset": onset,
+               "enrolled_at": NOW.isoformat(), "pathway_version": version}  # fmt: skip
     return repo, str(repo.open(parse_opening(opening), NOW)["id"])
 
 
@@ -340,16 +343,6 @@ def test_surg_6w_posimg_shown_a_surgical_evaluation_is_recommended_naming_the_pr
         assert "Present here: a positive straight-leg raise." in shown["SURG-6W-POSIMG"]
 
 
-def opened_for(
-    engine: Engine, version: str, onset_days_ago: int, **patient: Any
-) -> tuple[EpisodeRepository, str]:
-    onset = (NOW - timedelta(days=onset_days_ago)).date().isoformat()
-    repo = EpisodeRepository(engine, PathwayDefaults())
-    opening = {"patient": {"ref": "P-12", "age": 50, **patient}, "onset": onset,
-               "enrolled_at": NOW.isoformat(), "pathway_version": version}  # fmt: skip
-    return repo, str(repo.open(parse_opening(opening), NOW)["id"])
-
-
 @pytest.mark.parametrize(
     ("version", "onset_days_ago", "vas", "persisting"),
     [("1.0.0", 100, 6, False), ("1.1.0", 100, 6, True), ("1.1.0", 100, 3, False),
@@ -358,7 +351,7 @@ def opened_for(
 def test_fu_response_no_baseline_a_late_first_visit_with_pain_is_persisting(
     db_engine: Engine, version: str, onset_days_ago: int, vas: int, persisting: bool
 ) -> None:
-    repo, episode = opened_for(db_engine, version, onset_days_ago)
+    repo, episode = opened_at(db_engine, version, onset_days_ago)
     step, view = repo.apply(episode, visit(vas), NOW + timedelta(hours=1))
     assert ("FU-RESPONSE" in step.rules) is persisting
     assert ("REF-3M" in step.rules) is persisting
@@ -384,7 +377,7 @@ def test_rf_markers_serious_combinations_raise_a_red_flag(
     db_engine: Engine, version: str, patient: dict[str, bool], signs: dict[str, bool],
     flag: str | None,
 ) -> None:  # fmt: skip
-    repo, episode = opened_for(db_engine, version, 20, **patient)
+    repo, episode = opened_at(db_engine, version, 20, **patient)
     assessed = {"type": "assessment", "data": {"vas_leg": 5, "odi": 30, **signs}}
     step, view = repo.apply(episode, assessed, NOW + timedelta(hours=1))
     assert "RF-MARKERS" in step.rules
@@ -399,7 +392,7 @@ def test_rf_markers_serious_combinations_raise_a_red_flag(
 def test_rf_markers_serious_an_early_imaging_refusal_names_the_markers(
     db_engine: Engine, version: str
 ) -> None:
-    repo, episode = opened_for(db_engine, version, 20, osteoporosis=True)
+    repo, episode = opened_at(db_engine, version, 20, osteoporosis=True)
     repo.apply(episode, visit(5), NOW + timedelta(hours=1))
     step = recorded(repo, episode, {"type": "order", "data": {"kind": "mri"}}, NOW)
     assert not step.accepted
@@ -420,7 +413,7 @@ def test_rf_markers_serious_an_early_imaging_refusal_names_the_markers(
 def test_sp_plexus_adjacent_plexopathy_needs_three_adjacent_dermatomes_on_one_side(
     db_engine: Engine, version: str, dermatomes: list[str], side: str, plexus: bool
 ) -> None:
-    repo, episode = opened_for(db_engine, version, 20)
+    repo, episode = opened_at(db_engine, version, 20)
     data = {"vas_leg": 5, "odi": 30, "dermatomes": dermatomes, "leg_pain_side": side}
     step = recorded(repo, episode, {"type": "assessment", "data": data}, NOW)
     assert ("SP-PLEXUS" in step.rules) is plexus
@@ -433,7 +426,7 @@ def test_sp_plexus_adjacent_plexopathy_needs_three_adjacent_dermatomes_on_one_si
 def test_fu_active_12w_a_visit_before_week_12_books_its_review_one_interval_later(
     db_engine: Engine, version: str, rule: str, due_days_after_visit: int
 ) -> None:
-    repo, episode = opened_for(db_engine, version, 60)  # enrolled on day 60
+    repo, episode = opened_at(db_engine, version, 60)  # enrolled on day 60
     at = NOW + timedelta(days=15)  # day 75: completes the first follow-up
     _, view = repo.apply(episode, visit(5), at)
     [review] = [d for d in view["due"] if d["key"].startswith("periodic_review")]
