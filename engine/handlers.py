@@ -274,11 +274,21 @@ def _assessment_completes_reviews(ctx: StepContext) -> None:
     if first is not None and first.is_open and after_enrolment_day:
         completed = finish_task(state, ctx.step, "first_follow_up", ctx.now, "done")
         ctx.step.add_rule("FU-FIRST")
+    # 1.0.0 asks whether a review is open when the visit is recorded; from 1.1.0
+    # (EVENTS-AT-OCCURRED) whether its window had opened when the visit happened.
+    at_occurred = of_episode(state).corrects("EVENTS-AT-OCCURRED")
     review = state.tasks.get("six_week_review")
-    if review is not None and review.is_open and review.status != "upcoming":
+    if (
+        review is not None
+        and review.is_open
+        and review.status != "upcoming"
+        and (not at_occurred or review.status_at(ctx.at) != "upcoming")
+    ):
         finish_task(state, ctx.step, "six_week_review", ctx.now, "done")
         ctx.step.add_rule("FU-6W")
     for task in open_tasks(state, "periodic_review"):
+        if at_occurred and task.status_at(ctx.at) == "upcoming":
+            continue
         completed = finish_task(state, ctx.step, task.key, ctx.now, "done") or completed
         ctx.step.add_rule(task.rule)
     if completed:

@@ -433,3 +433,21 @@ def test_fu_active_12w_a_visit_before_week_12_books_its_review_one_interval_late
     assert review["rule"] == rule
     due = datetime.fromisoformat(review["due_at"]).date()
     assert abs((due - at.date()).days - due_days_after_visit) <= 2  # a 3-month interval
+
+
+@pytest.mark.parametrize(("version", "completed"), [("1.0.0", True), ("1.1.0", False)])
+def test_events_at_occurred_a_visit_before_the_review_window_does_not_complete_it(
+    db_engine: Engine, version: str, completed: bool
+) -> None:
+    repo, episode = opened_at(db_engine, version, 30)  # the six-week review opens on day 42
+    documented = NOW + timedelta(days=14)  # day 44: the review's window is open
+    happened = (NOW + timedelta(days=10)).isoformat()  # day 40: it was not yet
+    late = {**visit(5), "occurred_at": happened}
+    repo.fire_due(documented)  # the worker has opened the review
+    _, view = repo.apply(episode, late, documented)
+    [review] = [d for d in view["due"] if d["key"] == "six_week_review"]
+    assert (review["status"] == "done") is completed
+    on_time = {**visit(5), "occurred_at": (NOW + timedelta(days=13)).isoformat()}  # day 43
+    _, view = repo.apply(episode, on_time, documented + timedelta(hours=1))
+    [review] = [d for d in view["due"] if d["key"] == "six_week_review"]
+    assert review["status"] == "done"
