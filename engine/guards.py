@@ -342,7 +342,10 @@ def _check_surgical_referral(
         unmet.append("medically fit for surgery")
     if not any(_has_finding(facts, f) for f in SURGICAL_FINDINGS):
         unmet.append("instability, spondylolisthesis or severe stenosis on imaging")
-    if unmet:
+    # From 1.1.0 (RF-CARE) a referral under a red flag is an emergency one: the elective
+    # criteria are not shown.
+    emergency = red_flag_active(state) and verdict.pathway.corrects("RF-CARE")
+    if unmet and not emergency:
         verdict.note("SURG-CRIT", "criteria not yet documented: " + ", ".join(unmet))
     if _has_finding(facts, "herniation") and conservative_care_failed(facts):
         verdict.note("SURG-6W-POSIMG", "positive imaging after failed conservative care")

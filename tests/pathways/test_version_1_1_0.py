@@ -451,3 +451,54 @@ def test_events_at_occurred_a_visit_before_the_review_window_does_not_complete_i
     _, view = repo.apply(episode, on_time, documented + timedelta(hours=1))
     [review] = [d for d in view["due"] if d["key"] == "six_week_review"]
     assert review["status"] == "done"
+
+
+RETENTION = {"urinary_retention": True}
+CES_VISIT = {"type": "assessment", "data": {"vas_leg": 8, "odi": 60, "ces_screen": RETENTION}}
+REFERRED = {"type": "referral_sent", "data": {"service": "spinal surgery", "urgency": "emergency"}}
+
+
+@pytest.mark.parametrize(("version", "kept"), [("1.0.0", False), ("1.1.0", True)])
+def test_rf_care_a_referral_made_under_a_red_flag_is_kept_when_it_clears(
+    db_engine: Engine, version: str, kept: bool
+) -> None:
+    repo, episode = opened_at(db_engine, version, 20)
+    _, view = repo.apply(episode, CES_VISIT, NOW)
+    assert view["red_flag"]["rule"] == "RF-CES"
+    _, view = repo.apply(episode, REFERRED, NOW + timedelta(hours=1))
+    assert (view["referral"] == "referred") is kept
+    assert view["red_flag"] is not None  # the flag still pre-empts routine care
+    cleared = {"type": "red_flag_cleared", "data": {"kind": "ces", "note": "MRI clear"}}
+    _, view = repo.apply(episode, cleared, NOW + timedelta(hours=5))
+    assert view["red_flag"] is None
+    assert view["referral"] == ("referred" if kept else "not_indicated")
+
+
+@pytest.mark.parametrize(("version", "elective_shown"), [("1.0.0", True), ("1.1.0", False)])
+def test_rf_care_an_emergency_surgical_referral_shows_no_elective_criteria(
+    db_engine: Engine, version: str, elective_shown: bool
+) -> None:
+    repo, episode = opened_at(db_engine, version, 20)
+    repo.apply(episode, CES_VISIT, NOW)
+    order = {"type": "order", "data": {"kind": "surgical_referral"}}
+    step = recorded(repo, episode, order, NOW + timedelta(hours=1))
+    assert step.accepted, step.reason  # no biopsychosocial assessment needed either way
+    assert ("SURG-CRIT" in step.rules) is elective_shown
+
+
+@pytest.mark.parametrize(("version", "ends"), [("1.0.0", False), ("1.1.0", True)])
+def test_rf_care_a_flag_from_findings_ends_after_its_operation_and_a_settled_visit(
+    db_engine: Engine, version: str, ends: bool
+) -> None:
+    repo, episode = opened_at(db_engine, version, 20)
+    repo.apply(episode, CES_VISIT, NOW)
+    repo.apply(episode, mri(["L4-L5"], ["herniation"]), NOW + timedelta(hours=2))
+    decompression = {"type": "procedure", "data": {"kind": "discectomy", "level": "L4-L5"}}
+    assert recorded(repo, episode, decompression, NOW + timedelta(hours=4)).accepted
+    step, view = repo.apply(episode, visit(4), NOW + timedelta(days=3))  # no CES signs now
+    assert (view["red_flag"] is None) is ends
+    [work_up] = [d for d in view["due"] if d["key"] == "ces_emergency"]
+    assert (work_up["status"] == "done") is ends
+    if ends:
+        assert "RF-CES" in step.rules
+        assert view["management"] == "rehabilitation"  # where the operation left care
