@@ -502,3 +502,18 @@ def test_rf_care_a_flag_from_findings_ends_after_its_operation_and_a_settled_vis
     if ends:
         assert "RF-CES" in step.rules
         assert view["management"] == "rehabilitation"  # where the operation left care
+
+
+@pytest.mark.parametrize(
+    ("version", "kind", "named"),
+    [("1.0.0", "xray", "XRAY not indicated"), ("1.1.0", "xray", "X-ray not indicated"),
+     ("1.1.0", "xray_flexion_extension", "flexion-extension X-ray not indicated"),
+     ("1.1.0", "mri_plexus", "plexus MRI not indicated")],
+)  # fmt: skip
+def test_order_names_a_refusal_names_the_order_in_words(
+    db_engine: Engine, version: str, kind: str, named: str
+) -> None:
+    repo, episode = opened_at(db_engine, version, 20)
+    step = recorded(repo, episode, {"type": "order", "data": {"kind": kind}}, NOW)
+    assert not step.accepted
+    assert step.reason.startswith(named), step.reason
