@@ -628,6 +628,9 @@ class PathwayRule(BaseModel):
 class SourceDocument(BaseModel):
     model_config = ConfigDict(extra="forbid")
     file: str
+    title: str | None = Field(
+        default=None, description="the document's title, where the version gives one"
+    )
     references: dict[str, str]
 
 

@@ -3,13 +3,19 @@
 A definition (``pathways/<pathway>/<version>.toml``) holds what a clinical governance group
 reviews and signs off, and nothing of the engine's mechanics:
 
-* ``documents``: the source documents, by S-number, with the references each one lists;
+* ``documents``: the source documents, by S-number, each with its file, its title where the
+  definition gives one, and the references it lists;
 * ``timings``: the numbers the sources give (the subacute phase from day 42);
 * ``defaults``: the numbers that are ours, not the sources' (PATHWAY.md marks them
   **default**), which a clinic may change (:class:`engine.settings.PathwayDefaults`);
 * ``figures``: evidence figures and scales the texts quote (an odds ratio, ``0-10``);
 * ``rules``: each with its ID, title, strength, text, citations, and, where they apply, the
-  sources' conflict, our default and the recommended care;
+  sources' conflict, our default and the recommended care. A rule cites in one of two forms:
+  compact, ``citations = { S3 = [1, 2] }`` (each document and the reference numbers it
+  gives), or rich, one ``[[rules.citations]]`` table per statement the rule rests on, with
+  ``source``, ``refs`` (the reference numbers the document gives for it, possibly none) and
+  ``supports`` (the statement, in our own words). A version that uses the rich form uses it
+  for every rule, so that each of its citations says something a clinician can check;
 * ``corrections``: the behaviours this version corrects since the first (each by an ID the
   engine knows, :mod:`engine.corrections`, with the rules it touches): where behaviour
   changed, the engine asks the episode's definition, ``pathway.corrects("EP-FINAL")``, so
@@ -19,8 +25,10 @@ Texts never write a number: they name it, ``{subacute_from_days}``, or with a un
 ``{conservative_window_days:weeks}`` (days shown as weeks) or ``{improve_vas_fraction:percent}``,
 so a rule's text always says what the engine does, with the clinic's own defaults.
 :func:`parse_definition` refuses a definition with a number written in a text, a placeholder
-that names nothing, a rule without a citation or citing a document it does not list, an
-unknown strength, a repeated rule ID, or a default the engine does not configure.
+that names nothing, a rule without a citation or citing a document it does not list, a
+rich citation whose document has no title, whose statement is missing or quotes one of our
+defaults, or whose reference numbers are not positive whole numbers, a version mixing the two
+forms, an unknown strength, a repeated rule ID, or a default the engine does not configure.
 
 A definition's digest is the SHA-256 of its file. A published definition is never edited (a
 change is a new version): the registry (:mod:`pathways`) compares the digest with the one
@@ -32,15 +40,15 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
 from engine.errors import CarepathError
-from engine.placeholders import Number, TextError, check_text, fill
+from engine.placeholders import Number, TextError, check_text, fill, named
 
 RULE_ID = re.compile(r"[A-Z]{2,}(?:-[A-Z0-9]+)+")
 _TEXT_FIELDS = ("title", "text", "conflict", "default")
@@ -78,22 +86,50 @@ class Strength(StrEnum):
 class Citation:
     """Where a rule's statement comes from.
 
+    A compact citation (``citations = { S0 = [1] }``, version 1.0.0) is one reference of one
+    document, and renders as ``S2 (002_….txt): <reference>``. A rich citation (a
+    ``[[rules.citations]]`` table) is one statement of one document, and renders as the
+    document's title, the statement, and the references the document gives for it::
+
+        S3, <title>: <supports> [ref 1: <reference>; ref 8: not listed in the document]
+
+    each listed reference by its entry in the document's list, those the document uses but
+    does not list named together at the end, and no bracket when the document gives no
+    reference for the statement.
+
     Attributes:
         source: the source document's S-number, ``"S0"`` to ``"S4"``.
         document: the seed file name of that document.
         reference: the reference the document gives for the statement, in short form, e.g.
             ``"Medical Necessity of Lumbar Fusion, Praxis Medical Insights, 2025 [ref 2]"``, or
             ``"S0 reference 1 (not listed in the document)"`` when the document cites a number
-            it does not list.
+            it does not list; for a rich citation, every reference it gives, as in the
+            bracket above (empty when it gives none).
+        title: the document's title (rich citations only).
+        supports: the statement of the document the rule rests on, in our own words (rich
+            citations only).
+        refs: the reference numbers the document gives for the statement (rich citations).
     """
 
     source: str
     document: str
     reference: str
+    title: str | None = None
+    supports: str | None = None
+    refs: tuple[int, ...] = ()
+
+    @property
+    def rich(self) -> bool:
+        """Whether the citation names the document's title and the statement it supports."""
+        return self.supports is not None
 
     def __str__(self) -> str:
-        """Render the citation for people, e.g. ``S2 (002_….txt): <reference>``."""
-        return f"{self.source} ({self.document}): {self.reference}"
+        """Render the citation for people: ``S2 (002_….txt): <reference>`` for a compact
+        citation, ``S3, <title>: <supports> [<references>]`` for a rich one."""
+        if self.supports is None:
+            return f"{self.source} ({self.document}): {self.reference}"
+        shown = f"{self.source}, {self.title}: {self.supports}"
+        return f"{shown} [{self.reference}]" if self.reference else shown
 
 
 @dataclass(frozen=True)
@@ -163,6 +199,8 @@ class Definition:
     figures: Mapping[str, Number]
     templates: Mapping[str, Rule] = field(repr=False)
     corrections: Mapping[str, Correction] = field(default_factory=dict)
+    titles: Mapping[str, str] = field(default_factory=dict)
+    """The documents' titles, by S-number, for those the definition gives one."""
 
     def corrects(self, correction_id: str) -> bool:
         """Whether this version includes the correction ``correction_id``.
@@ -186,8 +224,10 @@ class Definition:
         """Every rule, its numbers filled in with ``defaults`` (a clinic's; the
         definition's own where one is not given)."""
         numbers = {**self.timings, **self.figures, **self.defaults, **defaults}
+        # A citation says what its document says: the sources' numbers, never a clinic's.
+        sources = {**self.timings, **self.figures}
         return MappingProxyType(
-            {rule_id: _filled(rule, numbers) for rule_id, rule in self.templates.items()}
+            {rule_id: _filled(rule, numbers, sources) for rule_id, rule in self.templates.items()}
         )
 
     def rule(self, rule_id: str) -> Rule:
@@ -251,6 +291,12 @@ def parse_definition(
         source: {int(n): str(title) for n, title in doc.get("references", {}).items()}
         for source, doc in raw["documents"].items()
     }
+    titles: dict[str, str] = {}
+    for source, doc in raw["documents"].items():
+        if "title" in doc:
+            if not isinstance(doc["title"], str) or not doc["title"].strip():
+                raise DefinitionError(f"{name}, documents, {source}", "title must be a text")
+            titles[source] = doc["title"]
     numbers: dict[str, Number] = {}
     for table in ("timings", "defaults", "figures"):
         for key, value in raw[table].items():
@@ -267,15 +313,17 @@ def parse_definition(
             raise DefinitionError(
                 f"{name}, defaults", f"not configurable by the engine: {', '.join(unknown)}"
             )
+    sources = Sources(documents, titles, references, raw["timings"], raw["figures"])
     templates: dict[str, Rule] = {}
     for index, entry in enumerate(raw.get("rules", [])):
-        rule = _rule(entry, f"{name}, rule {entry.get('id', f'#{index + 1}')}", documents,
-                     references, numbers)  # fmt: skip
+        rule = _rule(entry, f"{name}, rule {entry.get('id', f'#{index + 1}')}", sources,
+                     numbers)  # fmt: skip
         if rule.id in templates:
             raise DefinitionError(f"{name}, rule {rule.id}", "the rule ID is used twice")
         templates[rule.id] = rule
     if not templates:
         raise DefinitionError(name, "no rules")
+    _check_one_form(list(templates.values()), name)
     corrections = _corrections(raw.get("corrections", []), name, templates, numbers,
                                known_corrections)  # fmt: skip
     return Definition(
@@ -290,7 +338,33 @@ def parse_definition(
         figures=MappingProxyType(dict(raw["figures"])),
         templates=MappingProxyType(templates),
         corrections=MappingProxyType(corrections),
+        titles=MappingProxyType(titles),
     )
+
+
+@dataclass(frozen=True)
+class Sources:
+    """What a rule's citations are checked against: the definition's documents, their
+    titles and reference lists, and the numbers the sources give (timings and figures)."""
+
+    documents: Mapping[str, str]
+    titles: Mapping[str, str]
+    references: Mapping[str, Mapping[int, str]]
+    timings: Mapping[str, Number]
+    figures: Mapping[str, Number]
+
+
+def _check_one_form(rules: Sequence[Rule], name: str) -> None:
+    """A version that cites in the rich form does so for every rule: none of its citations
+    may be only a reference number."""
+    compact = [rule.id for rule in rules if not all(c.rich for c in rule.citations)]
+    if compact and len(compact) < len(rules):
+        raise DefinitionError(
+            f"{name}, rule {compact[0]}, citations",
+            "this version cites in the rich form ([[rules.citations]] with source, refs and "
+            f"supports), so every rule must; {', '.join(compact)} "
+            f"{'uses' if len(compact) == 1 else 'use'} the compact form",
+        )
 
 
 def _corrections(
@@ -332,11 +406,7 @@ def _corrections(
 
 
 def _rule(
-    entry: Mapping[str, Any],
-    where: str,
-    documents: Mapping[str, str],
-    references: Mapping[str, Mapping[int, str]],
-    numbers: Mapping[str, Number],
+    entry: Mapping[str, Any], where: str, sources: Sources, numbers: Mapping[str, Number]
 ) -> Rule:
     rule_id = entry.get("id")
     if not isinstance(rule_id, str) or not RULE_ID.fullmatch(rule_id):
@@ -351,7 +421,12 @@ def _rule(
     for key in ("title", "text"):
         if not isinstance(entry.get(key), str) or not entry[key].strip():
             raise DefinitionError(where, f"{key} is missing")
-    citations = _citations(entry.get("citations"), where, documents, references)
+    given = entry.get("citations")
+    citations = (
+        _rich_citations(given, where, sources)
+        if isinstance(given, list)
+        else _citations(given, where, sources.documents, sources.references)
+    )
     care = entry.get("care", [])
     if not isinstance(care, list) or not all(isinstance(c, str) and c for c in care):
         raise DefinitionError(f"{where}, care", "must be a list of texts")
@@ -407,6 +482,90 @@ def _citations(
     return tuple(out)
 
 
+_CITATION_KEYS = ("source", "refs", "supports")
+
+
+def _rich_citations(given: list[Any], where: str, sources: Sources) -> tuple[Citation, ...]:
+    """``[[rules.citations]]``: each a document's statement the rule rests on, with the
+    reference numbers the document gives for it."""
+    if not given:
+        raise DefinitionError(f"{where}, citations", "every rule needs at least one citation")
+    out: list[Citation] = []
+    for index, entry in enumerate(given):
+        here = f"{where}, citation {index + 1}"
+        if not isinstance(entry, dict):
+            raise DefinitionError(here, "must be a table with source, refs and supports")
+        unknown = sorted(set(entry) - set(_CITATION_KEYS))
+        if unknown:
+            raise DefinitionError(
+                here, f"unknown key {unknown[0]!r}: a citation has source, refs and supports"
+            )
+        source = entry.get("source")
+        if not isinstance(source, str) or source not in sources.documents:
+            raise DefinitionError(here, f"{source} is not a document of this definition")
+        title = sources.titles.get(source)
+        if title is None:
+            raise DefinitionError(
+                here,
+                f"{source} is cited with the statement it supports, so [documents.{source}] "
+                "needs the document's title",
+            )
+        refs = entry.get("refs")
+        if not isinstance(refs, list):
+            raise DefinitionError(
+                f"{here}, refs",
+                "needs the reference numbers the document gives for the statement ([] for none)",
+            )
+        for number in refs:
+            if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+                raise DefinitionError(f"{here}, refs", f"{number!r} is not a reference number")
+        if len(set(refs)) < len(refs):
+            raise DefinitionError(f"{here}, refs", "a reference number is given twice")
+        supports = entry.get("supports")
+        if not isinstance(supports, str) or not supports.strip():
+            raise DefinitionError(
+                f"{here}, supports", "needs the statement of the document the rule rests on"
+            )
+        _check_supports(supports, f"{here}, supports", sources)
+        listed = sources.references.get(source, {})
+        out.append(
+            Citation(
+                source,
+                sources.documents[source],
+                _references(refs, listed),
+                title=title,
+                supports=supports,
+                refs=tuple(refs),
+            )
+        )
+    return tuple(out)
+
+
+def _references(refs: Iterable[int], listed: Mapping[int, str]) -> str:
+    """``ref 1: <its entry>; ref 8: not listed in the document``: the references a document
+    gives for a statement, those it lists by their entry, the others together at the end."""
+    refs = list(refs)
+    shown = [f"ref {n}: {listed[n]}" for n in refs if n in listed]
+    unlisted = [str(n) for n in refs if n not in listed]
+    if unlisted:
+        label = "ref" if len(unlisted) == 1 else "refs"
+        shown.append(f"{label} {', '.join(unlisted)}: not listed in the document")
+    return "; ".join(shown)
+
+
+def _check_supports(text: str, where: str, sources: Sources) -> None:
+    """A statement says what its document says: it may name the sources' numbers (timings,
+    figures), never one of our defaults, which a clinic may change."""
+    for number in named(text):
+        if number not in sources.timings and number not in sources.figures:
+            raise DefinitionError(
+                where,
+                f"{{{number}}} is not one of the sources' timings or figures: a citation "
+                "says what its document says, not one of our defaults",
+            )
+    _check_text(text, where, {**sources.timings, **sources.figures})
+
+
 def _check_text(text: str, where: str, numbers: Mapping[str, Number]) -> None:
     try:
         check_text(text, where, numbers)
@@ -414,14 +573,21 @@ def _check_text(text: str, where: str, numbers: Mapping[str, Number]) -> None:
         raise DefinitionError(exc.where, exc.problem) from None
 
 
-def _filled(rule: Rule, numbers: Mapping[str, Number]) -> Rule:
+def _filled(rule: Rule, numbers: Mapping[str, Number], sources: Mapping[str, Number]) -> Rule:
     return Rule(
         id=rule.id,
         title=fill(rule.title, numbers),
         text=fill(rule.text, numbers),
         strength=rule.strength,
-        citations=rule.citations,
+        citations=tuple(_cited(c, sources) for c in rule.citations),
         conflict=None if rule.conflict is None else fill(rule.conflict, numbers),
         default=None if rule.default is None else fill(rule.default, numbers),
         care=tuple(fill(c, numbers) for c in rule.care),
     )
+
+
+def _cited(citation: Citation, sources: Mapping[str, Number]) -> Citation:
+    """A citation's statement with the sources' numbers filled in."""
+    if citation.supports is None:
+        return citation
+    return replace(citation, supports=fill(citation.supports, sources))

@@ -30,6 +30,11 @@ class TextError(ValueError):
         super().__init__(f"{where}: {problem}")
 
 
+def named(text: str) -> list[str]:
+    """The names of the numbers ``text`` quotes, in order."""
+    return [match.group(1) for match in _PLACEHOLDER.finditer(text)]
+
+
 def check_text(text: str, where: str, numbers: Mapping[str, Number]) -> None:
     for match in _PLACEHOLDER.finditer(text):
         name, unit = match.groups()

@@ -2,12 +2,15 @@
 
 :func:`book` is ``carepath pathway show --format book``: a self-contained HTML page (no
 scripts, nothing loaded from elsewhere, its stylesheet inline) holding the version's title,
-status, digest and publication day; the source documents with the references they list;
-every named number (the sources' timings, our defaults, which a clinic may configure, and
-the evidence figures); every rule under the heading PATHWAY.md gives its kind, with its
-strength, text, the sources' conflict, our default, the recommended care and its citations;
-and what changed since the version before (:func:`pathways.review.diff`). Every text is
-escaped, so a definition's words can never become markup.
+status, digest and publication day; the source documents with their titles (where the
+version gives them) and the references they list; every named number (the sources' timings,
+our defaults, which a clinic may configure, and the evidence figures); every rule under the
+heading PATHWAY.md gives its kind, with its strength, text, the sources' conflict, our
+default, the recommended care and its citations (each as
+:class:`engine.definition.Citation` renders it: for a version citing in the rich form, the
+document's title, the statement and the references it gives); and what changed since the
+version before (:func:`pathways.review.diff`). Every text is escaped, so a definition's words
+can never become markup.
 
 ``docs/`` keeps a generated book per shipped version (``make book``, :func:`write_books`);
 tests/pathways/test_book.py fails when one is stale.
@@ -144,18 +147,24 @@ def _version(definition: Definition) -> str:
 
 
 def _sources(definition: Definition) -> str:
+    """The documents, with their titles when the version gives them (a version citing in
+    the rich form does: each citation names its document by title)."""
+    titled = bool(definition.titles)
     rows = []
     for source, file in definition.documents.items():
         listed = definition.references.get(source, {})
         references = "".join(f"<li>[{n}] {escape(title)}</li>" for n, title in listed.items())
+        title = definition.titles.get(source)
         rows.append(
             (
                 escape(source),
+                *([escape(title) if title else "<em>none given</em>"] if titled else []),
                 f"<code>{escape(file)}</code>",
                 f"<ul>{references}</ul>" if references else "none listed in the document",
             )
         )
-    table = _table("The source documents", ("Source", "File", "References it lists"), rows)
+    columns = ("Source", *(("Title",) if titled else ()), "File", "References it lists")
+    table = _table("The source documents", columns, rows)
     return _section("sources", "Source documents", table)
 
 

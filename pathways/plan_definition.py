@@ -3,15 +3,18 @@
 :func:`plan_definition` is ``carepath pathway show --format fhir`` and
 ``GET /pathways/{id}/{version}/plan-definition``: a ``collection`` Bundle whose one entry is
 a PlanDefinition (type ``clinical-protocol``; ``active`` when published, ``draft`` before),
-citing each source reference once, with one action per rule:
+citing each source reference once (for a version citing in the rich form, each document
+once: its title, file and the references it lists), with one action per rule:
 
 * ``id``, ``title`` and ``description``: the rule's ID, title and text, the version's own
   numbers filled in;
 * ``code``: the rule's strength, coded in :data:`STRENGTHS` (a coded property of the action,
   so a reader can filter guards from advisories; no FHIR value set says how strongly a
   guideline rule acts, and ``priority`` is about urgency, not enforcement);
-* ``documentation``: its citations; extensions :data:`CONFLICT` and :data:`DEFAULT`: where
-  the sources disagree and which number is ours;
+* ``documentation``: its citations, each as :class:`engine.definition.Citation` renders it
+  (in the rich form, the document's title, the statement the rule rests on and the
+  references the document gives for it); extensions :data:`CONFLICT` and :data:`DEFAULT`:
+  where the sources disagree and which number is ours;
 * for a timed rule, a ``condition`` in words (``from day 42 until day 84 after onset``) and
   the timing as FHIR has it: a range (the phases, FU-FIRST's window), a duration (a referral
   deadline), or a repeat (the periodic reviews, with the shorter interval of elderly patients
@@ -114,7 +117,6 @@ def plan_definition(definition: Definition) -> dict[str, Any]:
     """
     numbers: dict[str, Number] = {**definition.timings, **definition.defaults}
     day = pathways.published_on(definition)
-    cited = dict.fromkeys(c for rule in definition.rules.values() for c in rule.citations)
     plan: dict[str, Any] = {
         "resourceType": "PlanDefinition",
         "id": definition.id,
@@ -126,7 +128,7 @@ def plan_definition(definition: Definition) -> dict[str, Any]:
         "type": _coded(PLAN_TYPES, "clinical-protocol", "Clinical Protocol"),
         "status": "active" if day else "draft",
         "date": day.isoformat() if day else None,
-        "relatedArtifact": [_citation(c) for c in cited],
+        "relatedArtifact": _bibliography(definition),
         "action": [_action(rule, numbers) for rule in definition.rules.values()],
     }
     bundle = {
@@ -143,6 +145,41 @@ def _coded(system: str, code: str, display: str) -> dict[str, Any]:
 
 def _citation(citation: Citation) -> dict[str, Any]:
     return {"type": "citation", "label": citation.source, "display": str(citation)}
+
+
+def _bibliography(definition: Definition) -> list[dict[str, Any]]:
+    """The plan's own citations: each reference a compact citation names, once, in the order
+    the rules first cite it; then each document a rich citation names, once, in the
+    definition's order, with its title and the references it lists (the statements
+    themselves are the actions')."""
+    references: dict[str, dict[str, Any]] = {}
+    documents: set[str] = set()
+    for rule in definition.rules.values():
+        for citation in rule.citations:
+            if citation.rich:
+                documents.add(citation.source)
+            else:
+                references.setdefault(str(citation), _citation(citation))
+    cited = [
+        _document(definition, source) for source in definition.documents if source in documents
+    ]
+    return [*references.values(), *cited]
+
+
+def _document(definition: Definition, source: str) -> dict[str, Any]:
+    title = definition.titles[source]
+    listed = definition.references.get(source, {})
+    references = (
+        "References it lists: " + "; ".join(f"[{n}] {entry}" for n, entry in listed.items())
+        if listed
+        else "It lists no references"
+    )
+    return {
+        "type": "citation",
+        "label": source,
+        "display": f"{source}, {title}",
+        "citation": f"{title} ({definition.documents[source]}). {references}.",
+    }
 
 
 def _action(rule: Rule, numbers: Mapping[str, Number]) -> dict[str, Any]:

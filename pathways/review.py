@@ -2,7 +2,9 @@
 
 :func:`as_document` is ``carepath pathway show --format json`` and
 ``GET /pathways/{id}/{version}``: every rule with its strength, its text with the numbers
-filled in, its citations, conflicts, defaults and care, and every named number.
+filled in, its citations (each as people read it, :class:`engine.definition.Citation`),
+conflicts, defaults and care, the source documents (file, title, references), and every
+named number.
 :func:`diff` is ``carepath pathway diff``: rule by rule, the fields that changed as written
 (with their placeholders, so a changed number shows once, under its table), and the numbers
 added, removed or changed. :data:`STRENGTH_WORDS` says in words how each strength acts.
@@ -41,6 +43,18 @@ def _rule(rule: Rule) -> dict[str, Any]:
     }
 
 
+def _document(definition: Definition, source: str) -> dict[str, Any]:
+    """A source document: its file, its title where the definition gives one, and the
+    references it lists."""
+    listed = definition.references.get(source, {})
+    title = definition.titles.get(source)
+    return {
+        "file": definition.documents[source],
+        **({"title": title} if title is not None else {}),
+        "references": {str(n): entry for n, entry in listed.items()},
+    }
+
+
 def as_document(definition: Definition, status: str | None = None) -> dict[str, Any]:
     """The definition as JSON: its texts with its own numbers filled in."""
     return {
@@ -49,15 +63,7 @@ def as_document(definition: Definition, status: str | None = None) -> dict[str, 
         "title": definition.title,
         "status": status,
         "digest": definition.digest,
-        "documents": {
-            source: {
-                "file": file,
-                "references": {
-                    str(n): title for n, title in definition.references.get(source, {}).items()
-                },
-            }
-            for source, file in definition.documents.items()
-        },
+        "documents": {source: _document(definition, source) for source in definition.documents},
         **{table: dict(getattr(definition, table)) for table in _NUMBER_TABLES},
         "rules": [_rule(rule) for rule in definition.rules.values()],
     }

@@ -3,6 +3,8 @@
 PATHWAY.md is parsed, not copied: every rule ID it mentions must be in the registry, each
 citation must name a source the specification gives for that rule, conflicts and defaults the
 specification marks must be present, and no rule text may reuse an 8-word run of the sources.
+Version 1.1.0's citations, each a statement of its document, are held to the seeds too: every
+reference number is one the document gives, and no statement reuses an 8-word run.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+import pathways
 from engine.rules import DOCUMENTS, RECOMMENDED_CARE, RULES, Citation, Strength, cite, rule
 from engine.settings import PathwayDefaults
 
@@ -412,6 +415,57 @@ def test_no_text_copies_the_sources(seeds: dict[str, str]) -> None:
         for gram in sorted(_ngrams(_words(value)) & seed_grams):
             copied.append(f"{where}: {' '.join(gram)}")
     assert not copied, "rule texts copy 8-word runs from the sources:\n" + "\n".join(copied)
+
+
+# ---- version 1.1.0: each citation a statement of its document --------------------------------
+
+V1_1 = pathways.definition(pathways.LUMBOSACRAL_RADICULOPATHY, "1.1.0")
+
+
+def test_no_citation_statement_copies_the_sources(seeds: dict[str, str]) -> None:
+    seed_grams: set[tuple[str, ...]] = set()
+    for seed in seeds.values():
+        seed_grams |= _ngrams(_words(seed))
+    copied = []
+    # As written (numbers by name) and as shown (numbers filled in).
+    for rules in (V1_1.templates, V1_1.rules):
+        for r in rules.values():
+            for c in r.citations:
+                assert c.supports, f"{r.id}: a citation without its statement"
+                for gram in sorted(_ngrams(_words(c.supports)) & seed_grams):
+                    copied.append(f"{r.id} ({c.source}): {' '.join(gram)}")
+    assert not copied, "citations copy 8-word runs from the sources:\n" + "\n".join(copied)
+
+
+@pytest.mark.parametrize("rid", list(V1_1.rules))
+def test_1_1_0_reference_numbers_are_the_ones_the_documents_give(
+    rid: str, seeds: dict[str, str]
+) -> None:
+    for c in V1_1.rules[rid].citations:
+        if c.source not in seeds:  # CR: the specification itself
+            continue
+        seed = seeds[c.source]
+        listed = _reference_list(seed)
+        ours = V1_1.references.get(c.source, {})
+        assert len(ours) == len(listed), f"{c.source} lists {len(listed)} references"
+        for number in c.refs:
+            if number in ours:
+                title = _words(ours[number].split(", ")[0])
+                entry = _words(re.sub(r"^\d+\. ", "", listed[number - 1]))
+                assert entry[: len(title)] == title, (
+                    f"{rid}: {c.source} reference {number} is {listed[number - 1]!r}"
+                )
+            else:
+                assert number > len(listed), f"{rid}: {c.source} does list reference {number}"
+                assert number in _sentence_refs(seed), f"{rid}: {c.source} never cites {number}"
+
+
+@pytest.mark.parametrize("rid", list(RULES))
+def test_1_1_0_cites_the_sources_pathway_gives(rid: str, spec: Spec) -> None:
+    allowed = spec.sources.get(rid, set())
+    cited = {c.source for c in V1_1.rules[rid].citations} - {"CR"}  # CR: a correction's own
+    if allowed:
+        assert cited <= allowed, f"{rid}: PATHWAY.md gives {sorted(allowed)}, not {cited}"
 
 
 # ---- recommended care ------------------------------------------------------------------------

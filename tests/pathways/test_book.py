@@ -4,6 +4,7 @@ the version before, and docs/ holding a fresh copy of each shipped version's boo
 from __future__ import annotations
 
 import re
+from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -134,3 +135,21 @@ def test_the_changes_list_each_rule_and_number_that_changed() -> None:
     assert "draft" in page
     assert "not yet published" in page
     assert "No rule or number has changed." in book(old, old)
+
+
+def test_a_version_citing_in_the_rich_form_shows_each_documents_title_and_statement() -> None:
+    newer = pathways.definition(pathways.LUMBOSACRAL_RADICULOPATHY, "1.1.0")
+    page = book(newer, pathways.previous(newer))
+    sources = page[page.index('<h2 id="sources">') : page.index('<h2 id="numbers">')]
+    assert '<th scope="col">Title</th>' in sources
+    for source, title in newer.titles.items():
+        file = newer.documents[source]
+        assert f'<th scope="row">{source}</th><td>{escape(title)}</td><td><code>{file}</code>' in (
+            sources
+        )
+    for rule in newer.rules.values():
+        row = rule_row(page, rule.id)
+        for citation in rule.citations:
+            assert f"<li>{escape(str(citation))}</li>" in row, rule.id
+    first = book_of(pathways.LUMBOSACRAL_RADICULOPATHY, "1.0.0")
+    assert '<th scope="col">Title</th>' not in first  # the published book is as it was

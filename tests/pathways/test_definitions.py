@@ -21,6 +21,7 @@ from tests.engine.helpers import Episode
 
 PACKAGE = Path(pathways.__file__).parent / "lumbosacral_radiculopathy"
 V1 = (PACKAGE / "1.0.0.toml").read_text("utf-8")
+V11 = (PACKAGE / "1.1.0.toml").read_text("utf-8")  # cites in the rich form
 DEFAULT_NAMES = [f.name for f in fields(PathwayDefaults)]
 
 
@@ -39,11 +40,28 @@ def rule_block(text: str, rule_id: str) -> tuple[int, int]:
     return start, len(text) if end < 0 else end
 
 
-def edit_rule(rule_id: str, old: str, new: str) -> str:
-    start, end = rule_block(V1, rule_id)
-    block = V1[start:end]
+def edit_rule(rule_id: str, old: str, new: str, text: str = V1) -> str:
+    """``text`` (1.0.0 unless given) with ``old`` replaced once in one rule's block (its
+    ``[[rules.citations]]`` tables included)."""
+    start, end = rule_block(text, rule_id)
+    block = text[start:end]
     assert old in block, f"{old!r} is not in {rule_id}"
-    return V1[:start] + block.replace(old, new, 1) + V1[end:]
+    return text[:start] + block.replace(old, new, 1) + text[end:]
+
+
+def citation_tables(rule_id: str) -> str:
+    """A 1.1.0 rule's ``[[rules.citations]]`` tables, as written."""
+    start, end = rule_block(V11, rule_id)
+    block = V11[start:end]
+    return block[block.index("[[rules.citations]]") :].rstrip("\n")
+
+
+CTD_CITATION = citation_tables("SP-CTD")  # its one citation
+
+
+def edit_citation(rule_id: str, old: str, new: str) -> str:
+    """1.1.0 with one of a rule's rich citations edited."""
+    return edit_rule(rule_id, old, new, V11)
 
 
 @pytest.mark.parametrize("pathway_id", sorted(pathways.PACKAGES))
@@ -168,6 +186,82 @@ def test_an_unknown_version_names_the_known_ones() -> None:
         ),
         (V1 + correction("EP-FINAL", ""), "correction EP-FINAL, rules", "must name the rules"),
         (V1 + "\n[[rules]\n", "1.0.0.toml", "not a TOML file"),
+        (
+            edit_citation("SP-CTD", 'source = "S4"', 'source = "S9"'),
+            "rule SP-CTD, citation 1",
+            "S9 is not a document of this definition",
+        ),
+        (
+            V11.replace(
+                'title = "Management of Lower Back Pain with Radiation to Hip, Knees, and Foot"\n',
+                "",
+                1,
+            ),
+            "rule PH-ACUTE, citation 5",
+            "S4 is cited with the statement it supports, so [documents.S4] needs the "
+            "document's title",
+        ),
+        (
+            V11.replace('title = "Treatment of Lumbosacral Radiculopathy"', "title = 7", 1),
+            "documents, S0",
+            "title must be a text",
+        ),
+        (
+            edit_citation("SP-CTD", CTD_CITATION, "citations = []"),
+            "rule SP-CTD",
+            "every rule needs at least one citation",
+        ),
+        (
+            edit_citation(
+                "SP-CTD",
+                CTD_CITATION,
+                '[[rules.citations]]\nsource = "S4"\nrefs = [1]\nsupports = " "',
+            ),
+            "rule SP-CTD, citation 1, supports",
+            "needs the statement of the document the rule rests on",
+        ),
+        (
+            edit_citation("SP-CTD", "more gradual physiotherapy", "physiotherapy for 2 weeks"),
+            "rule SP-CTD, citation 1, supports",
+            "the number '2' is written in the text",
+        ),
+        (
+            edit_citation(
+                "SP-CTD", "more gradual physiotherapy", "{conservative_window_days:weeks} weeks of"
+            ),
+            "rule SP-CTD, citation 1, supports",
+            "{conservative_window_days} is not one of the sources' timings or figures",
+        ),
+        (
+            edit_citation("SP-CTD", "refs = [1]", "refs = [0]"),
+            "rule SP-CTD, citation 1, refs",
+            "0 is not a reference number",
+        ),
+        (
+            edit_citation("SP-CTD", "refs = [1]", 'refs = ["1"]'),
+            "rule SP-CTD, citation 1, refs",
+            "'1' is not a reference number",
+        ),
+        (
+            edit_citation("SP-CTD", "refs = [1]", "refs = [1, 1]"),
+            "rule SP-CTD, citation 1, refs",
+            "a reference number is given twice",
+        ),
+        (
+            edit_citation("SP-CTD", "refs = [1]\n", ""),
+            "rule SP-CTD, citation 1, refs",
+            "needs the reference numbers the document gives for the statement",
+        ),
+        (
+            edit_citation("SP-CTD", "supports = ", "support = "),
+            "rule SP-CTD, citation 1",
+            "unknown key 'support'",
+        ),
+        (
+            edit_citation("SP-CTD", CTD_CITATION, "citations = { S4 = [1] }"),
+            "rule SP-CTD, citations",
+            "this version cites in the rich form",
+        ),
     ],
     ids=[
         "number-in-text",
@@ -184,6 +278,19 @@ def test_an_unknown_version_names_the_known_ones() -> None:
         "correction-rule-missing",
         "correction-without-rules",
         "not-toml",
+        "rich-unknown-document",
+        "rich-document-without-title",
+        "rich-title-not-text",
+        "rich-no-citation",
+        "rich-no-statement",
+        "rich-number-in-statement",
+        "rich-default-in-statement",
+        "rich-ref-zero",
+        "rich-ref-not-a-number",
+        "rich-ref-twice",
+        "rich-refs-missing",
+        "rich-unknown-key",
+        "rich-and-compact-mixed",
     ],  # fmt: skip
 )
 def test_a_definition_that_breaks_a_check_is_refused_naming_where(
@@ -236,3 +343,85 @@ def test_a_version_need_not_name_a_default_it_does_not_use() -> None:
     # A later engine may configure numbers a published version never knew of.
     text = V1.replace("escalate_emergency_hours = 0\n", "", 1)
     assert "escalate_emergency_hours" not in parse(text).defaults
+
+
+def test_the_published_versions_compact_citations_render_as_they_always_have() -> None:
+    first = pathways.definition(pathways.LUMBOSACRAL_RADICULOPATHY, "1.0.0")
+    assert first.titles == {}
+    assert not any(c.rich for rule in first.rules.values() for c in rule.citations)
+    assert [str(c) for c in first.rule("ESI-GUIDED").citations] == [
+        "S0 (000_b802428f9beaff9b.txt): S0 reference 1 (not listed in the document)",
+        "S0 (000_b802428f9beaff9b.txt): S0 reference 2 (not listed in the document)",
+        "S1 (001_1e47186070771f48.txt): Guideline Directed Topic Overview, Dr.Oracle Medical "
+        "Advisory Board & Editors, 2025 [ref 1]",
+    ]
+    assert [str(c) for c in first.rule("SP-PLEXUS").citations] == [
+        "S3 (003_ed4495df44311d77.txt): Lumbosacral Plexopathy Diagnosis and Management, "
+        "Praxis Medical Insights, 2025 [ref 1]",
+        "S3 (003_ed4495df44311d77.txt): Lumbosacral radicular pain, Pain Practice, 2010 [ref 4]",
+        "S3 (003_ed4495df44311d77.txt): S3 reference 8 (not listed in the document)",
+    ]
+    assert [str(c) for c in first.rule("FU-FIRST").citations] == [
+        "S3 (003_ed4495df44311d77.txt): Lumbar Radiculopathy and Polyneuropathy: Diagnostic "
+        "Considerations, Praxis Medical Insights, 2025 [ref 2]"
+    ]
+
+
+NOT_LISTED_ONLY = re.compile(r".*: S\d reference \d+ \(not listed in the document\)")
+
+
+def test_every_citation_of_1_1_0_names_its_documents_title_and_the_statement() -> None:
+    newer = pathways.definition(pathways.LUMBOSACRAL_RADICULOPATHY, "1.1.0")
+    assert set(newer.titles) == set(newer.documents)
+    for rule in newer.rules.values():
+        for citation in rule.citations:
+            shown = str(citation)
+            assert citation.rich, f"{rule.id}: {shown}"
+            assert not NOT_LISTED_ONLY.fullmatch(shown), f"{rule.id}: {shown}"
+            assert citation.title == newer.titles[citation.source]
+            assert citation.supports is not None
+            assert citation.supports.strip()
+            assert shown.startswith(f"{citation.source}, {citation.title}: {citation.supports}")
+            assert "{" not in shown, f"{rule.id}: a number is not filled in: {shown}"
+            listed = newer.references.get(citation.source, {})
+            for number in citation.refs:
+                if number in listed:
+                    assert f"ref {number}: {listed[number]}" in shown, rule.id
+                else:
+                    assert re.search(rf"\brefs? (\d+, )*{number}(, \d+)*: not listed", shown)
+
+
+def test_a_rich_citation_shows_the_references_it_gives_and_none_when_it_gives_none() -> None:
+    newer = parse(V11)
+    [_, plexus_mri, _] = newer.rule("SP-PLEXUS").citations
+    assert str(plexus_mri) == (
+        "S3, Follow-Up Assessment for Lumbosacral Radiculopathy: When plexopathy and "
+        "radiculopathy cannot be told apart, MRI of the lumbosacral plexus is worth "
+        "considering: S3 reports that it changes management in 71% of cases. [ref 1: "
+        "Lumbosacral Plexopathy Diagnosis and Management, Praxis Medical Insights, 2025; ref 8: "
+        "not listed in the document]"
+    )
+    [unlisted] = (
+        parse(edit_citation("SP-CTD", "refs = [1]", "refs = [3, 1]")).rule("SP-CTD").citations
+    )
+    assert str(unlisted).endswith(
+        "connective tissue disorder. [refs 3, 1: not listed in the document]"
+    )
+    [none] = parse(edit_citation("SP-CTD", "refs = [1]", "refs = []")).rule("SP-CTD").citations
+    assert str(none) == (
+        "S4, Management of Lower Back Pain with Radiation to Hip, Knees, and Foot: S4 calls for "
+        "gentler, more gradual physiotherapy when the patient has a connective tissue disorder."
+    )
+    assert none.refs == ()
+
+
+def test_a_citations_statement_says_the_sources_numbers_never_the_clinics() -> None:
+    newer = pathways.definition(pathways.LUMBOSACRAL_RADICULOPATHY, "1.1.0")
+    longer = newer.rules_with({"conservative_window_days": 56, "adequate_physio_days": 56})
+    assert "for at least 8 weeks" in longer["CONS-ADEQUATE"].text
+    for rule_id in ("CONS-ADEQUATE", "IMG-6W", "ESI-6W"):
+        assert longer[rule_id].citations == newer.rules[rule_id].citations
+    assert "failed for 6 weeks" in str(newer.rule("IMG-6W").citations[0])
+    # As written, the statement names the number; the rules show it filled in.
+    [template] = [c for c in newer.templates["SP-PLEXUS"].citations if "{" in str(c)]
+    assert "{plexus_mri_changes_management}" in str(template)

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
+import pathways
 from cli.main import app
 from engine.errors import InvalidEvent
 from engine.events import parse_opening
@@ -517,3 +518,23 @@ def test_order_names_a_refusal_names_the_order_in_words(
     step = recorded(repo, episode, {"type": "order", "data": {"kind": kind}}, NOW)
     assert not step.accepted
     assert step.reason.startswith(named), step.reason
+
+
+@pytest.mark.parametrize("version", ["1.0.0", "1.1.0"])
+def test_citations_a_recommendation_cites_as_its_version_does(
+    db_engine: Engine, version: str
+) -> None:
+    repo, episode = opened_at(db_engine, version, onset_days_ago=50)
+    view = repo.view(episode)
+    definition = pathways.definition(pathways.LUMBOSACRAL_RADICULOPATHY, version)
+    assert view["recommendations"]
+    for shown in view["recommendations"]:
+        citations = [str(c) for c in definition.rule(shown["rule"]).citations]
+        assert shown["citations"] == citations
+    [subacute] = [r for r in view["recommendations"] if r["rule"] == "PH-SUBACUTE"]
+    first = subacute["citations"][0]
+    if version == "1.1.0":  # the document's title, the statement, the references it gives
+        assert first.startswith("S0, Treatment of Lumbosacral Radiculopathy: Between 6 and 12 ")
+        assert first.endswith("[refs 4, 5, 6: not listed in the document]")
+    else:
+        assert first == "S0 (000_b802428f9beaff9b.txt): S0 reference 4 (not listed in the document)"
