@@ -47,6 +47,7 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
+from engine.corrections import CORRECTIONS
 from engine.errors import CarepathError
 from engine.placeholders import Number, TextError, check_text, fill, named
 
@@ -209,8 +210,6 @@ class Definition:
             KeyError: the engine knows no such correction (a misspelt ID in the code would
                 otherwise select the old behaviour for ever).
         """
-        from engine.corrections import CORRECTIONS
-
         if correction_id not in CORRECTIONS:
             raise KeyError(f"unknown correction {correction_id!r}")
         return correction_id in self.corrections

@@ -34,8 +34,10 @@ def check_plexus_imaging(
     """IMG-PLEXUS-TRAUMA: plexus MRI waits about a month after a recorded trauma, so that
     bleeding and swelling settle; a red flag does not lift this one."""
     trauma = state.facts.get("trauma_on")
-    if data["kind"] != "mri_plexus" or not trauma or not verdict.pathway.corrects(
-        "IMG-PLEXUS-TRAUMA"
+    if (
+        data["kind"] != "mri_plexus"
+        or not trauma
+        or not verdict.pathway.corrects("IMG-PLEXUS-TRAUMA")
     ):
         return
     allowed = add_months(date.fromisoformat(trauma), defaults.plexus_after_trauma_months)
@@ -58,9 +60,7 @@ def check_invasive_procedure(
         _elective_surgery(verdict, state, now, defaults)
     elif kind == "prf" and verdict.pathway.corrects("PRF-DRG-GUARD"):
         _pulsed_radiofrequency(verdict, state)
-    elif kind == "scs" and verdict.pathway.corrects("SCS-POSTOP-GUARD") and not _had_surgery(
-        state
-    ):
+    elif kind == "scs" and verdict.pathway.corrects("SCS-POSTOP-GUARD") and not _had_surgery(state):
         verdict.refuse(
             "SCS-POSTOP", "spinal cord stimulation is for symptoms persisting after a "
             "spinal operation, and none is recorded",
