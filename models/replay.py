@@ -50,6 +50,7 @@ from engine.errors import CarepathError, InvalidEvent
 from engine.settings import PathwayDefaults
 from models.audit import HASHED_FIELDS
 from models.db import make_engine, read_only, upgrade
+from models.pathway_versions import check_recorded, recorded_digests
 from models.replay_history import (
     AUDIT_LOG,
     EpisodeHistory,
@@ -173,6 +174,7 @@ def replay_episodes(
     """
     defaults = defaults or PathwayDefaults.from_env()
     wanted = episode_ids(engine, ids)
+    recorded = recorded_digests(engine)
     report = ReplayReport()
     private: PrivateDatabase | None = None
     try:
@@ -182,7 +184,7 @@ def replay_episodes(
                     if private is not None:
                         private.close()
                     private = PrivateDatabase(defaults)
-                report.episodes.append(replay_history(private, history))
+                report.episodes.append(replay_history(private, history, recorded))
                 if on_progress is not None:
                     on_progress(1)
     finally:
@@ -196,7 +198,7 @@ class PrivateDatabase:
 
     def __init__(self, defaults: PathwayDefaults) -> None:
         self.engine = make_engine("sqlite://")
-        upgrade(self.engine)
+        upgrade(self.engine, record_versions=False)
         self.repo = EpisodeRepository(self.engine, defaults)
         self.episodes = 0
         self._last_seq = 0
@@ -222,14 +224,20 @@ class PrivateDatabase:
         self.engine.dispose()
 
 
-def replay_history(private: PrivateDatabase, history: EpisodeHistory) -> EpisodeReplay:
-    """Replay one episode's ``history`` on ``private``, up to its first difference."""
+def replay_history(
+    private: PrivateDatabase,
+    history: EpisodeHistory,
+    recorded: Mapping[tuple[str, str], str] | None = None,
+) -> EpisodeReplay:
+    """Replay one episode's ``history`` on ``private``, up to its first difference; each
+    step's version must also have the digest its database ``recorded`` for it, if any
+    (:func:`models.pathway_versions.recorded_digests`)."""
     result = EpisodeReplay(history.episode_id)
     private.begin_episode()
     events = iter(history.events)
     for index, step in enumerate(history.steps):
         result.steps += 1
-        result.difference = _step(private, history, step, index == 0, events)
+        result.difference = _step(private, history, step, index == 0, events, recorded or {})
         if result.difference is not None:
             return result
         result.matched += 1
@@ -251,6 +259,7 @@ def _step(
     step: Row,
     first: bool,
     events: Iterator[Row],
+    recorded: Mapping[tuple[str, str], str],
 ) -> Difference | None:
     def differs(problem: str) -> Difference:
         return Difference(history.episode_id, step["seq"], step["trigger"], step["type"],
@@ -258,7 +267,7 @@ def _step(
 
     version = f"{step['pathway_id']} {step['pathway_version']}"
     try:
-        pathways.definition(step["pathway_id"], step["pathway_version"])
+        check_recorded(pathways.definition(step["pathway_id"], step["pathway_version"]), recorded)
         _feed(private, history, step, first, events)
     except NotReplayable as exc:
         return differs(f"cannot be replayed: {exc.problem}")

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar, cast
 
 from pydantic import ValidationError
-from sqlalchemy import Engine, Table, select
+from sqlalchemy import Engine, Table, func, select
 
 from engine.episode import EpisodeState, iso
 from engine.errors import EpisodeNotFound, InvalidEvent
@@ -86,15 +86,24 @@ class EpisodeHistory:
 
 
 def episode_ids(engine: Engine, among: Sequence[str] | None = None) -> list[str]:
-    """Every episode's id in the order they were opened, or those of ``among``, in its
-    order (each once).
+    """Every episode's id in the order the audit log saw them opened, or those of
+    ``among``, in its order (each once).
 
     Raises:
         EpisodeNotFound: the first of ``among`` that has no episode row.
     """
     with read_only(engine) as connection:
         if among is None:
-            opened = select(EPISODE.c.id).order_by(EPISODE.c.created_at, EPISODE.c.id)
+            first = (
+                select(AUDIT_LOG.c.episode_id, func.min(AUDIT_LOG.c.seq).label("seq"))
+                .group_by(AUDIT_LOG.c.episode_id)
+                .subquery()
+            )
+            opened = (
+                select(EPISODE.c.id)
+                .outerjoin(first, first.c.episode_id == EPISODE.c.id)
+                .order_by(func.coalesce(first.c.seq, 0), EPISODE.c.created_at, EPISODE.c.id)
+            )
             return list(connection.scalars(opened))
         wanted = list(dict.fromkeys(among))
         found = set(connection.scalars(select(EPISODE.c.id).where(EPISODE.c.id.in_(wanted))))
@@ -180,8 +189,15 @@ def event_of(stored: Row, step: Row) -> ClinicalEvent:
     received it.
 
     Raises:
-        NotReplayable: the stored event does not parse.
+        NotReplayable: the stored event is not of the row's type or instant (one is
+            missing), or does not parse.
     """
+    if (stored["type"], stored["recorded_at"]) != (step["type"], step["recorded_at"]):
+        raise NotReplayable(
+            f"the next stored event, clinical_event {stored['id']} ({stored['type']} received "
+            f"at {iso(stored['recorded_at'])}), is not this row's: an event is missing or "
+            "out of order"
+        )
     given = {"type": stored["type"], "data": stored["data"], "actor": stored["actor"]}
     payloads = [{**given, "occurred_at": iso(stored["occurred_at"])}]
     if stored["occurred_at"] == step["recorded_at"]:
