@@ -8,7 +8,8 @@ each replayed step writes with the row on record: the configurations before and 
 accepted or refused, the rules, the reason, the input's digest, the pathway id and
 version, the actor and the instants. After the last step the episode as the replay leaves
 it must be the episode as stored: configuration, history, facts, current due items,
-status and version.
+status, version, pathway version and what the opening gave (patient, onset, enrolment,
+coordinator, time zone).
 
 What a replay that matches proves: the stored episode is what the engine makes of the
 recorded inputs under each step's recorded pathway version; neither the state, nor a
@@ -18,8 +19,11 @@ as it did. (``carepath audit verify`` proves the rows themselves are the ones wr
 Each step runs on the pathway version its audit row names. The inputs are rebuilt from the
 stored rows and picked by each row's payload digest (:mod:`models.replay_history`). Timers
 are not copied from ``due_timer``: the replayed steps book their own, and at each recorded
-timer step the private database fires its next due timer at the recorded instant; the
-stored timer the row describes must exist too. The real database is only read.
+timer step the private database fires its next due timer at the recorded instant (a timer
+found stale, recorded as a no-op, is replayed the same way); the stored timer the row
+describes must exist too. Episodes are replayed one after the other on one private
+database, each with the timers of those before it cancelled. The real database is only
+read.
 
 The configurable numbers (``CAREPATH_DEFAULTS``) are not recorded with the steps: a replay
 runs with the process's, as the service reads them (:meth:`PathwayDefaults.from_env`). A
@@ -29,8 +33,10 @@ Reported as differing, with the reason, rather than guessed at: a step whose inp
 rebuilt (an event row without its stored event, a timer row without its fired timer, a
 stored input that no longer parses, a done item whose key no item has), a row of another
 trigger than ``open``, ``event`` and ``timer``, and a step on a version whose published
-definition was edited since (the registry refuses it; the message names the version and
-both digests).
+definition was edited since: the registry refuses it, or this database's record of the
+digest it was published with does (:mod:`models.pathway_versions`); the message names the
+version and both digests. A step the replay fails on (the engine raising) is reported
+with its error, and the next episode is replayed.
 """
 
 from __future__ import annotations
@@ -277,6 +283,8 @@ def _step(
         return differs(f"the replay finds the input invalid: {exc.field}: {exc.reason}")
     except CarepathError as exc:
         return differs(f"the replay refuses the step: {exc}")
+    except Exception as exc:  # noqa: BLE001 - one episode's failure is its own
+        return differs(f"the replay fails: {type(exc).__name__}: {exc}")
     written = private.written()
     if len(written) != 1:
         return differs(f"the replay wrote {len(written)} audit rows for this step, not one")
