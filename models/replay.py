@@ -237,20 +237,35 @@ def replay_history(
 ) -> EpisodeReplay:
     """Replay one episode's ``history`` on ``private``, up to its first difference; each
     step's version must also have the digest its database ``recorded`` for it, if any
-    (:func:`models.pathway_versions.recorded_digests`)."""
+    (:func:`models.pathway_versions.recorded_digests`).
+
+    The steps run until one cannot be replayed, and the rows they wrote are compared with
+    the recorded ones afterwards, in one read: a step that differs is followed by
+    others, but only the first difference is reported."""
     result = EpisodeReplay(history.episode_id)
     private.begin_episode()
     events = iter(history.events)
+    stopped: Difference | None = None
     for index, step in enumerate(history.steps):
+        stopped = _run(private, history, step, index == 0, events, recorded or {})
+        if stopped is not None:
+            break
+    written = private.written()
+    for step, replayed in zip(history.steps, written, strict=False):
         result.steps += 1
-        result.difference = _step(private, history, step, index == 0, events, recorded or {})
+        result.difference = _compared(history, step, replayed)
         if result.difference is not None:
             return result
         result.matched += 1
-    left = sum(1 for _ in events)
-    if not history.steps:
+    if stopped is not None:
+        result.steps += 1
+        result.difference = stopped
+    elif len(written) != len(history.steps):
+        problem = f"the replay wrote {len(written)} audit rows for {len(history.steps)} steps"
+        result.difference = _stored(history, problem=problem)
+    elif not history.steps:
         result.difference = _stored(history, problem="the audit log holds no row of it")
-    elif left:
+    elif left := sum(1 for _ in events):
         result.difference = _stored(
             history, problem=f"clinical_event holds {left} event(s) of it no audit row records"
         )
@@ -259,7 +274,7 @@ def replay_history(
     return result
 
 
-def _step(
+def _run(
     private: PrivateDatabase,
     history: EpisodeHistory,
     step: Row,
@@ -267,6 +282,8 @@ def _step(
     events: Iterator[Row],
     recorded: Mapping[tuple[str, str], str],
 ) -> Difference | None:
+    """Run one step; None when it ran (and wrote its row), else why it could not."""
+
     def differs(problem: str) -> Difference:
         return Difference(history.episode_id, step["seq"], step["trigger"], step["type"],
                           problem=problem)  # fmt: skip
@@ -285,10 +302,10 @@ def _step(
         return differs(f"the replay refuses the step: {exc}")
     except Exception as exc:  # noqa: BLE001 - one episode's failure is its own
         return differs(f"the replay fails: {type(exc).__name__}: {exc}")
-    written = private.written()
-    if len(written) != 1:
-        return differs(f"the replay wrote {len(written)} audit rows for this step, not one")
-    replayed = written[0]
+    return None
+
+
+def _compared(history: EpisodeHistory, step: Row, replayed: Row) -> Difference | None:
     fields = {
         name: (step[name], replayed[name]) for name in COMPARED if step[name] != replayed[name]
     }
