@@ -100,7 +100,9 @@ class Difference:
     problem: str | None = None
 
     def line(self) -> str:
-        """One line naming the episode, the step and what differs."""
+        """One line naming the episode, the step and what differs: values for a row's
+        fields, only the keys for the episode's objects (facts, due items, patient), whose
+        values the JSON detail has."""
         if self.seq is None:
             where = f"episode {self.episode_id}: the episode as stored differs from its replay"
         else:
@@ -110,10 +112,13 @@ class Difference:
             )
         if self.problem is not None:
             return f"{where}: {self.problem}"
-        said = (
-            f"{name}: recorded {_text(recorded)}, replay gives {_text(replayed)}"
-            for name, (recorded, replayed) in self.fields.items()
-        )
+        said = []
+        for name, (recorded, replayed) in self.fields.items():
+            if isinstance(recorded, dict) and isinstance(replayed, dict):
+                keys = sorted(map(str, {**recorded, **replayed}))
+                said.append(f"{name}: differs in {', '.join(keys)}")
+            else:
+                said.append(f"{name}: recorded {_text(recorded)}, replay gives {_text(replayed)}")
         return f"{where}: {'; '.join(said)}"
 
     def as_json(self) -> dict[str, Any]:
