@@ -101,7 +101,7 @@ class Difference:
 
     def line(self) -> str:
         """One line naming the episode, the step and what differs: values for a row's
-        fields, only the keys for the episode's objects (facts, due items, patient), whose
+        fields, only the keys for the episode's objects (facts, due items, history), whose
         values the JSON detail has."""
         if self.seq is None:
             where = f"episode {self.episode_id}: the episode as stored differs from its replay"
