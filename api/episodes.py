@@ -64,7 +64,7 @@ EVENT_EXAMPLES = {
 }
 SUMMARY_COLUMNS = (
     "id", "patient_ref", "status", "phase", "management", "referral", "red_flag",
-    "coordinator", "version", "updated_at",
+    "coordinator", "version", "updated_at", "pathway_version",
 )  # fmt: skip
 
 

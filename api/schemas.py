@@ -241,6 +241,7 @@ SUMMARY = {
     "coordinator": "alex",
     "version": 3,
     "updated_at": "2026-03-20T10:00:00+00:00",
+    "pathway_version": "1.0.0",
 }
 
 
@@ -256,6 +257,7 @@ class EpisodeSummary(BaseModel):
     coordinator: str | None
     version: int
     updated_at: datetime
+    pathway_version: str = Field(description="the pathway version the episode runs on")
 
 
 class EpisodePage(BaseModel):

@@ -248,6 +248,28 @@ _MAX_MOVES = 10_000
 _UNKNOWN = object()  # not in the memo (None there means "not allowed")
 
 
+FLAG_EVENTS = frozenset(
+    {"raise_urgent_flag", "raise_emergency_flag", "clear_red_flag", "confirm_red_flag"}
+)
+
+
+def move_beneath_flag(
+    configuration: list[str], history: dict[str, list[str]], event: str
+) -> Configuration | None:
+    """Under a red flag routine care is paused, and the flag's deep history holds where it
+    will resume: ``event`` moved there (RF-CARE, from version 1.1.0), the flag unchanged.
+
+    Done with the chart's own moves: resume, move, raise the flag again at its level; None
+    when ``event`` is not a routine move allowed where care would resume.
+    """
+    if "red_flag" not in configuration or event in FLAG_EVENTS:
+        return None
+    level = "emergency" if "emergency" in configuration else "urgent"
+    resumed = move(configuration, history, "clear_red_flag")
+    moved = None if resumed is None else move(*resumed, event)
+    return None if moved is None else move(*moved, f"raise_{level}_flag")
+
+
 def move(
     configuration: list[str], history: dict[str, list[str]], event: str
 ) -> Configuration | None:

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from engine.chart import move
+from engine.chart import move, move_beneath_flag
 from engine.episode import EpisodeState, Step
+from engine.rules import of_episode
 from engine.settings import PathwayDefaults
 
 
@@ -24,8 +25,14 @@ class StepContext:
         return self.state.facts
 
     def send(self, event: str) -> bool:
-        """Send a chart event if the current configuration allows it; True when it moved."""
+        """Send a chart event if the current configuration allows it; True when it moved.
+
+        Under a red flag, from version 1.1.0 (RF-CARE), a routine move (a referral made, a
+        specialist visit, a procedure) is applied to the care the flag will resume.
+        """
         moved = move(self.state.configuration, self.state.history, event)
+        if moved is None and self.state.in_red_flag and of_episode(self.state).corrects("RF-CARE"):
+            moved = move_beneath_flag(self.state.configuration, self.state.history, event)
         if moved is None:
             return False
         self.state.configuration, self.state.history = moved

@@ -38,5 +38,10 @@ CORRECTIONS: Mapping[str, str] = MappingProxyType(
         "side, not by any two",
         "FU-ACTIVE-12W": "a visit before 12 weeks books its periodic review one interval "
         "later, even past 12 weeks",
+        "RF-CARE": "care recorded under a red flag is applied to its tracks; emergency "
+        "referrals skip elective criteria; a flag from findings ends after its treatment",
+        "ORDER-NAMES": "orders named in words in refusals (X-ray, plexus MRI), not codes",
+        "EVENTS-AT-OCCURRED": "a visit completes a review only if the review's window had "
+        "opened when the visit happened, however late it is documented",
     }
 )

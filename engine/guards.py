@@ -154,7 +154,7 @@ def _early_window(
 
 
 def _no_red_flag(verdict: Verdict, state: EpisodeState) -> str:
-    """"no red flag", or from 1.1.0 (RF-MARKERS-SERIOUS), with markers on record, which
+    """ "no red flag", or from 1.1.0 (RF-MARKERS-SERIOUS), with markers on record, which
     ones and what would lift the refusal."""
     markers = state.facts.get("markers") or []
     if not markers or not verdict.pathway.corrects("RF-MARKERS-SERIOUS"):
@@ -214,7 +214,7 @@ def _check_imaging(
     defaults: PathwayDefaults,
 ) -> None:
     kind = data["kind"]
-    label = "MRI" if kind.startswith("mri") else kind.upper().replace("_", " ")
+    label = _order_name(verdict, kind)
     if red_flag_active(state):
         verdict.note(state.facts["red_flag"]["rule"], "red flag: urgent imaging indicated")
     elif state.facts.get("severe_disabling") and day_of_episode(state, now) < (
@@ -249,6 +249,19 @@ def _check_imaging(
         verdict.note("IMG-FLEX", "flexion-extension views when instability is suspected")
     if kind == "mri_plexus":
         verdict.note("SP-PLEXUS", "plexus MRI; after trauma wait about a month")
+
+
+# Orders as a clinician names them (from 1.1.0, ORDER-NAMES; 1.0.0 printed the codes).
+ORDER_NAMES = {
+    "mri": "MRI", "ct": "CT", "xray": "X-ray", "xray_flexion_extension": "flexion-extension X-ray",
+    "mri_plexus": "plexus MRI",
+}  # fmt: skip
+
+
+def _order_name(verdict: Verdict, kind: str) -> str:
+    if verdict.pathway.corrects("ORDER-NAMES"):
+        return ORDER_NAMES[kind]
+    return "MRI" if kind.startswith("mri") else kind.upper().replace("_", " ")
 
 
 def _specialist_involved(state: EpisodeState) -> bool:
@@ -342,7 +355,10 @@ def _check_surgical_referral(
         unmet.append("medically fit for surgery")
     if not any(_has_finding(facts, f) for f in SURGICAL_FINDINGS):
         unmet.append("instability, spondylolisthesis or severe stenosis on imaging")
-    if unmet:
+    # From 1.1.0 (RF-CARE) a referral under a red flag is an emergency one: the elective
+    # criteria are not shown.
+    emergency = red_flag_active(state) and verdict.pathway.corrects("RF-CARE")
+    if unmet and not emergency:
         verdict.note("SURG-CRIT", "criteria not yet documented: " + ", ".join(unmet))
     if _has_finding(facts, "herniation") and conservative_care_failed(facts):
         verdict.note("SURG-6W-POSIMG", "positive imaging after failed conservative care")

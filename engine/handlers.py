@@ -52,7 +52,7 @@ def intensive_follow_up(ctx: StepContext) -> bool:
 # --- red flags -----------------------------------------------------------------------------
 
 
-def raise_flag(ctx: StepContext, kind: str) -> None:
+def raise_flag(ctx: StepContext, kind: str, from_findings: bool = False) -> None:
     rule, level = FLAG_RULES[kind]
     ctx.step.add_rule(rule)
     current = ctx.facts.get("red_flag")
@@ -70,6 +70,8 @@ def raise_flag(ctx: StepContext, kind: str) -> None:
             "raised_at": _iso(ctx),
             "kinds": [kind],
         }
+        if from_findings and of_episode(ctx.state).corrects("RF-CARE"):
+            ctx.facts["red_flag"]["from_findings"] = True
     hours = ctx.defaults.ces_task_hours if level == "emergency" else ctx.defaults.urgent_task_hours
     key = "ces_emergency" if level == "emergency" else "urgent_workup"
     if key not in ctx.state.tasks or not ctx.state.tasks[key].is_open:
@@ -115,9 +117,28 @@ def on_red_flag(ctx: StepContext, data: dict[str, Any]) -> None:
 
 def on_red_flag_cleared(ctx: StepContext, data: dict[str, Any]) -> None:
     _active_flag(ctx, data)
+    _end_flag(ctx)
+
+
+def _end_flag(ctx: StepContext) -> None:
     ctx.send("clear_red_flag")
     ctx.facts["red_flag"] = None
     _finish_workup(ctx)
+
+
+def _treated_flag_settles(ctx: StepContext, found: Findings) -> bool:
+    """RF-CARE (from 1.1.0): a flag the findings raised (RF-CES, RF-PROG) ends once its
+    treating operation is recorded and a later visit shows neither progression nor the
+    signs that raised it."""
+    flag = ctx.facts.get("red_flag")
+    if not ctx.state.in_red_flag or not flag or not flag.get("from_findings"):
+        return False
+    operated = [p["at"] for p in ctx.facts.get("procedures", []) if p["kind"] in SURGERY]
+    treated = any(at > flag["raised_at"] for at in operated)
+    if treated and not found.ces_signs and not found.progression:
+        ctx.step.add_rule(flag["rule"])
+        return True
+    return False
 
 
 def on_red_flag_confirmed(ctx: StepContext, data: dict[str, Any]) -> None:
@@ -164,10 +185,13 @@ def on_assessment(ctx: StepContext, data: dict[str, Any]) -> None:
         found.several_dermatomes = plexus_distribution(data, ctx.defaults)
     _risk_markers(ctx, data, found.slr_positive)
     _populations(ctx, found)
-    if found.ces_signs:
-        raise_flag(ctx, "ces")
+    treated = pathway.corrects("RF-CARE") and _treated_flag_settles(ctx, found)
+    if treated:
+        _end_flag(ctx)
+    elif found.ces_signs:
+        raise_flag(ctx, "ces", from_findings=True)
     elif found.progression:
-        raise_flag(ctx, "progressive_deficit")
+        raise_flag(ctx, "progressive_deficit", from_findings=True)
     elif serious is not None:
         raise_flag(ctx, serious)
     if not state.in_red_flag:
@@ -274,11 +298,21 @@ def _assessment_completes_reviews(ctx: StepContext) -> None:
     if first is not None and first.is_open and after_enrolment_day:
         completed = finish_task(state, ctx.step, "first_follow_up", ctx.now, "done")
         ctx.step.add_rule("FU-FIRST")
+    # 1.0.0 asks whether a review is open when the visit is recorded; from 1.1.0
+    # (EVENTS-AT-OCCURRED) whether its window had opened when the visit happened.
+    at_occurred = of_episode(state).corrects("EVENTS-AT-OCCURRED")
     review = state.tasks.get("six_week_review")
-    if review is not None and review.is_open and review.status != "upcoming":
+    if (
+        review is not None
+        and review.is_open
+        and review.status != "upcoming"
+        and (not at_occurred or review.status_at(ctx.at) != "upcoming")
+    ):
         finish_task(state, ctx.step, "six_week_review", ctx.now, "done")
         ctx.step.add_rule("FU-6W")
     for task in open_tasks(state, "periodic_review"):
+        if at_occurred and task.status_at(ctx.at) == "upcoming":
+            continue
         completed = finish_task(state, ctx.step, task.key, ctx.now, "done") or completed
         ctx.step.add_rule(task.rule)
     if completed:

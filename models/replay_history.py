@@ -29,6 +29,7 @@ from typing import Any, TypeVar, cast
 from pydantic import ValidationError
 from sqlalchemy import Engine, Table, func, select
 
+from engine.decision import opening_json
 from engine.episode import EpisodeState, iso
 from engine.errors import EpisodeNotFound, InvalidEvent
 from engine.events import (
@@ -40,7 +41,6 @@ from engine.events import (
 )
 from models.audit import payload_digest
 from models.db import read_only
-from models.repository import opening_json
 from models.stored import state_from_rows
 from models.tables import AuditEntry, ClinicalEventRow, DueTimer, Episode, Task
 

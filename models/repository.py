@@ -1,4 +1,7 @@
-"""The unit of work: load an episode, run the engine on it, commit everything in one go.
+"""The unit of work: load an episode, ask the engine for the step's decision, write it, commit.
+
+What a step means — the new state, its timers, the audit row's facts, the view — is the
+engine's :class:`engine.decision.Decision`; this module loads, writes and commits it.
 
 One transaction per step: the episode row, its tasks, the timers it sets or cancels, the
 event as received and the audit row are written together or not at all. Timers fire the same
@@ -23,34 +26,16 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.clinic_time import to_utc
+from engine.decision import decide_event, decide_opening, decide_task_done, decide_timer
 from engine.episode import EpisodeState, Step, iso
 from engine.errors import InvalidConfiguration, StaleEpisode, UnreadableEpisode
-from engine.events import (
-    ClinicalEvent,
-    Opening,
-    check_event_time,
-    check_opening_time,
-    event_payload_json,
-    parse_event,
-)
-from engine.pathway import apply_event, complete_task, fire_timer, open_episode
+from engine.events import ClinicalEvent, Opening, parse_event
 from engine.settings import PathwayDefaults
 from engine.view import episode_view
 from models.history import TIMELINE_STEPS, read_with_timeline
 from models.idempotency import KeyedWrite, answered, keyed_read
 from models.incidents import BatchIncidents, Change, RetryBackoff, log_changes
 from models.store import EpisodeChanges, EpisodeStore, run_step, transaction
-
-
-def opening_json(opening: Opening) -> dict[str, Any]:
-    """The opening as received, in JSON form, for the audit digest."""
-    return {
-        "patient": opening.patient.model_dump(mode="json"),
-        "onset": opening.onset.isoformat(),
-        "enrolled_at": iso(opening.enrolled_at),
-        "coordinator": opening.coordinator,
-        "clinic_timezone": opening.clinic_timezone,
-    }
 
 
 def timeline_entry(
@@ -151,33 +136,17 @@ class EpisodeRepository:
             Replayed: ``keyed`` was answered before (nothing is written).
         """
         now = to_utc(now)
-        check_opening_time(opening, now)
         episode_id = episode_id or str(uuid.uuid4())
-        step = open_episode(opening, episode_id, now, self.defaults)
-        state = step.state
+        decision = decide_opening(opening, episode_id, now, self.defaults, actor)
+        state = decision.state
 
         def enrol(store: EpisodeStore) -> dict[str, Any]:
             keyed_read(store, keyed, now, lambda: None)
             store.insert_episode(state, now)
             store.write_tasks(state, {}, now)
-            store.book_timers(state.id, step, now)
-            store.append_audit(
-                episode_id=state.id,
-                trigger="open",
-                type="open",
-                actor=actor or "system",
-                occurred_at=state.enrolled_at,
-                recorded_at=now,
-                accepted=True,
-                configuration_before=[],
-                configuration_after=state.configuration,
-                rules=step.rules,
-                reason=None,
-                payload=opening_json(opening),
-                pathway_id=state.pathway_id,
-                pathway_version=state.pathway_version,
-            )
-            return answered(store, keyed, episode_view(state, self.defaults))
+            store.book_timers(state.id, decision.step, now)
+            store.append_audit(**decision.audit)
+            return answered(store, keyed, decision.view)
 
         return run_step(self.engine, enrol)
 
@@ -214,7 +183,6 @@ class EpisodeRepository:
             Replayed: ``keyed`` was answered before (nothing is written).
         """
         now = to_utc(now)
-        payload = event_payload_json(event)
 
         def record(store: EpisodeStore) -> tuple[Step, dict[str, Any]]:
             # A replay is answered before If-Match is checked: the first request moved it.
@@ -222,44 +190,17 @@ class EpisodeRepository:
             before = loaded.state
             if expected_version is not None and expected_version != before.version:
                 raise StaleEpisode(episode_id, expected_version, before.version)
-            occurred = event.occurred_at or now
-            check_event_time(occurred, before.onset, now, before.tz)
-            configuration_before = list(before.configuration)
-            step = apply_event(before, event, now, self.defaults)
+            decision = decide_event(before, event, now, self.defaults)
+            step = decision.step
             if step.accepted and not step.noop:
                 store.save_step(loaded, step, now)
-            store.record_event(
-                {
-                    "episode_id": episode_id,
-                    "type": event.type,
-                    "data": payload["data"],
-                    "actor": event.actor,
-                    "occurred_at": occurred,
-                    "recorded_at": now,
-                    "accepted": step.accepted,
-                    "rules": list(step.rules),
-                    "reason": step.reason,
-                },
-                episode_id=episode_id,
-                trigger="event",
-                type=event.type,
-                actor=event.actor,
-                occurred_at=occurred,
-                recorded_at=now,
-                accepted=step.accepted,
-                configuration_before=configuration_before,
-                configuration_after=step.state.configuration,
-                rules=step.rules,
-                reason=step.reason,
-                payload=payload,
-                pathway_id=step.state.pathway_id,
-                pathway_version=step.state.pathway_version,
-            )
+            assert decision.event is not None
+            store.record_event(decision.event, **decision.audit)
             # Built before the commit, while PostgreSQL still works through the writes
             # just sent: the answer is ready when the commit is. (If the commit fails, the
             # view goes with the error.)
-            view = episode_view(step.state, self.defaults)
-            return answered(store, keyed, (step, view))  # a refusal too: it is audited
+            answer = (step, decision.view)
+            return answered(store, keyed, answer)  # a refusal too: it is audited
 
         return run_step(self.engine, record)
 
@@ -297,26 +238,10 @@ class EpisodeRepository:
 
         def complete(store: EpisodeStore) -> dict[str, Any]:
             loaded = keyed_read(store, keyed, now, lambda: store.read(episode_id, True))
-            before = loaded.state
-            step = complete_task(before, key, now)
-            store.save_step(loaded, step, now)
-            store.append_audit(
-                episode_id=episode_id,
-                trigger="event",
-                type="task_done",
-                actor=actor,
-                occurred_at=now,
-                recorded_at=now,
-                accepted=True,
-                configuration_before=before.configuration,
-                configuration_after=step.state.configuration,
-                rules=step.rules,
-                reason=None,
-                payload={"task": key},
-                pathway_id=before.pathway_id,
-                pathway_version=before.pathway_version,
-            )
-            return answered(store, keyed, episode_view(step.state, self.defaults))
+            decision = decide_task_done(loaded.state, key, actor, now, self.defaults)
+            store.save_step(loaded, decision.step, now)
+            store.append_audit(**decision.audit)
+            return answered(store, keyed, decision.view)
 
         return run_step(self.engine, complete)
 
@@ -494,36 +419,15 @@ class EpisodeRepository:
     ) -> tuple[Step, dict[str, Any], dict[str, Any]]:
         """Run one timer through the engine: the step, the timer's row as fired (or found
         stale), and the facts of its audit row."""
-        kind, payload, due_at = timer["kind"], dict(timer["payload"] or {}), timer["due_at"]
-        step = fire_timer(state, kind, payload, due_at, max(now, due_at), self.defaults)
-        type_ = kind
-        if "key" in payload:
-            type_ = f"{kind}:{payload['key']}"
-        elif "to" in payload:
-            type_ = f"{kind}:{payload['to']}"
+        decision = decide_timer(state, timer, now, self.defaults)
+        step = decision.step
         mark = {
             "b_id": timer["id"],
             "status": "noop" if step.noop else "fired",
             "fired_at": now,
-            "outcome": (step.reason or "no-op") if step.noop else ", ".join(step.rules) or "fired",
+            "outcome": decision.outcome,
         }
-        facts = {
-            "episode_id": state.id,
-            "trigger": "timer",
-            "type": type_,
-            "actor": "scheduler",
-            "occurred_at": due_at,
-            "recorded_at": now,
-            "accepted": True,
-            "configuration_before": list(state.configuration),
-            "configuration_after": step.state.configuration,
-            "rules": step.rules,
-            "reason": step.reason if step.noop else None,
-            "payload": {"kind": kind, "ref": timer["ref"], "payload": payload},
-            "pathway_id": state.pathway_id,
-            "pathway_version": state.pathway_version,
-        }
-        return step, mark, facts
+        return step, mark, decision.audit
 
 
 # Timers fired per transaction: enough to amortise the commit, few enough that a batch
@@ -561,6 +465,5 @@ class FiredBatch:
 __all__ = [
     "EpisodeRepository",
     "InvalidConfiguration",
-    "opening_json",
     "timeline_entry",
 ]

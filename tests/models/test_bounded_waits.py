@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select, text
 
+from engine import decision
 from engine.events import parse_event, parse_opening
 from engine.settings import PathwayDefaults
-from models import repository, store, timeouts
+from models import store, timeouts
 from models.db import check_connection, make_engine, read_only, upgrade
 from models.repository import EpisodeRepository
 from models.statements import Cursor
@@ -211,7 +212,7 @@ def test_commit_is_never_sent_once_the_steps_deadline_has_passed(
         episode = opened(engine)
         before = applied(engine)
         clock = [1000.0]
-        real_view = repository.episode_view
+        real_view = decision.episode_view
 
         def slow_view(*args: Any, **kwargs: Any) -> Any:
             # The step's last act before COMMIT, every write already sent, takes longer
@@ -220,7 +221,7 @@ def test_commit_is_never_sent_once_the_steps_deadline_has_passed(
             return real_view(*args, **kwargs)
 
         monkeypatch.setattr(timeouts, "monotonic", lambda: clock[0])
-        monkeypatch.setattr(repository, "episode_view", slow_view)
+        monkeypatch.setattr(decision, "episode_view", slow_view)
         monkeypatch.setattr(store, "Cursor", Recording)
         Recording.sent = []
         with pytest.raises(DatabaseTimeout) as timed_out:

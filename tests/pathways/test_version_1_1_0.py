@@ -433,3 +433,87 @@ def test_fu_active_12w_a_visit_before_week_12_books_its_review_one_interval_late
     assert review["rule"] == rule
     due = datetime.fromisoformat(review["due_at"]).date()
     assert abs((due - at.date()).days - due_days_after_visit) <= 2  # a 3-month interval
+
+
+@pytest.mark.parametrize(("version", "completed"), [("1.0.0", True), ("1.1.0", False)])
+def test_events_at_occurred_a_visit_before_the_review_window_does_not_complete_it(
+    db_engine: Engine, version: str, completed: bool
+) -> None:
+    repo, episode = opened_at(db_engine, version, 30)  # the six-week review opens on day 42
+    documented = NOW + timedelta(days=14)  # day 44: the review's window is open
+    happened = (NOW + timedelta(days=10)).isoformat()  # day 40: it was not yet
+    late = {**visit(5), "occurred_at": happened}
+    repo.fire_due(documented)  # the worker has opened the review
+    _, view = repo.apply(episode, late, documented)
+    [review] = [d for d in view["due"] if d["key"] == "six_week_review"]
+    assert (review["status"] == "done") is completed
+    on_time = {**visit(5), "occurred_at": (NOW + timedelta(days=13)).isoformat()}  # day 43
+    _, view = repo.apply(episode, on_time, documented + timedelta(hours=1))
+    [review] = [d for d in view["due"] if d["key"] == "six_week_review"]
+    assert review["status"] == "done"
+
+
+RETENTION = {"urinary_retention": True}
+CES_VISIT = {"type": "assessment", "data": {"vas_leg": 8, "odi": 60, "ces_screen": RETENTION}}
+REFERRED = {"type": "referral_sent", "data": {"service": "spinal surgery", "urgency": "emergency"}}
+
+
+@pytest.mark.parametrize(("version", "kept"), [("1.0.0", False), ("1.1.0", True)])
+def test_rf_care_a_referral_made_under_a_red_flag_is_kept_when_it_clears(
+    db_engine: Engine, version: str, kept: bool
+) -> None:
+    repo, episode = opened_at(db_engine, version, 20)
+    _, view = repo.apply(episode, CES_VISIT, NOW)
+    assert view["red_flag"]["rule"] == "RF-CES"
+    _, view = repo.apply(episode, REFERRED, NOW + timedelta(hours=1))
+    assert (view["referral"] == "referred") is kept
+    assert view["red_flag"] is not None  # the flag still pre-empts routine care
+    cleared = {"type": "red_flag_cleared", "data": {"kind": "ces", "note": "MRI clear"}}
+    _, view = repo.apply(episode, cleared, NOW + timedelta(hours=5))
+    assert view["red_flag"] is None
+    assert view["referral"] == ("referred" if kept else "not_indicated")
+
+
+@pytest.mark.parametrize(("version", "elective_shown"), [("1.0.0", True), ("1.1.0", False)])
+def test_rf_care_an_emergency_surgical_referral_shows_no_elective_criteria(
+    db_engine: Engine, version: str, elective_shown: bool
+) -> None:
+    repo, episode = opened_at(db_engine, version, 20)
+    repo.apply(episode, CES_VISIT, NOW)
+    order = {"type": "order", "data": {"kind": "surgical_referral"}}
+    step = recorded(repo, episode, order, NOW + timedelta(hours=1))
+    assert step.accepted, step.reason  # no biopsychosocial assessment needed either way
+    assert ("SURG-CRIT" in step.rules) is elective_shown
+
+
+@pytest.mark.parametrize(("version", "ends"), [("1.0.0", False), ("1.1.0", True)])
+def test_rf_care_a_flag_from_findings_ends_after_its_operation_and_a_settled_visit(
+    db_engine: Engine, version: str, ends: bool
+) -> None:
+    repo, episode = opened_at(db_engine, version, 20)
+    repo.apply(episode, CES_VISIT, NOW)
+    repo.apply(episode, mri(["L4-L5"], ["herniation"]), NOW + timedelta(hours=2))
+    decompression = {"type": "procedure", "data": {"kind": "discectomy", "level": "L4-L5"}}
+    assert recorded(repo, episode, decompression, NOW + timedelta(hours=4)).accepted
+    step, view = repo.apply(episode, visit(4), NOW + timedelta(days=3))  # no CES signs now
+    assert (view["red_flag"] is None) is ends
+    [work_up] = [d for d in view["due"] if d["key"] == "ces_emergency"]
+    assert (work_up["status"] == "done") is ends
+    if ends:
+        assert "RF-CES" in step.rules
+        assert view["management"] == "rehabilitation"  # where the operation left care
+
+
+@pytest.mark.parametrize(
+    ("version", "kind", "named"),
+    [("1.0.0", "xray", "XRAY not indicated"), ("1.1.0", "xray", "X-ray not indicated"),
+     ("1.1.0", "xray_flexion_extension", "flexion-extension X-ray not indicated"),
+     ("1.1.0", "mri_plexus", "plexus MRI not indicated")],
+)  # fmt: skip
+def test_order_names_a_refusal_names_the_order_in_words(
+    db_engine: Engine, version: str, kind: str, named: str
+) -> None:
+    repo, episode = opened_at(db_engine, version, 20)
+    step = recorded(repo, episode, {"type": "order", "data": {"kind": kind}}, NOW)
+    assert not step.accepted
+    assert step.reason.startswith(named), step.reason

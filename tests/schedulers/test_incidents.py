@@ -15,9 +15,9 @@ from prometheus_client import generate_latest
 from sqlalchemy import Engine, func, select, text, update
 from typer.testing import CliRunner
 
-import models.repository
 import schedulers.logs
 from cli.main import app
+from engine import decision as engine_decision
 from engine.clinic_time import FakeClock
 from engine.events import parse_opening
 from engine.settings import PathwayDefaults
@@ -263,14 +263,14 @@ def test_a_step_that_raises_is_a_timer_incident_and_the_rest_commit(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = open_episodes(engine, 5)
-    real = models.repository.fire_timer
+    real = engine_decision.fire_timer
 
     def fire_timer(state: Any, *args: Any) -> Any:
         if state.id == ids[2]:
             raise RuntimeError("handler failed\nwith a second line")
         return real(state, *args)
 
-    monkeypatch.setattr(models.repository, "fire_timer", fire_timer)
+    monkeypatch.setattr(engine_decision, "fire_timer", fire_timer)
     clock = FakeClock(SWEEP_AT)
     report = worker(engine, clock).sweep()
     assert report.failed == 1
