@@ -1,4 +1,4 @@
-"""`carepath audit`: the audit key, checkpoints, verification and exports.
+"""`carepath audit`: the audit key, checkpoints, verification, replay and exports.
 
 Exit status as for every command: 0 ok (for ``verify``: intact), 1 a bad row or checkpoint
 (one line on stderr naming it) or another error, 2 bad usage.
@@ -16,6 +16,7 @@ import typer
 
 from cli import common
 from cli.common import database, fail, print_json, reported
+from cli.replay import REPLAY_HELP
 from models.audit_keys import (
     AUDIT_KEY_FILE_ENV,
     AuditKeyError,
@@ -227,6 +228,21 @@ def describe(report: Any) -> str:
     if report.seals_checked:
         parts.append("seals checked")
     return "; ".join(parts)
+
+
+@audit_app.command("replay", help=f"""Re-run every episode's recorded history (or those
+given with --episode) and compare every step with its audit row: exit 0 when all match, 1
+when any differs, each differing episode named on stderr with its first differing step.
+
+{REPLAY_HELP}""")
+def replay(
+    episode: Annotated[
+        list[str] | None, typer.Option("--episode", help="An episode to replay (repeatable)")
+    ] = None,
+) -> None:
+    from cli.replay import run
+
+    run(episode or None, progress=True)
 
 
 @audit_app.command("export")

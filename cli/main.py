@@ -1,5 +1,6 @@
-"""The `carepath` command: database, episodes, events, simulation, tokens, diagram; the audit
-commands (cli/audit.py) and the service's (cli/service.py) are registered here too.
+"""The `carepath` command: database, episodes (their replay: cli/replay.py), events, simulation,
+tokens, diagram; the audit commands (cli/audit.py) and the service's (cli/service.py) are
+registered here too.
 
 Output is JSON on stdout. Exit status: 0 ok, 1 refused or invalid (one line on stderr
 naming the rule or the field), 2 bad usage.
@@ -18,6 +19,7 @@ from cli import common, service
 from cli.audit import audit_app
 from cli.common import OPTIONS, database, fail, parse_time, print_json, reported, repository
 from cli.pathway import pathway_app
+from cli.replay import REPLAY_HELP
 from engine.errors import CarepathError, InvalidEvent
 from engine.events import parse_opening
 from models.db import upgrade
@@ -135,6 +137,16 @@ def episode_show(episode_id: Annotated[str, typer.Argument(help="Episode id")]) 
         view = repository(engine).view(episode_id)
         record_read(engine, common.CLOCK, "episode show", [episode_id])
     print_json(view)
+
+
+@episode_app.command("replay", help=f"""Re-run an episode's recorded history and compare
+every step with its audit row: exit 0 when all match, 1 naming the first that differs.
+
+{REPLAY_HELP}""")
+def episode_replay(episode_id: Annotated[str, typer.Argument(help="Episode id")]) -> None:
+    from cli.replay import run
+
+    run([episode_id], progress=False)
 
 
 # --------------------------------------------------------------------------------------------

@@ -341,14 +341,16 @@ def alembic_config(connection: Connection | None = None, url: str | None = None)
     return config
 
 
-def _run_alembic(target: str | URL | Engine, action: str, revision: str) -> None:
+def _run_alembic(
+    target: str | URL | Engine, action: str, revision: str, record_versions: bool = True
+) -> None:
     engine = target if isinstance(target, Engine) else make_engine(target)
     try:
         # One transaction for the whole run: on PostgreSQL and (with our BEGIN) SQLite,
         # a failed migration leaves the schema as it was.
         with engine.begin() as connection, _unbounded_statements(connection):
             getattr(command, action)(alembic_config(connection), revision)
-            if action == "upgrade":
+            if action == "upgrade" and record_versions:
                 # The pathway versions this install publishes, in the same transaction.
                 from models.pathway_versions import record_published
 
@@ -375,10 +377,14 @@ def _unbounded_statements(connection: Connection) -> Iterator[None]:
         driver.wait_limit = limit
 
 
-def upgrade(target: str | URL | Engine, revision: str = "head") -> None:
+def upgrade(
+    target: str | URL | Engine, revision: str = "head", record_versions: bool = True
+) -> None:
     """Bring the schema up to ``revision`` (``alembic upgrade head``), and record the
-    pathway versions this install publishes (:mod:`models.pathway_versions`)."""
-    _run_alembic(target, "upgrade", revision)
+    pathway versions this install publishes (:mod:`models.pathway_versions`), which checks
+    every one of them; without ``record_versions`` none is recorded or checked (a replay's
+    private database: the replay checks the versions it runs on itself)."""
+    _run_alembic(target, "upgrade", revision, record_versions)
 
 
 def downgrade(target: str | URL | Engine, revision: str = "base") -> None:

@@ -8,6 +8,7 @@ is refused, even if its package's own record was edited to match.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import cast
@@ -15,7 +16,7 @@ from typing import cast
 from sqlalchemy import Connection, Engine, Table, insert, inspect, select
 
 import pathways
-from engine.definition import DefinitionError
+from engine.definition import Definition, DefinitionError
 from models.db import read_only
 from models.tables import PathwayVersionRow
 
@@ -88,6 +89,26 @@ def record_published(connection: Connection, now: datetime | None = None) -> lis
             )  # fmt: skip
             added.append(f"{pathway_id} {shipped.version}")
     return added
+
+
+def recorded_digests(engine: Engine) -> dict[tuple[str, str], str]:
+    """The digest this database recorded for each published version, by (id, version)."""
+    with read_only(engine) as connection:
+        if not inspect(connection).has_table(PATHWAY_VERSION.name):
+            return {}
+        return _recorded(connection)
+
+
+def check_recorded(loaded: Definition, recorded: Mapping[tuple[str, str], str]) -> None:
+    """Refuse ``loaded`` when ``recorded`` (:func:`recorded_digests`) has its version with
+    another digest.
+
+    Raises:
+        DefinitionError: naming the version and both digests.
+    """
+    known = recorded.get((loaded.id, loaded.version))
+    if known is not None and known != loaded.digest:
+        raise _mismatch(loaded.id, loaded.version, known, loaded.digest)
 
 
 def listed(engine: Engine) -> list[Listed]:
