@@ -1,7 +1,7 @@
 """Events applied per second through the full persisted path, beside a naive baseline.
 
     .venv/bin/python -m bench.events --episodes 1000 --events 10 [--backend sqlite|postgresql|both]
-        [--repeat N]
+        [--repeat N] [--pathway-version V]
 
 The full path is what the service does for each event: load the episode (and its due items)
 under a lock, validate, run the engine, write the state, due items, timers, the event row and
@@ -29,6 +29,7 @@ from statemachine.orderedset import OrderedSet
 
 from engine.chart import PathwayChart, snapshot
 from engine.events import parse_opening
+from engine.settings import DRAFTS_ENV
 from models.audit import entry_hash, payload_digest
 from models.db import make_engine, make_session_factory, upgrade
 from models.repository import EpisodeRepository
@@ -80,14 +81,16 @@ def drop_database(handle: Any) -> None:
     admin.dispose()
 
 
-def open_episodes(repo: EpisodeRepository, count: int) -> list[str]:
+def open_episodes(repo: EpisodeRepository, count: int, version: str | None = None) -> list[str]:
     ids = []
+    pinned = {} if version is None else {"pathway_version": version}
     for i in range(count):
         opening = parse_opening(
             {
                 "patient": {"ref": f"bench-{i}", "age": 50},
                 "onset": "2026-01-05",
                 "enrolled_at": START.isoformat(),
+                **pinned,
             }
         )
         ids.append(repo.open(opening, START)["id"])
@@ -188,7 +191,9 @@ def commit_flush_wait(engine: Any) -> float:
     return (statistics.median(waits["on"]) - statistics.median(waits["off"])) * 1000
 
 
-def bench(backend: str, episodes: int, events: int) -> dict[str, dict[str, float]]:
+def bench(
+    backend: str, episodes: int, events: int, version: str | None = None
+) -> dict[str, dict[str, float]]:
     with tempfile.TemporaryDirectory() as workdir:
         url, handle = fresh_database(backend, workdir)
         try:
@@ -196,8 +201,8 @@ def bench(backend: str, episodes: int, events: int) -> dict[str, dict[str, float
             upgrade(engine)
             factory = make_session_factory(engine)
             repo = EpisodeRepository(factory)
-            full_ids = open_episodes(repo, episodes)
-            naive_ids = open_episodes(repo, episodes)
+            full_ids = open_episodes(repo, episodes, version)
+            naive_ids = open_episodes(repo, episodes, version)
             postgres = backend == "postgresql"
             flush_before = commit_flush_wait(engine) if postgres else None
             result = {
@@ -223,7 +228,14 @@ def main() -> None:
         default=1,
         help="runs per backend, each on a fresh database; the median run is reported last",
     )
+    parser.add_argument(
+        "--pathway-version",
+        help="the pathway version the episodes open on (default: the newest published; a "
+        "draft is allowed here, as on a review installation)",
+    )
     args = parser.parse_args()
+    if args.pathway_version is not None:
+        os.environ[DRAFTS_ENV] = "1"
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     for backend in backends:
         runs = []
@@ -231,7 +243,7 @@ def main() -> None:
             label = f" (run {run} of {args.repeat})" if args.repeat > 1 else ""
             size = f"{args.episodes} episodes x {args.events} events"
             print(f"{backend}: {size}{label} ...", flush=True)
-            result = bench(backend, args.episodes, args.events)
+            result = bench(backend, args.episodes, args.events, args.pathway_version)
             report(result)
             runs.append(result)
         if args.repeat > 1:
