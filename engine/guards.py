@@ -14,7 +14,7 @@ from datetime import date, datetime
 from typing import Any
 
 from engine.clinic_time import add_days, add_months, local_date
-from engine.definition import Definition
+from engine.definition import Definition, Strength
 from engine.episode import EpisodeState
 from engine.rules import of_episode
 from engine.settings import PathwayDefaults
@@ -59,7 +59,7 @@ class Verdict:
         """Accept, with a warning said in the step's reason and kept in its audit row;
         ``rule_id`` must be a warning rule."""
         strength = self.pathway.rule(rule_id).strength
-        if strength.value != "warn":
+        if strength is not Strength.WARN:
             raise ValueError(f"{rule_id} is a {strength.value} rule: it cannot warn")
         self.warnings.append(Check(rule_id, reason))
 

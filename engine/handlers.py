@@ -27,7 +27,13 @@ from engine.guards import (
     check_treatment,
     imaging_indicated_at_3_months,
 )
-from engine.invasive_guards import SURGERY, check_invasive_procedure, check_plexus_imaging
+from engine.invasive_guards import (
+    INTERVENTIONS,
+    SURGERY,
+    check_invasive_procedure,
+    check_plexus_imaging,
+    procedures_done,
+)
 from engine.rules import of_episode
 
 FLAG_RULES = {
@@ -133,7 +139,7 @@ def _treated_flag_settles(ctx: StepContext, found: Findings) -> bool:
     flag = ctx.facts.get("red_flag")
     if not ctx.state.in_red_flag or not flag or not flag.get("from_findings"):
         return False
-    operated = [p["at"] for p in ctx.facts.get("procedures", []) if p["kind"] in SURGERY]
+    operated = procedures_done(ctx.facts, SURGERY)
     treated = any(at > flag["raised_at"] for at in operated)
     if treated and not found.ces_signs and not found.progression:
         ctx.step.add_rule(flag["rule"])
@@ -210,7 +216,7 @@ def _since_surgery(ctx: StepContext, data: dict[str, Any]) -> None:
     """SCS-POSTOP (from 1.1.0): leg pain against the last visit before the operation, at a
     visit the configured number of weeks or more after it."""
     before = ctx.facts.get("before_surgery")
-    operated = [p["at"] for p in ctx.facts.get("procedures", []) if p["kind"] in SURGERY]
+    operated = procedures_done(ctx.facts, SURGERY)
     if not before or not operated:
         return
     weeks = (ctx.at - datetime.fromisoformat(max(operated))).days / 7
@@ -483,7 +489,7 @@ def on_procedure(ctx: StepContext, data: dict[str, Any]) -> None:
     if data["kind"] in SURGERY and verdict.pathway.corrects("SCS-POSTOP-GUARD"):
         # SCS-POSTOP compares later visits with the last one before the operation.
         ctx.facts["before_surgery"] = ctx.facts.get("last_assessment")
-    if data["kind"] in ("esi", "discectomy", "fusion"):
+    if data["kind"] in INTERVENTIONS:
         ctx.send("start_rehabilitation")
         ctx.step.add_rule("REHAB-MDT")
 

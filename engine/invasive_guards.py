@@ -25,6 +25,12 @@ from engine.settings import PathwayDefaults
 
 SURGERY = ("discectomy", "fusion")
 INJECTIONS = ("esi",)
+INTERVENTIONS = INJECTIONS + SURGERY  # what rehabilitation follows (REHAB-MDT)
+
+
+def procedures_done(facts: dict[str, Any], kinds: tuple[str, ...]) -> list[str]:
+    """When the recorded procedures of ``kinds`` were done (ISO instants, as recorded)."""
+    return [p["at"] for p in facts.get("procedures", []) if p["kind"] in kinds]
 
 
 def check_plexus_imaging(
@@ -97,7 +103,7 @@ def _pulsed_radiofrequency(verdict: Verdict, state: EpisodeState) -> None:
 
 
 def _had(state: EpisodeState, kinds: tuple[str, ...]) -> bool:
-    return any(p["kind"] in kinds for p in state.facts.get("procedures", []))
+    return bool(procedures_done(state.facts, kinds))
 
 
 def _had_surgery(state: EpisodeState) -> bool:

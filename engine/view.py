@@ -9,6 +9,7 @@ from typing import Any
 from engine.definition import Definition
 from engine.due import current_items
 from engine.episode import EpisodeState, iso
+from engine.invasive_guards import INJECTIONS, INTERVENTIONS, procedures_done
 from engine.rules import DEFINITION, of_episode, rules_for
 from engine.settings import DEFAULTS, PathwayDefaults
 
@@ -31,7 +32,6 @@ ADVISORIES: tuple[tuple[str, Callable[[EpisodeState], bool]], ...] = (
     ("SCS-POSTOP", lambda s: s.facts.get("since_surgery") in ("stable", "worsening")),
     ("SURG-6W-POSIMG", lambda s: _from("SURG-6W-POSIMG-SHOWN", s) and _positive_imaging(s)),
 )
-INTERVENTIONS = ("esi", "discectomy", "fusion")
 
 
 def _referral_rule(state: EpisodeState) -> str | None:
@@ -47,7 +47,7 @@ def _chronic_after_injection(state: EpisodeState) -> bool:
     """PRF-DRG (from 1.1.0): chronic radiculopathy unchanged after conservative care and
     an epidural injection."""
     facts = state.facts
-    injected = any(p["kind"] == "esi" for p in facts.get("procedures", []))
+    injected = bool(procedures_done(facts, INJECTIONS))
     return state.phase == "chronic" and injected and facts.get("response") == "stable"
 
 
@@ -69,7 +69,7 @@ def _relief(state: EpisodeState) -> bool | None:
     if not of_episode(state).corrects("REHAB-MDT-RELIEF"):
         return None
     facts = state.facts
-    done = [p["at"] for p in facts.get("procedures", []) if p["kind"] in INTERVENTIONS]
+    done = procedures_done(facts, INTERVENTIONS)
     last = facts.get("last_assessment")
     if not done or not last or last["at"] <= max(done):
         return None
