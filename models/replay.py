@@ -31,8 +31,9 @@ replay under other defaults than those the steps were taken with differs, and sa
 
 Reported as differing, with the reason, rather than guessed at: a step whose input cannot be
 rebuilt (an event row without its stored event, a timer row without its fired timer, a
-stored input that no longer parses, a done item whose key no item has), a row of another
-trigger than ``open``, ``event`` and ``timer``, and a step on a version whose published
+stored input that no longer parses, a done item whose key no item has), a migration that
+the record before it no longer allows (:func:`models.migration.take_again` takes it again:
+the record re-run under the version it moved to), and a step on a version whose published
 definition was edited since: the registry refuses it, or this database's record of the
 digest it was published with does (:mod:`models.pathway_versions`); the message names the
 version and both digests. A step the replay fails on (the engine raising) is reported
@@ -56,6 +57,7 @@ from engine.errors import CarepathError, InvalidEvent
 from engine.settings import PathwayDefaults
 from models.audit import HASHED_FIELDS
 from models.db import make_engine, read_only, upgrade
+from models.migration import take_again
 from models.pathway_versions import check_recorded, recorded_digests
 from models.replay_history import (
     AUDIT_LOG,
@@ -251,8 +253,8 @@ def replay_history(
     private.begin_episode()
     events = iter(history.events)
     stopped: Difference | None = None
-    for index, step in enumerate(history.steps):
-        stopped = _run(private, history, step, index == 0, events, recorded or {})
+    for index in range(len(history.steps)):
+        stopped = _run(private, history, index, events, recorded or {})
         if stopped is not None:
             break
     written = private.written()
@@ -282,12 +284,13 @@ def replay_history(
 def _run(
     private: PrivateDatabase,
     history: EpisodeHistory,
-    step: Row,
-    first: bool,
+    index: int,
     events: Iterator[Row],
     recorded: Mapping[tuple[str, str], str],
 ) -> Difference | None:
-    """Run one step; None when it ran (and wrote its row), else why it could not."""
+    """Run the step of audit row ``index``; None when it ran (and wrote its row), else
+    why it could not."""
+    step = history.steps[index]
 
     def differs(problem: str) -> Difference:
         return Difference(history.episode_id, step["seq"], step["trigger"], step["type"],
@@ -296,7 +299,7 @@ def _run(
     version = f"{step['pathway_id']} {step['pathway_version']}"
     try:
         check_recorded(pathways.definition(step["pathway_id"], step["pathway_version"]), recorded)
-        _feed(private, history, step, first, events)
+        _feed(private, history, index, events)
     except NotReplayable as exc:
         return differs(f"cannot be replayed: {exc.problem}")
     except DefinitionError as exc:
@@ -320,13 +323,11 @@ def _compared(history: EpisodeHistory, step: Row, replayed: Row) -> Difference |
 
 
 def _feed(
-    private: PrivateDatabase,
-    history: EpisodeHistory,
-    step: Row,
-    first: bool,
-    events: Iterator[Row],
+    private: PrivateDatabase, history: EpisodeHistory, index: int, events: Iterator[Row]
 ) -> None:
-    """Run ``step``'s input through the private unit of work, at its recorded instant."""
+    """Run the input of audit row ``index`` through the private unit of work, at its
+    recorded instant."""
+    step, first = history.steps[index], index == 0
     trigger, type_, at = step["trigger"], step["type"], step["recorded_at"]
     repo, episode_id = private.repo, history.episode_id
     if first and trigger != "open":
@@ -350,6 +351,9 @@ def _feed(
             raise NotReplayable(f"the replayed timer step fails: {'; '.join(errors)}")
         if not batch.fired:
             raise NotReplayable(f"the replay has no timer due at {iso(at)}")
+    elif trigger == "migration":  # the record before it taken again under the new version
+        take_again(private.engine, history, index, step["pathway_version"], at, step["actor"],
+                   repo.defaults)  # fmt: skip
     else:
         raise NotReplayable(f"replay does not re-run {trigger!r} steps")
 

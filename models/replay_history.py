@@ -18,6 +18,8 @@ payload digest where the stored rows leave a choice:
   digest is the row's;
 - a timer: its ``due_timer`` row (kind, ref, payload), the one due at the row's
   ``occurred_at``, fired at its ``recorded_at``, whose digest is the row's.
+
+The episode's pending timers are read too (a migration compares them with its own).
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class EpisodeHistory:
     steps: list[Row] = field(default_factory=list)  # audit rows, in chain order
     events: list[Row] = field(default_factory=list)  # clinical_event rows, as received
     timers: list[Row] = field(default_factory=list)  # due_timer rows fired or found stale
+    pending: list[Row] = field(default_factory=list)  # due_timer rows still to fire
 
     @property
     def episode_id(self) -> str:
@@ -139,14 +142,13 @@ def read_histories(engine: Engine, ids: Sequence[str]) -> list[EpisodeHistory]:
                 episodes[task["episode_id"]].tasks.append(task)
             for step in rows(AUDIT_LOG, "episode_id", AUDIT_LOG.c.seq):
                 episodes[step["episode_id"]].steps.append(step)
-            # clinical_event has no index by episode (nothing else reads it so): one scan
-            # serves the whole batch.
             for event in rows(EVENT, "episode_id", EVENT.c.id):
                 episodes[event["episode_id"]].events.append(event)
             for timer in rows(
-                TIMER, "episode_id", TIMER.c.id, TIMER.c.status.in_(("fired", "noop"))
+                TIMER, "episode_id", TIMER.c.id, TIMER.c.status.in_(("fired", "noop", "pending"))
             ):
-                episodes[timer["episode_id"]].timers.append(timer)
+                history = episodes[timer["episode_id"]]
+                (history.pending if timer["status"] == "pending" else history.timers).append(timer)
     return [episodes[i] for i in wanted]
 
 

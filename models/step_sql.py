@@ -206,6 +206,8 @@ class Statements:
         self.read_tasks = prepare(_READ_TASKS)
         self.insert_episode = prepare(_insert(EPISODE, *_EPISODE_COLUMNS))
         self.save_episode = prepare(_save_episode(*_EPISODE_CHANGES))
+        # A migration's: the episode moved to another pathway version.
+        self.repin_episode = prepare(_save_episode("pathway_version"))
         self._prepare = prepare
         self._saves: dict[tuple[str, ...], Prepared] = {}
         self.insert_task = prepare(_insert(TASK, *_TASK_COLUMNS))
@@ -279,6 +281,13 @@ class BatchReads:
             select(*_TASK_STATE)
             .where(TASK.c.episode_id == any_(ids), _CURRENT_TASK)
             .order_by(TASK.c.id)
+        )
+        # A migration's: the episodes' pending timers, locked before the episodes are.
+        self.lock_timers = prepare(
+            select(TIMER.c.id)
+            .where(TIMER.c.episode_id == any_(ids), TIMER.c.status == "pending")
+            .order_by(TIMER.c.id)
+            .with_for_update()
         )
         # For each episode, its first claimed timer (id, due instant): is an earlier one
         # of the episode still pending, held by another worker?

@@ -229,6 +229,15 @@ class EpisodeStore:
                 loaded[episode_id] = exc
         return loaded
 
+    def lock_pending_timers(self, episode_ids: Sequence[str]) -> None:
+        """Lock the episodes' pending timers, before the episodes themselves: the order a
+        worker takes them in (it claims timers, then locks their episodes), so that a step
+        that rewrites an episode's timers and a worker never wait on each other in a
+        cycle. SQLite: nothing to do, its write lock serialises every writer."""
+        reads = self.sql.batch_reads
+        if reads is not None:
+            self.cursor.query(reads.lock_timers, {"b_ids": sorted(set(episode_ids))}).raw()
+
     def held_elsewhere(self, timers: Sequence[Mapping[str, Any]]) -> set[str]:
         """Episodes with a pending timer due before the first of ``timers``: another
         worker holds it, and the episode's timers must apply in due order."""

@@ -39,7 +39,7 @@ NAMING_CONVENTION = {
 EPISODE_STATUSES = ("active", "resolved", "closed")
 TIMER_STATUSES = ("pending", "fired", "noop", "cancelled")
 TASK_STATUSES = ("upcoming", "due", "overdue", "escalated", "done", "cancelled")
-AUDIT_TRIGGERS = ("open", "event", "timer")
+AUDIT_TRIGGERS = ("open", "event", "timer", "migration")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -102,8 +102,8 @@ class ClinicalEventRow(Base):
     __tablename__ = "clinical_event"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    # Not indexed: nothing reads events by episode (an episode's history is its audit rows).
-    episode_id: Mapped[str] = mapped_column(ForeignKey("episode.id"))
+    # Indexed for a migration's and a replay's reads: an episode's events, batch by batch.
+    episode_id: Mapped[str] = mapped_column(ForeignKey("episode.id"), index=True)
     type: Mapped[str] = mapped_column(String(64))
     data: Mapped[dict[str, Any]]
     actor: Mapped[str] = mapped_column(String(128))

@@ -1,0 +1,442 @@
+"""`carepath pathway migrate`: active episodes moved to another pathway version.
+
+Each episode is planned from a read-only snapshot of its record (:mod:`models.replay_history`):
+its recorded inputs are taken again under the target version (:func:`engine.migration.rerun`)
+and what that changes is listed (:func:`engine.migration.changes`). A dry run stops there and
+writes nothing. Applying writes a batch of planned episodes in one transaction, each under
+its lock and only if it has not moved since its snapshot (its version counter says so): its
+row, due items, reminders, timers (all pending ones replaced by the re-run's) and one audit
+row of trigger ``migration``. An episode that moved meanwhile (a worker fired its timer, an
+event came) is planned again from a fresh snapshot.
+
+What is left on its version, with the reason: an episode whose record does not hold under
+the target version (:attr:`engine.migration.Rerun.unsafe`), whose record cannot be read
+back, or whose write the database refuses. An episode that has ended is not migrated
+(our default: nothing more happens to it, so its record stays as it was decided).
+
+Re-running is safe: only episodes not yet on the target version are candidates, so a
+migration stopped part way (even by ``kill -9``; each batch commits whole or not at all)
+is finished by running it again, and a finished one changes nothing. Memory stays flat: the
+candidates are read a batch at a time, in id order, and each episode's plan is handed to
+the caller and dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Engine, Table, func, select
+from sqlalchemy.exc import DBAPIError
+
+import pathways
+from engine.clinic_time import to_utc
+from engine.episode import EpisodeState, TimerRequest
+from engine.errors import CarepathError, EpisodeNotFound, UnreadableEpisode
+from engine.migration import (
+    Changes,
+    RecordedStep,
+    Rerun,
+    changes,
+    decide_migration,
+    rerun,
+    timer_key,
+)
+from engine.rules import opening_version
+from engine.settings import PathwayDefaults
+from models.db import read_only
+from models.pathway_versions import check_recorded, recorded_digests
+from models.replay_history import (
+    EpisodeHistory,
+    NotReplayable,
+    event_of,
+    opening_of,
+    read_histories,
+    task_key_of,
+    timer_of,
+)
+from models.store import EpisodeChanges, run_step, transaction
+from models.tables import DueTimer, Episode
+
+EPISODE = cast(Table, Episode.__table__)
+TIMER = cast(Table, DueTimer.__table__)
+BATCH = 500  # episodes planned from one snapshot and written in one transaction
+ATTEMPTS = 5  # snapshots an episode that keeps moving is planned from before it is left
+
+
+@dataclass
+class Planned:
+    """One episode's migration, planned: what it would change, or why it is left."""
+
+    episode_id: str
+    source: str
+    target: str
+    changes: Changes | None = None
+    left: str | None = None  # why the episode stays on its version
+    applied: bool = False
+    before: EpisodeState | None = field(default=None, repr=False)
+    rerun: Rerun | None = field(default=None, repr=False)
+
+    @property
+    def outcome(self) -> str:
+        if self.left is not None:
+            return "left"
+        return "migrated" if self.applied else "would migrate"
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "episode": self.episode_id,
+            "from": self.source,
+            "to": self.target,
+            "outcome": self.outcome,
+        }
+        if self.left is not None:
+            out["reason"] = self.left
+        if self.changes is not None:
+            out["changes"] = self.changes.as_json()
+        return out
+
+
+@dataclass
+class Summary:
+    target: str
+    dry_run: bool
+    candidates: int = 0
+    migrated: int = 0  # or, in a dry run, would be
+    left: int = 0
+    changed: int = 0  # of those migrated, the ones with more than their version changed
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "to": self.target,
+            "dry_run": self.dry_run,
+            "candidates": self.candidates,
+            "would_migrate" if self.dry_run else "migrated": self.migrated,
+            "left": self.left,
+            "changed": self.changed,
+        }
+
+
+def check_target(pathway_id: str, target: str) -> None:
+    """The version episodes may be migrated to: one they may open on (published, or a
+    draft where drafts are allowed).
+
+    Raises:
+        ValueError: it is not (the message says why and lists the published versions).
+    """
+    opening_version(target, pathway_id)
+
+
+def candidates_query(
+    pathway_id: str, target: str, source: str | None, ids: Sequence[str] | None
+) -> Any:
+    query = select(EPISODE.c.id).where(
+        EPISODE.c.pathway_id == pathway_id,
+        EPISODE.c.pathway_version != target,
+        EPISODE.c.status == "active",
+    )
+    if source is not None:
+        query = query.where(EPISODE.c.pathway_version == source)
+    if ids is not None:
+        query = query.where(EPISODE.c.id.in_(list(ids)))
+    return query
+
+
+def count_candidates(
+    engine: Engine, pathway_id: str, target: str, source: str | None = None,
+    ids: Sequence[str] | None = None,
+) -> int:  # fmt: skip
+    """How many episodes a migration would look at (its progress bar's length)."""
+    counted = select(func.count()).select_from(
+        candidates_query(pathway_id, target, source, ids).subquery()
+    )
+    with read_only(engine) as connection:
+        return int(connection.scalar(counted) or 0)
+
+
+def not_candidates(
+    engine: Engine, pathway_id: str, target: str, source: str | None, ids: Sequence[str]
+) -> list[Planned]:
+    """Of the episodes named, those a migration leaves, each with the reason.
+
+    Raises:
+        EpisodeNotFound: one of ``ids`` has no episode.
+    """
+    query = select(EPISODE.c.id, EPISODE.c.pathway_id, EPISODE.c.pathway_version,
+                   EPISODE.c.status).where(EPISODE.c.id.in_(list(ids)))  # fmt: skip
+    with read_only(engine) as connection:
+        found = {row.id: row for row in connection.execute(query)}
+    left = []
+    for episode_id in dict.fromkeys(ids):
+        row = found.get(episode_id)
+        if row is None:
+            raise EpisodeNotFound(episode_id)
+        reason = None
+        if row.pathway_id != pathway_id:
+            reason = f"the episode runs on another pathway, {row.pathway_id}"
+        elif row.pathway_version == target:
+            reason = f"the episode is already on {target}"
+        elif source is not None and row.pathway_version != source:
+            reason = f"the episode is on {row.pathway_version}, not {source}"
+        elif row.status != "active":
+            reason = f"the episode has ended ({row.status}): its record stays as decided"
+        if reason is not None:
+            left.append(Planned(episode_id, row.pathway_version, target, left=reason))
+    return left
+
+
+def migrate(
+    engine: Engine,
+    target: str,
+    now: datetime,
+    *,
+    pathway_id: str = pathways.LUMBOSACRAL_RADICULOPATHY,
+    source: str | None = None,
+    ids: Sequence[str] | None = None,
+    dry_run: bool = False,
+    actor: str = "system",
+    defaults: PathwayDefaults | None = None,
+    on_episode: Callable[[Planned], None] | None = None,
+    batch: int = BATCH,
+) -> Summary:
+    """Migrate (or, with ``dry_run``, plan) every active episode of ``pathway_id`` not on
+    ``target`` (only those on ``source`` / of ``ids``, when given); ``on_episode`` is
+    handed each episode's plan as it is done.
+
+    Raises:
+        ValueError: ``target`` is not a version episodes may move to.
+        DefinitionError: its definition was edited after publication.
+        EpisodeNotFound: one of ``ids`` has no episode.
+    """
+    check_target(pathway_id, target)
+    check_recorded(pathways.definition(pathway_id, target), recorded_digests(engine))
+    defaults = defaults or PathwayDefaults.from_env()
+    now = to_utc(now)
+    summary = Summary(target, dry_run)
+
+    def report(plan: Planned) -> None:
+        summary.candidates += 1
+        if plan.left is not None:
+            summary.left += 1
+        else:
+            summary.migrated += 1
+            summary.changed += bool(plan.changes is not None and plan.changes.any)
+        if on_episode is not None:
+            on_episode(plan)
+
+    if ids is not None:
+        for plan in not_candidates(engine, pathway_id, target, source, ids):
+            report(plan)
+    for chunk in _candidates(engine, candidates_query(pathway_id, target, source, ids), batch):
+        todo = list(chunk)
+        for attempt in range(ATTEMPTS):
+            plans = [plan_one(h, target, now, defaults) for h in read_histories(engine, todo)]
+            moved = [] if dry_run else _apply(engine, plans, actor, now, defaults)
+            for plan in plans:
+                if plan.episode_id not in moved or attempt == ATTEMPTS - 1:
+                    if plan.episode_id in moved:
+                        plan.left = "the episode kept changing while it was being migrated"
+                    report(plan)
+            todo = moved
+            if not todo:
+                break
+    return summary
+
+
+def _candidates(engine: Engine, query: Any, size: int) -> Iterator[list[str]]:
+    """The candidates' ids, a batch at a time, in id order (each batch a fresh read: those
+    migrated by then no longer match)."""
+    after = ""
+    while True:
+        with read_only(engine) as connection:
+            page = list(
+                connection.scalars(query.where(EPISODE.c.id > after).order_by(EPISODE.c.id)
+                                   .limit(size))  # fmt: skip
+            )
+        if not page:
+            return
+        yield page
+        after = page[-1]
+
+
+def plan_one(
+    history: EpisodeHistory, target: str, now: datetime, defaults: PathwayDefaults
+) -> Planned:
+    """What moving ``history``'s episode to ``target`` at ``now`` would change."""
+    row = history.episode
+    plan = Planned(history.episode_id, str(row["pathway_version"]), target)
+    try:
+        before = history.state()
+        result = rerun_record(history, target, now, defaults)
+    except NotReplayable as exc:
+        plan.left = f"its record cannot be taken again: {exc.problem}"
+        return plan
+    except CarepathError as exc:
+        plan.left = f"its record cannot be taken again: {exc}"
+        return plan
+    except Exception as exc:  # noqa: BLE001 - one episode's failure is its own
+        plan.left = f"its record cannot be taken again: {type(exc).__name__}: {exc}"
+        return plan
+    if result.unsafe is not None:
+        plan.left = f"cannot be migrated safely: {result.unsafe}"
+        return plan
+    reopened = _reopened(history, before, result.state)
+    if reopened:
+        plan.left = (
+            "cannot be migrated safely: due items closed and archived would open again "
+            f"({', '.join(reopened)})"
+        )
+        return plan
+    pending = [_request(timer) for timer in history.pending]
+    plan.changes = changes(before, pending, result, defaults)
+    plan.before, plan.rerun = before, result
+    return plan
+
+
+def rerun_record(
+    history: EpisodeHistory,
+    target: str,
+    now: datetime,
+    defaults: PathwayDefaults,
+    steps: int | None = None,
+) -> Rerun:
+    """The episode ``history``'s first ``steps`` audit rows (all, when None) make under
+    ``target``, up to ``now``.
+
+    Raises:
+        NotReplayable: a step's input cannot be rebuilt from what is stored.
+    """
+    rows = history.steps if steps is None else history.steps[:steps]
+    if not rows or rows[0]["trigger"] != "open":
+        raise NotReplayable("the episode's first audit row is not its opening")
+    opened = rows[0]
+    opening = opening_of(history, opened)
+    events = iter(history.events)
+    recorded: list[RecordedStep] = []
+    for row in rows[1:]:
+        trigger, type_ = row["trigger"], row["type"]
+        common = {"seq": row["seq"], "at": row["recorded_at"], "type": type_,
+                  "accepted": row["accepted"], "actor": row["actor"]}  # fmt: skip
+        if trigger == "migration":
+            continue  # the version moved; the inputs are the same
+        if trigger == "timer":
+            timer = timer_of(history, row)
+            key = timer_key(timer["kind"], timer["ref"], timer["due_at"])
+            recorded.append(RecordedStep(**common, timer=key))
+        elif type_ == "task_done":
+            recorded.append(RecordedStep(**common, task=task_key_of(history, row)))
+        elif trigger == "event":
+            stored = next(events, None)
+            if stored is None:
+                raise NotReplayable("clinical_event holds no further event of the episode")
+            recorded.append(RecordedStep(**common, event=event_of(stored, row)))
+        else:
+            raise NotReplayable(f"a row of trigger {trigger!r} is not an input")
+    return rerun(opening, history.episode_id, opened["recorded_at"], opened["actor"],
+                 recorded, now, target, defaults)  # fmt: skip
+
+
+def take_again(
+    engine: Engine,
+    history: EpisodeHistory,
+    steps: int,
+    target: str,
+    at: datetime,
+    actor: str,
+    defaults: PathwayDefaults,
+) -> None:
+    """A recorded migration taken again, as a replay does: the episode in ``engine`` (as
+    its first ``steps`` audit rows left it) moved to ``target`` at ``at``.
+
+    Raises:
+        NotReplayable: the record before it cannot be rebuilt, or no longer holds on
+            ``target``.
+    """
+    result = rerun_record(history, target, at, defaults, steps)
+    if result.unsafe is not None:
+        raise NotReplayable(f"the migration would now be refused: {result.unsafe}")
+    before = run_step(engine, lambda store: store.read(history.episode_id).state, read_only=True)
+    plan = Planned(history.episode_id, before.pathway_version, target, before=before, rerun=result)
+    _write(engine, [plan], actor, at, defaults)
+
+
+def _reopened(history: EpisodeHistory, before: EpisodeState, after: EpisodeState) -> list[str]:
+    """Due items the migration would give keys the episode's archived items hold (a series
+    renumbered): their rows cannot be made again."""
+    archived = {t["key"] for t in history.tasks if t["archived_at"] is not None}
+    return sorted(k for k in after.tasks if k in archived and k not in before.tasks)
+
+
+def _request(timer: Any) -> TimerRequest:
+    return TimerRequest(timer["kind"], timer["due_at"], timer["ref"], dict(timer["payload"] or {}))
+
+
+# ------------------------------------------------------------------------------------------
+# Applying
+
+
+def _apply(
+    engine: Engine, plans: Sequence[Planned], actor: str, now: datetime,
+    defaults: PathwayDefaults,
+) -> list[str]:  # fmt: skip
+    """Write the batch's planned migrations; returns the episodes that moved since their
+    snapshot (to be planned again). Should the database refuse the batch, each episode
+    is written on its own, and one it refuses is left with the error."""
+    ready = [p for p in plans if p.left is None]
+    if not ready:
+        return []
+    try:
+        return _write(engine, ready, actor, now, defaults)
+    except DBAPIError:
+        if len(ready) == 1:
+            raise
+    moved: list[str] = []
+    for plan in ready:
+        try:
+            moved += _write(engine, [plan], actor, now, defaults)
+        except DBAPIError as exc:
+            plan.left = f"the database refused the write: {exc.orig or exc}"
+    return moved
+
+
+def _write(
+    engine: Engine, plans: Sequence[Planned], actor: str, now: datetime,
+    defaults: PathwayDefaults,
+) -> list[str]:  # fmt: skip
+    ids = [p.episode_id for p in plans]
+    moved: list[str] = []
+    with transaction(engine) as store:
+        store.lock_pending_timers(ids)
+        loaded = store.read_many(ids)
+        written: list[EpisodeChanges] = []
+        repinned: list[dict[str, Any]] = []
+        audit: list[dict[str, Any]] = []
+        for plan in plans:
+            one = loaded[plan.episode_id]
+            assert plan.before is not None
+            assert plan.rerun is not None
+            if isinstance(one, UnreadableEpisode) or _moved(one.state, plan.before):
+                moved.append(plan.episode_id)
+                continue
+            decision = decide_migration(one.state, plan.rerun, actor, now, defaults)
+            change = EpisodeChanges(one)
+            change.absorb(decision.step)
+            written.append(change)
+            repinned.append({"b_id": plan.episode_id, "pathway_version": plan.target})
+            audit.append(decision.audit)
+        store.write_batch(written, [], now)
+        store.write_many("repin_episode", repinned)
+        if audit:
+            chain = store.audit_chain()
+            for facts in audit:
+                chain.append(**facts)
+            chain.close()
+    for plan in plans:
+        plan.applied = plan.episode_id not in moved
+    return moved
+
+
+def _moved(stored: EpisodeState, planned: EpisodeState) -> bool:
+    return (stored.version, stored.pathway_version) != (planned.version, planned.pathway_version)
