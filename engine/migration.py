@@ -79,34 +79,41 @@ class _Unsafe(Exception):
 
 
 class _Timers:
-    """The pending timers of a re-run, in due order (ties: the order they were booked)."""
+    """The pending timers of a re-run, in due order (ties: the order they were booked),
+    each with its due instant in UTC and its key, worked out once."""
 
     def __init__(self) -> None:
-        self.pending: list[TimerRequest] = []
+        self.pending: list[tuple[datetime, TimerKey, TimerRequest]] = []
+
+    @property
+    def requests(self) -> list[TimerRequest]:
+        return [timer for _, _, timer in self.pending]
 
     def absorb(self, step: Step) -> None:
         if "*" in step.cancel_refs:
             self.pending.clear()
         elif step.cancel_refs:
             refs = set(step.cancel_refs)
-            self.pending = [t for t in self.pending if t.ref not in refs]
-        self.pending.extend(step.timers)
-        self.pending.sort(key=lambda t: to_utc(t.due_at))  # stable: booking order kept
+            self.pending = [entry for entry in self.pending if entry[2].ref not in refs]
+        for timer in step.timers:
+            key = timer_key(timer.kind, timer.ref, timer.due_at)
+            self.pending.append((key[2], key, timer))
+        self.pending.sort(key=lambda entry: entry[0])  # stable: booking order kept
 
     def take(self, key: TimerKey) -> TimerRequest | None:
-        for timer in self.pending:
-            if timer_key(timer.kind, timer.ref, timer.due_at) == key:
-                self.pending.remove(timer)
+        for index, (_, booked, timer) in enumerate(self.pending):
+            if booked == key:
+                del self.pending[index]
                 return timer
         return None
 
     def next_due(self, by: datetime, reserved: dict[TimerKey, int]) -> TimerRequest | None:
         """The first timer due by ``by`` that no later recorded timer step fires."""
-        for timer in self.pending:
-            if to_utc(timer.due_at) > by:
+        for index, (due, key, timer) in enumerate(self.pending):
+            if due > by:
                 return None
-            if not reserved.get(timer_key(timer.kind, timer.ref, timer.due_at)):
-                self.pending.remove(timer)
+            if not reserved.get(key):
+                del self.pending[index]
                 return timer
         return None
 
@@ -128,7 +135,7 @@ def rerun(
         opening: the opening as received (its version is replaced by ``version``).
         opened_at, opened_by: when and by whom it was opened (the ``open`` row's).
         steps: the steps after the opening, in the order the record has them.
-        until: the migration's instant.
+        until: the end of the record (the last step's instant): timers due by then fire.
     """
     opened = decide_opening(
         replace(opening, pathway_version=version), episode_id, opened_at, defaults, opened_by
@@ -152,8 +159,8 @@ def rerun(
                 state = _take_again(state, timers, step, defaults)
         state = _fire_due(state, timers, to_utc(until), {}, defaults)
     except _Unsafe as exc:
-        return Rerun(state, list(timers.pending), str(exc))
-    return Rerun(state, list(timers.pending))
+        return Rerun(state, timers.requests, str(exc))
+    return Rerun(state, timers.requests)
 
 
 def _fire_due(

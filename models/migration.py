@@ -187,6 +187,17 @@ def not_candidates(
     return left
 
 
+@dataclass(frozen=True)
+class Job:
+    """What a migration does to each batch: the same in every process that takes one."""
+
+    target: str
+    now: datetime
+    actor: str
+    defaults: PathwayDefaults
+    dry_run: bool
+
+
 def migrate(
     engine: Engine,
     target: str,
@@ -200,10 +211,12 @@ def migrate(
     defaults: PathwayDefaults | None = None,
     on_episode: Callable[[Planned], None] | None = None,
     batch: int = BATCH,
+    jobs: int = 1,
 ) -> Summary:
     """Migrate (or, with ``dry_run``, plan) every active episode of ``pathway_id`` not on
     ``target`` (only those on ``source`` / of ``ids``, when given); ``on_episode`` is
-    handed each episode's plan as it is done.
+    handed each episode's plan as it is done, in id order. ``jobs`` above 1 plans and
+    writes batches in that many processes (:mod:`models.migration_jobs`).
 
     Raises:
         ValueError: ``target`` is not a version episodes may move to.
@@ -212,8 +225,7 @@ def migrate(
     """
     check_target(pathway_id, target)
     check_recorded(pathways.definition(pathway_id, target), recorded_digests(engine))
-    defaults = defaults or PathwayDefaults.from_env()
-    now = to_utc(now)
+    job = Job(target, to_utc(now), actor, defaults or PathwayDefaults.from_env(), dry_run)
     summary = Summary(target, dry_run)
 
     def report(plan: Planned) -> None:
@@ -229,20 +241,40 @@ def migrate(
     if ids is not None:
         for plan in not_candidates(engine, pathway_id, target, source, ids):
             report(plan)
-    for chunk in _candidates(engine, candidates_query(pathway_id, target, source, ids), batch):
-        todo = list(chunk)
-        for attempt in range(ATTEMPTS):
-            plans = [plan_one(h, target, now, defaults) for h in read_histories(engine, todo)]
-            moved = [] if dry_run else _apply(engine, plans, actor, now, defaults)
-            for plan in plans:
-                if plan.episode_id not in moved or attempt == ATTEMPTS - 1:
-                    if plan.episode_id in moved:
-                        plan.left = "the episode kept changing while it was being migrated"
-                    report(plan)
-            todo = moved
-            if not todo:
-                break
+    chunks = _candidates(engine, candidates_query(pathway_id, target, source, ids), batch)
+    if jobs > 1:
+        from models.migration_jobs import in_processes
+
+        done: Iterator[list[Planned]] = in_processes(engine, chunks, job, jobs)
+    else:
+        done = (migrate_batch(engine, chunk, job) for chunk in chunks)
+    for plans in done:
+        for plan in plans:
+            report(plan)
     return summary
+
+
+def migrate_batch(engine: Engine, ids: Sequence[str], job: Job) -> list[Planned]:
+    """One batch of episodes planned and, unless a dry run, written; an episode that moved
+    since its snapshot is planned again, up to :data:`ATTEMPTS` times. The plans come
+    back without the states they were made from."""
+    finished: list[Planned] = []
+    todo = list(ids)
+    for attempt in range(ATTEMPTS):
+        histories = read_histories(engine, todo, whole_steps=False)
+        plans = [plan_one(h, job.target, job.defaults) for h in histories]
+        moved = [] if job.dry_run else _apply(engine, plans, job.actor, job.now, job.defaults)
+        for plan in plans:
+            if plan.episode_id in moved and attempt < ATTEMPTS - 1:
+                continue
+            if plan.episode_id in moved:
+                plan.left = "the episode kept changing while it was being migrated"
+            plan.before = plan.rerun = None
+            finished.append(plan)
+        todo = moved
+        if not todo:
+            break
+    return finished
 
 
 def _candidates(engine: Engine, query: Any, size: int) -> Iterator[list[str]]:
@@ -261,15 +293,13 @@ def _candidates(engine: Engine, query: Any, size: int) -> Iterator[list[str]]:
         after = page[-1]
 
 
-def plan_one(
-    history: EpisodeHistory, target: str, now: datetime, defaults: PathwayDefaults
-) -> Planned:
-    """What moving ``history``'s episode to ``target`` at ``now`` would change."""
+def plan_one(history: EpisodeHistory, target: str, defaults: PathwayDefaults) -> Planned:
+    """What moving ``history``'s episode to ``target`` would change."""
     row = history.episode
     plan = Planned(history.episode_id, str(row["pathway_version"]), target)
     try:
         before = history.state()
-        result = rerun_record(history, target, now, defaults)
+        result = rerun_record(history, target, defaults)
     except NotReplayable as exc:
         plan.left = f"its record cannot be taken again: {exc.problem}"
         return plan
@@ -296,14 +326,11 @@ def plan_one(
 
 
 def rerun_record(
-    history: EpisodeHistory,
-    target: str,
-    now: datetime,
-    defaults: PathwayDefaults,
-    steps: int | None = None,
+    history: EpisodeHistory, target: str, defaults: PathwayDefaults, steps: int | None = None
 ) -> Rerun:
     """The episode ``history``'s first ``steps`` audit rows (all, when None) make under
-    ``target``, up to ``now``.
+    ``target``, as of the last of them: a timer due later, even if due by now, is left
+    pending for the worker, which fires it on record as it would have on the old version.
 
     Raises:
         NotReplayable: a step's input cannot be rebuilt from what is stored.
@@ -335,7 +362,7 @@ def rerun_record(
         else:
             raise NotReplayable(f"a row of trigger {trigger!r} is not an input")
     return rerun(opening, history.episode_id, opened["recorded_at"], opened["actor"],
-                 recorded, now, target, defaults)  # fmt: skip
+                 recorded, rows[-1]["recorded_at"], target, defaults)  # fmt: skip
 
 
 def take_again(
@@ -354,7 +381,7 @@ def take_again(
         NotReplayable: the record before it cannot be rebuilt, or no longer holds on
             ``target``.
     """
-    result = rerun_record(history, target, at, defaults, steps)
+    result = rerun_record(history, target, defaults, steps)
     if result.unsafe is not None:
         raise NotReplayable(f"the migration would now be refused: {result.unsafe}")
     before = run_step(engine, lambda store: store.read(history.episode_id).state, read_only=True)

@@ -116,8 +116,16 @@ def episode_ids(engine: Engine, among: Sequence[str] | None = None) -> list[str]
     return wanted
 
 
-def read_histories(engine: Engine, ids: Sequence[str]) -> list[EpisodeHistory]:
-    """The histories of ``ids``, in that order, from one read-only snapshot.
+# What a migration reads of an audit row: the step, not its recorded outcome or its chain.
+STEP_COLUMNS = ("seq", "episode_id", "trigger", "type", "actor", "occurred_at", "recorded_at",
+                "accepted", "payload_digest", "pathway_id", "pathway_version")  # fmt: skip
+
+
+def read_histories(
+    engine: Engine, ids: Sequence[str], whole_steps: bool = True
+) -> list[EpisodeHistory]:
+    """The histories of ``ids``, in that order, from one read-only snapshot; without
+    ``whole_steps``, of each audit row only its :data:`STEP_COLUMNS`.
 
     Raises:
         EpisodeNotFound: the first of ``ids`` that has no episode row.
@@ -130,9 +138,12 @@ def read_histories(engine: Engine, ids: Sequence[str]) -> list[EpisodeHistory]:
             )
         with connection.begin():
 
-            def rows(table: Table, key: str, order: Any, *where: Any) -> list[Row]:
-                query = select(table).where(table.c[key].in_(wanted), *where).order_by(order)
-                return [row._asdict() for row in connection.execute(query)]
+            def rows(table: Table, key: str, order: Any, *where: Any) -> Sequence[Row]:
+                columns: list[Any] = list(table.c)
+                if table is AUDIT_LOG and not whole_steps:
+                    columns = [AUDIT_LOG.c[name] for name in STEP_COLUMNS]
+                query = select(*columns).where(table.c[key].in_(wanted), *where).order_by(order)
+                return cast(Sequence[Row], connection.execute(query).mappings().all())
 
             episodes = {r["id"]: EpisodeHistory(r) for r in rows(EPISODE, "id", EPISODE.c.id)}
             missing = [i for i in wanted if i not in episodes]
@@ -201,17 +212,25 @@ def event_of(stored: Row, step: Row) -> ClinicalEvent:
             "out of order"
         )
     given = {"type": stored["type"], "data": stored["data"], "actor": stored["actor"]}
-    payloads = [{**given, "occurred_at": iso(stored["occurred_at"])}]
-    if stored["occurred_at"] == step["recorded_at"]:
-        payloads.append(given)  # "now": no occurred_at given
+    named = {**given, "occurred_at": iso(stored["occurred_at"])}
+    # Each form parsed only when the one before lacks the row's digest; "now" (no
+    # occurred_at given) first where it can be, as most events are sent.
+    forms = [given, named] if stored["occurred_at"] == step["recorded_at"] else [named]
+    for form in forms:
+        event = _parsed(stored, form)
+        if payload_digest(event_payload_json(event)) == step["payload_digest"]:
+            return event
+    return _parsed(stored, named)  # neither: the replay then shows the digest differ
+
+
+def _parsed(stored: Row, payload: Mapping[str, Any]) -> ClinicalEvent:
     try:
-        candidates = [parse_event(payload) for payload in payloads]
+        return parse_event(dict(payload))
     except InvalidEvent as exc:
         raise NotReplayable(
             f"the stored event (clinical_event {stored['id']}) does not parse: "
             f"{exc.field}: {exc.reason}"
         ) from None
-    return _by_digest(candidates, event_payload_json, step)
 
 
 def task_key_of(history: EpisodeHistory, step: Row) -> str:

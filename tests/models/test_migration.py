@@ -255,7 +255,7 @@ def test_a_record_taken_again_on_its_own_version_gives_the_stored_episode(
 ) -> None:
     episode = course(repo, version)
     [history] = read_histories(repo.engine, [episode])
-    again = rerun_record(history, version, day(200), DEFAULTS)
+    again = rerun_record(history, version, DEFAULTS)
     stored = history.state()
     assert again.unsafe is None
     assert again.state.configuration == stored.configuration
