@@ -29,7 +29,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Engine, Table, text
+from sqlalchemy import Engine, Table, create_engine, text
 
 from bench.events import SCRIPT, START, drop_database, fresh_database
 from engine.events import parse_opening
@@ -66,8 +66,10 @@ def seed(engine: Engine, templates: int, events: int) -> None:
 
 
 def copy(engine: Engine, copies: int) -> None:
-    """Each template's rows ``copies`` times more, episode ids suffixed ``-N``."""
-    with engine.begin() as connection:
+    """Each template's rows ``copies`` times more, episode ids suffixed ``-N``: on a plain
+    engine, without the service's statement timeouts (a copy runs for minutes)."""
+    plain = create_engine(engine.url)
+    with plain.begin() as connection:
         for table, serial in COPIED:
             key = "id" if table.name == "episode" else "episode_id"
             numbered = table.name == "audit_log"
@@ -87,7 +89,9 @@ def copy(engine: Engine, copies: int) -> None:
             "UPDATE audit_head SET last_seq = last.seq, last_hash = last.hash "
             "FROM (SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1) AS last"
         ))  # fmt: skip
-        connection.execute(text("ANALYZE"))
+    with plain.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE"))
+    plain.dispose()
 
 
 def timed(url: str, dry_run: bool, jobs: int) -> tuple[float, int, dict[str, int]]:

@@ -117,6 +117,12 @@ def migrate(
     actor: Annotated[str, typer.Option("--actor", help="Who migrates, for the audit log")] = (
         "system"
     ),
+    jobs: Annotated[
+        int, typer.Option("--jobs", min=1, help="Processes to share the work (default: 1)")
+    ] = 1,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="Episodes per transaction (500)")
+    ] = None,
     pathway_id: PathwayOption = pathways.LUMBOSACRAL_RADICULOPATHY,
 ) -> None:
     """Move the active episodes to version TO: each one's record is taken again under TO
@@ -127,7 +133,7 @@ def migrate(
     version), then a summary line. Safe beside a running worker, and to run again: a
     migration stopped part way is finished by running it again.
     """
-    from models.migration import check_target, count_candidates
+    from models.migration import BATCH, check_target, count_candidates
     from models.migration import migrate as run
 
     try:
@@ -151,6 +157,7 @@ def migrate(
             summary = run(
                 engine, to, common.CLOCK.now(), pathway_id=pathway_id, source=from_,
                 ids=episode, dry_run=dry_run, actor=actor, defaults=defaults, on_episode=shown,
+                batch=batch_size or BATCH, jobs=jobs,
             )  # fmt: skip
     typer.echo(json.dumps({"summary": summary.as_json()}))
     done = "would migrate" if dry_run else "migrated"
