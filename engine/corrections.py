@@ -41,6 +41,8 @@ CORRECTIONS: Mapping[str, str] = MappingProxyType(
         "RF-CARE": "care recorded under a red flag is applied to its tracks; emergency "
         "referrals skip elective criteria; a flag from findings ends after its treatment",
         "ORDER-NAMES": "orders named in words in refusals (X-ray, plexus MRI), not codes",
+        "NONOVERRIDABLE-FIRST": "a refusal no override lifts is reported whatever override "
+        "reason is sent; the reason is checked only where it could count",
         "EVENTS-AT-OCCURRED": "a visit completes a review only if the review's window had "
         "opened when the visit happened, however late it is documented",
     }

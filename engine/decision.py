@@ -23,9 +23,11 @@ from engine.events import (
     Opening,
     check_event_time,
     check_opening_time,
+    check_override_reason,
     event_payload_json,
 )
 from engine.pathway import apply_event, complete_task, fire_timer, open_episode
+from engine.rules import of_episode
 from engine.settings import PathwayDefaults
 from engine.view import episode_view
 
@@ -123,8 +125,12 @@ def decide_event(
     refusal on record).
 
     Raises:
-        InvalidEvent: bad input, or an ``occurred_at`` before onset or in the future.
+        InvalidEvent: bad input (an override reason too short to document anything), or an
+            ``occurred_at`` before onset or in the future.
     """
+    if not of_episode(before).corrects("NONOVERRIDABLE-FIRST"):
+        # Until 1.1.0 the reason is checked before anything else, as bad input is.
+        check_override_reason(getattr(event.data, "override_reason", None))
     occurred = event.occurred_at or now
     check_event_time(occurred, before.onset, now, before.tz)
     step = apply_event(before, event, now, defaults)

@@ -232,15 +232,19 @@ def _non_blank(value: str) -> str:
     return stripped
 
 
-def _documented_reason(value: str) -> str:
-    stripped = value.strip()
-    if len(stripped) < _MIN_OVERRIDE_REASON:
-        raise PydanticCustomError(
-            "override_reason",
-            "must be a documented reason of at least {min} characters",
-            {"min": _MIN_OVERRIDE_REASON},
+def check_override_reason(reason: str | None) -> None:
+    """An override reason's own check: a documented reason, not a token word. Made in the
+    step, not at parsing: from 1.1.0 (NONOVERRIDABLE-FIRST) a refusal no override lifts is
+    reported first, whatever reason was sent (:func:`engine.handlers.settle`).
+
+    Raises:
+        InvalidEvent: naming ``data.override_reason``.
+    """
+    if reason is not None and len(reason) < _MIN_OVERRIDE_REASON:
+        raise InvalidEvent(
+            "data.override_reason",
+            f"must be a documented reason of at least {_MIN_OVERRIDE_REASON} characters",
         )
-    return stripped
 
 
 def _motor_kind(value: Any) -> str | None:
@@ -277,7 +281,8 @@ PatientRef = Annotated[NonBlank, AfterValidator(_at_most(REF_LENGTH)),
                        Field(json_schema_extra={"maxLength": REF_LENGTH})]  # fmt: skip
 Name = Annotated[NonBlank, AfterValidator(_at_most(NAME_LENGTH)),
                  Field(json_schema_extra={"maxLength": NAME_LENGTH})]  # fmt: skip
-OverrideReason = Annotated[str, Strict(), AfterValidator(_documented_reason)]
+# Stripped here, checked in the step (check_override_reason).
+OverrideReason = Annotated[str, Strict(), AfterValidator(str.strip)]
 Day = Annotated[date, BeforeValidator(_parse_date)]
 Dermatome = Annotated[str, Strict(), Field(pattern=DERMATOME_PATTERN)]
 Level = Annotated[str, Strict(), Field(pattern=LEVEL_PATTERN)]

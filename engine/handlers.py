@@ -19,6 +19,7 @@ from engine.corrected_findings import (
 )
 from engine.due import finish_task, open_task, open_tasks
 from engine.errors import RuleRefusal
+from engine.events import check_override_reason
 from engine.findings import Findings, motor_scores, read_assessment, response
 from engine.guards import (
     Verdict,
@@ -377,11 +378,17 @@ def on_shared_decision(ctx: StepContext, data: dict[str, Any]) -> None:
 
 
 def settle(ctx: StepContext, verdict: Verdict, override_reason: str | None) -> None:
-    """Turn a guard verdict into a refusal, or an accepted step listing what acted."""
+    """Turn a guard verdict into a refusal, or an accepted step listing what acted.
+
+    A refusal no override lifts comes first, whatever reason was sent; the reason's own
+    check applies where it could count (from 1.1.0, NONOVERRIDABLE-FIRST; before, the
+    reason was checked before anything: :func:`engine.decision.decide_event`)."""
     refusals = verdict.refusals
+    overridable = all(c.override for c in refusals)
+    if overridable:
+        check_override_reason(override_reason)
     if refusals:
         rules = list(dict.fromkeys(c.rule for c in refusals))
-        overridable = all(c.override for c in refusals)
         if not overridable or not override_reason:
             dates = [c.eligible_from for c in refusals if c.eligible_from is not None]
             reason = "; ".join(c.reason for c in refusals)

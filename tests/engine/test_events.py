@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from engine.decision import decide_event, decide_opening
 from engine.errors import InvalidEvent
 from engine.events import (
     EVENT_TYPES,
@@ -33,7 +34,9 @@ from engine.events import (
     parse_event,
     parse_opening,
 )
+from engine.settings import PathwayDefaults
 
+DEFAULTS = PathwayDefaults()
 VALID: dict[str, dict[str, Any]] = {
     "assessment": {
         "vas_leg": 7,
@@ -334,10 +337,18 @@ def test_non_esi_order_needs_no_image_guided() -> None:
 @pytest.mark.parametrize("event_type", ["order", "procedure"])
 @pytest.mark.parametrize("reason", ["", "   ", "urgent", "  too short  "])
 def test_override_reason_must_be_documented(event_type: str, reason: str) -> None:
+    # Checked in the step, first of all on 1.0.0 (from 1.1.0 after a refusal no override
+    # lifts: tests/pathways/test_version_1_1_0.py).
     kind = "mri" if event_type == "order" else "fusion"
-    error = invalid({"type": event_type, "data": {"kind": kind, "override_reason": reason}})
-    assert error.field == "data.override_reason"
-    assert "at least 10 characters" in error.reason
+    event = parse_event({"type": event_type, "data": {"kind": kind, "override_reason": reason}})
+    opening = parse_opening({"patient": {"ref": "P-1"}, "onset": "2026-01-05",
+                             "pathway_version": "1.0.0"})  # fmt: skip
+    now = datetime(2026, 1, 19, 10, tzinfo=UTC)
+    opened = decide_opening(opening, "E-1", now, DEFAULTS, None).state
+    with pytest.raises(InvalidEvent) as info:
+        decide_event(opened, event, now, DEFAULTS)
+    assert info.value.field == "data.override_reason"
+    assert "at least 10 characters" in info.value.reason
 
 
 def test_override_reason_is_stripped() -> None:

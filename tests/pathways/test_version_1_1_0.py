@@ -538,3 +538,47 @@ def test_citations_a_recommendation_cites_as_its_version_does(
         assert first.endswith("[refs 4, 5, 6: not listed in the document]")
     else:
         assert first == "S0 (000_b802428f9beaff9b.txt): S0 reference 4 (not listed in the document)"
+
+
+BLIND = {"type": "order", "data": {"kind": "esi", "image_guided": False}}
+
+
+@pytest.mark.parametrize("reason", ["x", "a documented reason for a blind injection"])
+def test_nonoverridable_first_a_blind_injection_is_refused_whatever_the_reason(
+    db_engine: Engine, reason: str
+) -> None:
+    repo, episode = opened_at(db_engine, "1.1.0", onset_days_ago=60)
+    sent = {**BLIND, "data": {**BLIND["data"], "override_reason": reason}}
+    step = recorded(repo, episode, sent, NOW)
+    assert (step.accepted, step.rules) == (False, ["ESI-GUIDED"])
+    [row] = [r for r in audit_rows(db_engine, episode) if r["type"] == "order"]
+    assert (row["accepted"], row["rules"]) == (False, ["ESI-GUIDED"])
+
+
+def test_nonoverridable_first_on_1_0_0_a_short_reason_is_invalid_input_first(
+    db_engine: Engine,
+) -> None:
+    repo, episode = opened_at(db_engine, "1.0.0", onset_days_ago=60)
+    sent = {**BLIND, "data": {**BLIND["data"], "override_reason": "x"}}
+    with pytest.raises(InvalidEvent) as info:
+        repo.apply(episode, sent, NOW)
+    assert info.value.field == "data.override_reason"
+    assert [r["type"] for r in audit_rows(db_engine, episode)] == ["open"]  # nothing written
+
+
+@pytest.mark.parametrize(
+    "order", [{"kind": "mri"}, {"kind": "esi", "image_guided": True}]
+)  # fmt: skip
+def test_nonoverridable_first_where_an_override_could_count_the_reason_is_checked(
+    db_engine: Engine, order: dict[str, Any]
+) -> None:
+    # An early MRI (IMG-NO-EARLY, overridable) and an injection nothing refuses after the
+    # conservative window: a token reason is invalid input, and nothing is written.
+    repo, episode = opened_at(db_engine, "1.1.0", onset_days_ago=10 if order["kind"] == "mri"
+                              else 60)  # fmt: skip
+    sent = {"type": "order", "data": {**order, "override_reason": "urgent"}}
+    with pytest.raises(InvalidEvent) as info:
+        repo.apply(episode, sent, NOW)
+    assert info.value.field == "data.override_reason"
+    assert "at least 10 characters" in info.value.reason
+    assert [r["type"] for r in audit_rows(db_engine, episode)] == ["open"]
