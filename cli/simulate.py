@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
+import pathways
 from engine.clinic_time import FakeClock, add_days, clinic_noon, to_utc
 from engine.errors import CarepathError, InvalidEvent
 from engine.events import parse_opening
@@ -182,6 +183,12 @@ def simulate(text_or_path: str | Path | dict[str, Any]) -> dict[str, Any]:
         engine.dispose()
     for entry in timeline:
         entry.pop("version", None)
+    if pathways.definition(final["pathway"]["id"], final["pathway"]["version"]).corrects(
+        "EVENTS-AT-OCCURRED"
+    ):
+        # From 1.1.0 the timeline is in the order things happened (a step documented late
+        # among those of its time); the sort is stable, so steps of one instant keep theirs.
+        timeline.sort(key=lambda entry: datetime.fromisoformat(entry["at"].replace("Z", "+00:00")))
     return {"timeline": timeline, "final": final}
 
 

@@ -5,6 +5,10 @@ open ones and the last closed one of each kind, :func:`engine.due.current_items`
 most recent :data:`TIMELINE_STEPS` steps of its timeline. What came before is read from
 here, newest first, a page at a time, each page ending with a cursor for the next.
 
+From 1.1.0 (EVENTS-AT-OCCURRED) the timeline is in the order things happened: by ``at``,
+newest first (a visit documented late among the steps of its day), the sequence number
+breaking ties; before, in the order the steps were recorded.
+
 A timeline step is an audit row as the coordinator's page shows it: its sequence number,
 when it happened (``at``: an event's occurred_at, a timer's due instant), the trigger
 (``open``, ``event``, ``timer``), the event or timer type, who, whether it was accepted,
@@ -17,13 +21,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Literal, cast
 
-from sqlalchemy import Dialect, Engine, Table, bindparam, func, select, type_coerce
+from sqlalchemy import Dialect, Engine, Table, bindparam, func, select, tuple_, type_coerce
 from sqlalchemy.sql.elements import ColumnElement, Label
 
+import pathways
 from engine.episode import OPEN_TASK_STATUSES, EpisodeState, iso
 from engine.errors import EpisodeNotFound, InvalidEvent
 from models.db import read_only
@@ -43,15 +49,18 @@ PAGE_SIZE = 50  # a page of GET /episodes/{id}/timeline or /due, unless asked ot
 MAX_PAGE_SIZE = 500
 CLOSED_STATUSES = ("done", "cancelled")
 DueFilter = Literal["open", "closed"]
-_EPISODE_ID = select(EPISODE.c.id).where(EPISODE.c.id == bindparam("b_id"))
+_EPISODE_ID = select(EPISODE.c.id, EPISODE.c.pathway_id, EPISODE.c.pathway_version).where(
+    EPISODE.c.id == bindparam("b_id")
+)
 
 # What a step shows, and no more: the view carries ten of them on the busiest route.
 _STEP_COLUMNS = ("seq", "occurred_at", "trigger", "type", "actor", "accepted", "rules", "reason")
 
 
-def _steps(dialect: Dialect, before: bool) -> Label[Any]:
+def _steps(dialect: Dialect, before: bool, by_occurrence: bool = False) -> Label[Any]:
     """The episode's ``b_steps`` most recent steps (those before ``b_before``) as one JSON
-    array of ``_STEP_COLUMNS`` arrays, a column of the episode's own read.
+    array of ``_STEP_COLUMNS`` arrays, a column of the episode's own read; most recent by
+    recording, or ``by_occurrence`` (those before ``b_before_at``, ``b_before``).
 
     A query of their own cost the busiest route, ``GET /episodes/{id}``, more than the
     rest of the timeline's reading: as a column they cost the database an index scan and
@@ -61,9 +70,17 @@ def _steps(dialect: Dialect, before: bool) -> Label[Any]:
     recent = select(*(AUDIT_LOG.c[name] for name in _STEP_COLUMNS)).where(
         AUDIT_LOG.c.episode_id == bindparam("b_id")
     )
-    if before:
+    order = [AUDIT_LOG.c.seq.desc()]
+    if by_occurrence:
+        order.insert(0, AUDIT_LOG.c.occurred_at.desc())
+    if before and by_occurrence:
+        at = bindparam("b_before_at", type_=AUDIT_LOG.c.occurred_at.type)
+        recent = recent.where(
+            tuple_(AUDIT_LOG.c.occurred_at, AUDIT_LOG.c.seq) < tuple_(at, bindparam("b_before"))
+        )
+    elif before:
         recent = recent.where(AUDIT_LOG.c.seq < bindparam("b_before"))
-    rows = recent.order_by(AUDIT_LOG.c.seq.desc()).limit(bindparam("b_steps")).subquery()
+    rows = recent.order_by(*order).limit(bindparam("b_steps")).subquery()
     columns: dict[str, ColumnElement[Any]] = {name: rows.c[name] for name in _STEP_COLUMNS}
     if postgres:
         # The instant as ISO 8601 text in UTC, whatever the session's time zone.
@@ -83,9 +100,14 @@ def _steps(dialect: Dialect, before: bool) -> Label[Any]:
 
 class _Statements:
     def __init__(self, dialect: Dialect) -> None:
-        self.view = Prepared(READ_EPISODE.add_columns(_steps(dialect, before=False)), dialect)
-        self.newest = Prepared(_EPISODE_ID.add_columns(_steps(dialect, before=False)), dialect)
-        self.older = Prepared(_EPISODE_ID.add_columns(_steps(dialect, before=True)), dialect)
+        def prepared(read: Any, before: bool, by_occurrence: bool = False) -> Prepared:
+            return Prepared(read.add_columns(_steps(dialect, before, by_occurrence)), dialect)
+
+        self.view = prepared(READ_EPISODE, before=False)
+        self.newest = prepared(_EPISODE_ID, before=False)
+        self.older = prepared(_EPISODE_ID, before=True)
+        self.newest_happened = prepared(_EPISODE_ID, before=False, by_occurrence=True)
+        self.older_happened = prepared(_EPISODE_ID, before=True, by_occurrence=True)
 
 
 @cache
@@ -95,7 +117,7 @@ def _statements(dialect: Dialect) -> _Statements:
 
 def cursor_for(position: int) -> str:
     """The opaque cursor of a page that continues before ``position``."""
-    return base64.urlsafe_b64encode(str(position).encode()).decode()
+    return cursor_for_text(str(position))
 
 
 def position_of(cursor: str) -> int:
@@ -114,6 +136,41 @@ def position_of(cursor: str) -> int:
     return int(text)
 
 
+def step_cursor_for(at: str, seq: int) -> str:
+    """The cursor of a timeline page in the order things happened, continuing before the
+    step recorded as ``seq`` that happened ``at`` (ISO 8601, UTC)."""
+    return cursor_for_text(f"{seq}@{at}")
+
+
+def cursor_for_text(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+def step_position_of(cursor: str) -> tuple[datetime, int] | None:
+    """When and where a step cursor continues (None: a cursor by recording, see
+    :func:`position_of`).
+
+    Raises:
+        InvalidEvent: not a cursor this service gave out (field ``cursor``).
+    """
+    try:
+        text = base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode()
+    except (binascii.Error, UnicodeError, ValueError):
+        raise InvalidEvent("cursor", "not a cursor this API gave out") from None
+    if "@" not in text:
+        return None
+    seq, _, at = text.partition("@")
+    try:
+        instant = datetime.fromisoformat(at.replace("Z", "+00:00"))
+    except ValueError:
+        instant = None
+    if not seq.isascii() or not seq.isdigit() or int(seq) >= 2**31 or instant is None:
+        raise InvalidEvent("cursor", "not a cursor this API gave out")
+    if instant.tzinfo is None:
+        raise InvalidEvent("cursor", "not a cursor this API gave out")
+    return instant.astimezone(UTC), int(seq)
+
+
 def _instant(text: str) -> str:
     """``YYYY-MM-DDTHH:MM:SS.ffffffZ`` as :func:`engine.episode.iso` writes it: without
     the fraction when it is zero."""
@@ -121,11 +178,13 @@ def _instant(text: str) -> str:
 
 
 def _page(
-    arrays: Sequence[Sequence[Any]] | None, limit: int
+    arrays: Sequence[Sequence[Any]] | None, limit: int, by_occurrence: bool = False
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Up to ``limit`` steps, newest first, from ``limit + 1`` read, and the cursor past
-    them (None: no more)."""
-    newest_first = sorted(arrays or (), key=lambda step: int(step[0]), reverse=True)
+    """Up to ``limit`` steps, newest first (by recording, or ``by_occurrence``), from
+    ``limit + 1`` read, and the cursor past them (None: no more)."""
+    # ``at`` is fixed-width ISO 8601 in UTC: as text, in the order of time.
+    key = (lambda s: (s[1], int(s[0]))) if by_occurrence else (lambda s: int(s[0]))
+    newest_first = sorted(arrays or (), key=key, reverse=True)
     steps = [
         {
             "seq": seq,
@@ -139,8 +198,12 @@ def _page(
         }
         for seq, at, trigger, type_, actor, accepted, rules, reason in newest_first[:limit]
     ]
-    more = len(newest_first) > limit
-    return steps, (cursor_for(steps[-1]["seq"]) if more else None)
+    if len(newest_first) <= limit:
+        return steps, None
+    if by_occurrence:
+        last = newest_first[limit - 1]
+        return steps, step_cursor_for(str(last[1]), int(last[0]))
+    return steps, cursor_for(steps[-1]["seq"])
 
 
 def read_with_timeline(
@@ -154,12 +217,25 @@ def read_with_timeline(
         InvalidConfiguration: the stored configuration cannot be bound to the chart.
     """
     values = {"b_id": episode_id, "b_steps": steps + 1}
-    episode = store.cursor.query(_statements(dialect).view, values)
+    sql = _statements(dialect)
+    episode = store.cursor.query(sql.view, values)
     tasks = store.cursor.query(store.sql.read_tasks, {"b_id": episode_id})
     row, task_rows = episode.first(), tasks.all()
     if row is None:
         raise EpisodeNotFound(episode_id)
-    return (state_from_rows(row, task_rows), *_page(row["timeline"], steps))
+    state = state_from_rows(row, task_rows)
+    if not _by_occurrence(row):
+        return (state, *_page(row["timeline"], steps))
+    # From 1.1.0: a second read, in the order things happened.
+    happened = store.cursor.query(sql.newest_happened, values).first()
+    assert happened is not None
+    return (state, *_page(happened["timeline"], steps, by_occurrence=True))
+
+
+def _by_occurrence(row: Mapping[str, Any]) -> bool:
+    """Whether the episode's timeline is in the order things happened (from 1.1.0)."""
+    pathway = pathways.definition(row["pathway_id"], row["pathway_version"])
+    return pathway.corrects("EVENTS-AT-OCCURRED")
 
 
 def timeline_page(
@@ -173,13 +249,24 @@ def timeline_page(
     """
     sql = _statements(engine.dialect)
     values: dict[str, Any] = {"b_id": episode_id, "b_steps": limit + 1}
-    if cursor is not None:
+    happened = None if cursor is None else step_position_of(cursor)
+    if happened is not None:
+        values["b_before_at"], values["b_before"] = happened
+    elif cursor is not None:
         values["b_before"] = position_of(cursor)
     with transaction(engine, read_only=True) as store:
-        row = store.cursor.query(sql.newest if cursor is None else sql.older, values).first()
+        if happened is not None:
+            row = store.cursor.query(sql.older_happened, values).first()
+            by_occurrence = True
+        else:
+            row = store.cursor.query(sql.newest if cursor is None else sql.older, values).first()
+            # From 1.1.0 the newest page is read again, in the order things happened.
+            by_occurrence = cursor is None and row is not None and _by_occurrence(row)
+            if by_occurrence:
+                row = store.cursor.query(sql.newest_happened, values).first()
     if row is None:
         raise EpisodeNotFound(episode_id)
-    return _page(row["timeline"], limit)
+    return _page(row["timeline"], limit, by_occurrence)
 
 
 def due_page(

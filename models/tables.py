@@ -196,6 +196,8 @@ class AuditEntry(Base):
         CheckConstraint(_one_of("trigger", AUDIT_TRIGGERS), name="trigger"),
         # An episode's rows in chain order: its timeline, newest first, a page at a time.
         Index("ix_audit_log_episode_id_seq", "episode_id", "seq"),
+        # From 1.1.0 an episode's timeline is in the order things happened, a page at a time.
+        Index("ix_audit_log_episode_id_occurred_at_seq", "episode_id", "occurred_at", "seq"),
     )
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

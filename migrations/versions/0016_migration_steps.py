@@ -1,4 +1,4 @@
-"""Migration steps in the audit log, and an episode's events found by its id.
+"""Migration steps in the audit log; an episode's events and its timeline found by its id.
 
 Moving an episode to another pathway version is a step of its own, on record like the
 others: the audit log's ``trigger`` may now be ``migration`` (CONTRACT.md section 6).
@@ -6,6 +6,9 @@ others: the audit log's ``trigger`` may now be ``migration`` (CONTRACT.md sectio
 A migration and a replay re-run an episode's recorded events, so they read its events as
 received, batch after batch of episodes: ``clinical_event`` gets an index on
 ``episode_id`` (without it, each batch scans every event of every episode).
+
+From 1.1.0 an episode's timeline is in the order things happened (EVENTS-AT-OCCURRED), read
+a page at a time: the audit log gets an index on ``(episode_id, occurred_at, seq)``.
 
 On SQLite a CHECK constraint changes only with the table copied; the copy loses the
 append-only triggers, which are made again.
@@ -50,8 +53,14 @@ def _triggers_allowed(triggers: tuple[str, ...]) -> None:
 def upgrade() -> None:
     _triggers_allowed(AFTER)
     op.create_index(op.f("ix_clinical_event_episode_id"), "clinical_event", ["episode_id"])
+    op.create_index(
+        op.f("ix_audit_log_episode_id_occurred_at_seq"),
+        "audit_log",
+        ["episode_id", "occurred_at", "seq"],
+    )
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_audit_log_episode_id_occurred_at_seq"), "audit_log")
     op.drop_index(op.f("ix_clinical_event_episode_id"), "clinical_event")
     _triggers_allowed(BEFORE)

@@ -17,9 +17,11 @@ from typer.testing import CliRunner
 
 import pathways
 from cli.main import app
+from engine.episode import iso
 from engine.errors import InvalidEvent
 from engine.events import parse_opening
 from engine.settings import DRAFTS_ENV, PathwayDefaults
+from models.history import timeline_page
 from models.repository import EpisodeRepository
 from models.tables import AuditEntry
 
@@ -582,3 +584,47 @@ def test_nonoverridable_first_where_an_override_could_count_the_reason_is_checke
     assert info.value.field == "data.override_reason"
     assert "at least 10 characters" in info.value.reason
     assert [r["type"] for r in audit_rows(db_engine, episode)] == ["open"]
+
+
+@pytest.mark.parametrize("version", ["1.0.0", "1.1.0"])
+def test_events_at_occurred_the_timeline_is_in_the_order_things_happened_from_1_1_0(
+    db_engine: Engine, version: str
+) -> None:
+    repo, episode = opened_at(db_engine, version, onset_days_ago=10)
+    for hours in range(1, 6):
+        repo.apply(episode, visit(6), NOW + timedelta(days=1, hours=hours))
+    late = {**visit(5), "occurred_at": (NOW + timedelta(hours=2)).isoformat()}
+    repo.apply(episode, late, NOW + timedelta(days=2))  # documented a day late
+    view = repo.view_with_timeline(episode, steps=3)
+    steps, cursor = list(view["timeline"]), view["timeline_next_cursor"]
+    while cursor is not None:
+        page, cursor = timeline_page(db_engine, episode, cursor, limit=2)
+        steps += page
+    assert len(steps) == 7  # the opening and six visits, each once
+    happened = [(s["at"], s["seq"]) for s in steps]
+    recorded = sorted(happened, key=lambda step: step[1], reverse=True)
+    if version == "1.1.0":
+        assert happened == sorted(happened, reverse=True)
+        assert steps[-2]["at"] == iso(NOW + timedelta(hours=2))  # the late visit, after opening
+    else:
+        assert happened == recorded
+        assert steps[0]["at"] == iso(NOW + timedelta(hours=2))  # the last recorded comes first
+    first, _ = timeline_page(db_engine, episode, limit=3)
+    assert first == view["timeline"]
+
+
+@pytest.mark.parametrize(("version", "late_first"), [("1.0.0", False), ("1.1.0", True)])
+def test_events_at_occurred_a_simulation_lists_a_late_visit_when_it_happened(
+    tmp_path: Path, version: str, late_first: bool
+) -> None:
+    scenario = tmp_path / "late.yaml"
+    scenario.write_text(
+        f'patient: {{ref: "sim-2"}}\nonset: 2026-01-05\npathway_version: "{version}"\nsteps:\n'
+        '  - {at: "day 10", event: {type: treatment, data: {kind: nsaid, start: 2026-01-15}}}\n'
+        '  - {at: "day 12", event: {type: assessment, data: {vas_leg: 4, odi: 30},'
+        ' occurred_at: "2026-01-14T09:00:00Z"}}\n'
+    )
+    ran = CliRunner().invoke(app, ["simulate", str(scenario)])
+    assert ran.exit_code == 0, ran.output
+    types = [entry["type"] for entry in json.loads(ran.stdout)["timeline"]]
+    assert (types.index("assessment") < types.index("treatment")) is late_first
