@@ -40,7 +40,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property
@@ -264,6 +264,7 @@ def parse_definition(
     name: str,
     default_names: Iterable[str] | None = None,
     known_corrections: Iterable[str] | None = None,
+    rules_used: Callable[[Iterable[str]], Iterable[str]] | None = None,
 ) -> Definition:
     """Read and check a definition file's ``content`` (``name``, for messages).
 
@@ -274,6 +275,8 @@ def parse_definition(
             ``defaults`` may name only these.
         known_corrections: the corrections the engine has code for; a definition may list
             only these.
+        rules_used: the rules the engine's code acts on for a version with the given
+            corrections (:func:`engine.rules_used.used_by`); the definition must hold each.
 
     Raises:
         DefinitionError: what is wrong, and where.
@@ -325,6 +328,12 @@ def parse_definition(
     _check_one_form(list(templates.values()), name)
     corrections = _corrections(raw.get("corrections", []), name, templates, numbers,
                                known_corrections)  # fmt: skip
+    if rules_used is not None:
+        lacking = sorted(set(rules_used(corrections)) - set(templates))
+        if lacking:
+            raise DefinitionError(
+                name, f"the engine acts on rules this version lacks: {', '.join(lacking)}"
+            )
     return Definition(
         id=str(raw["id"]),
         version=str(raw["version"]),

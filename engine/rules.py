@@ -19,7 +19,12 @@ import pathways
 from engine.chart import PATHWAY_ID, PATHWAY_VERSION
 from engine.definition import Citation, Definition, Rule, Strength
 from engine.episode import EpisodeState
-from engine.settings import PathwayDefaults, drafts_allowed
+from engine.settings import (
+    OPENING_VERSION_ENV,
+    PathwayDefaults,
+    chosen_opening_version,
+    drafts_allowed,
+)
 
 __all__ = [
     "DEFINITION",
@@ -56,15 +61,22 @@ def of_episode(state: EpisodeState) -> Definition:
 
 def opening_version(requested: str | None, pathway_id: str = PATHWAY_ID) -> str:
     """The version a new episode opens on: ``requested``, which must be published (or a
-    draft, where :func:`engine.settings.drafts_allowed`), or the newest published one.
+    draft, where :func:`engine.settings.drafts_allowed`); else the clinic's choice
+    (``CAREPATH_PATHWAY_VERSION``), else the newest published one.
 
     Raises:
-        ValueError: ``requested`` is not a version it may open on (the message lists the
-            published ones).
+        ValueError: ``requested`` (or the clinic's choice, named) is not a version it may
+            open on (the message lists the published ones).
     """
     published = [v.version for v in pathways.versions(pathway_id) if v.status == "published"]
     if requested is None:
-        return pathways.newest(pathway_id).version
+        chosen = chosen_opening_version()
+        if chosen is None:
+            return pathways.newest(pathway_id).version
+        try:
+            return opening_version(chosen, pathway_id)
+        except ValueError as exc:
+            raise ValueError(f"{OPENING_VERSION_ENV}: {exc}") from None
     if requested not in published:
         draft = requested in pathways.version_numbers(pathway_id)
         if draft and drafts_allowed():

@@ -87,6 +87,16 @@ DEFAULTS = PathwayDefaults()
 DRAFTS_ENV = "CAREPATH_PATHWAY_DRAFTS"
 
 
+OPENING_VERSION_ENV = "CAREPATH_PATHWAY_VERSION"
+
+
+def chosen_opening_version() -> str | None:
+    """The version a clinic has chosen for its new episodes (``CAREPATH_PATHWAY_VERSION``),
+    e.g. while its governance group has not yet signed off the newest; None: the newest
+    published."""
+    return os.environ.get(OPENING_VERSION_ENV, "").strip() or None
+
+
 def drafts_allowed() -> bool:
     """Whether episodes may open on a draft pathway version: only on an installation set
     up to review one (``CAREPATH_PATHWAY_DRAFTS=1``), never by default."""

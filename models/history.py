@@ -35,7 +35,7 @@ from engine.errors import EpisodeNotFound, InvalidEvent
 from models.db import read_only
 from models.statements import Prepared
 from models.step_sql import READ_EPISODE
-from models.store import EpisodeStore, transaction
+from models.store import Store, transaction
 from models.stored import state_from_rows
 from models.tables import AuditEntry, Episode, Task
 from models.types import PortableJSON
@@ -207,7 +207,7 @@ def _page(
 
 
 def read_with_timeline(
-    store: EpisodeStore, dialect: Dialect, episode_id: str, steps: int = TIMELINE_STEPS
+    store: Store, dialect: Dialect, episode_id: str, steps: int = TIMELINE_STEPS
 ) -> tuple[EpisodeState, list[dict[str, Any]], str | None]:
     """The episode as a step reads it, its ``steps`` most recent steps and the cursor to
     the ones before: the episode's two reads, its steps a column of the first.

@@ -41,7 +41,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from engine.errors import CarepathError, InvalidEvent
 from models.statements import Prepared, Rows
-from models.store import EpisodeStore
+from models.store import Store
 from models.tables import IdempotencyKey
 
 HEADER = "Idempotency-Key"
@@ -135,7 +135,7 @@ class KeyedWrite:
     def _where(self) -> dict[str, Any]:
         return {"b_caller": self.caller, "b_route": self.route, "b_key": self.key}
 
-    def take(self, store: EpisodeStore, now: datetime) -> None:
+    def take(self, store: Store, now: datetime) -> None:
         """Take the key, first thing in the transaction (sent, not yet read back: on
         PostgreSQL it travels with the write's own reads)."""
         sql = key_statements(store.sql.dialect)
@@ -172,7 +172,7 @@ class KeyedWrite:
             )
         raise Replayed(Answer(row["status"], row["body"], dict(row["headers"] or {})))
 
-    def record(self, store: EpisodeStore, result: Any) -> Answer:
+    def record(self, store: Store, result: Any) -> Answer:
         """Store the write's answer, last thing before commit, and purge a few expired
         keys; returns the answer (also kept as :attr:`answer`)."""
         assert self._now is not None, "take() first"
@@ -187,7 +187,7 @@ class KeyedWrite:
 
 
 def keyed_read(
-    store: EpisodeStore, keyed: KeyedWrite | None, now: datetime, read: Callable[[], T]
+    store: Store, keyed: KeyedWrite | None, now: datetime, read: Callable[[], T]
 ) -> T:
     """``read()`` with the key taken first: raises :class:`Replayed` when the key was
     answered before. On PostgreSQL the key travels with the reads (one round trip); SQLite,
@@ -203,7 +203,7 @@ def keyed_read(
     return result
 
 
-def answered(store: EpisodeStore, keyed: KeyedWrite | None, result: T) -> T:
+def answered(store: Store, keyed: KeyedWrite | None, result: T) -> T:
     """``result``, with its answer stored under the key (when there is one)."""
     if keyed is not None:
         keyed.record(store, result)

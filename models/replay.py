@@ -335,14 +335,15 @@ def _feed(
     if trigger == "open" and not first:
         raise NotReplayable("the episode has a second opening")
     if trigger == "open":
-        repo.open(opening_of(history, step), at, episode_id, step["actor"])
+        repo.open(opening_of(history, step), at, episode_id, step["actor"], answer_view=False)
     elif trigger == "event" and type_ == "task_done":  # the worklist's "done"
-        repo.complete_task(episode_id, task_key_of(history, step), step["actor"], at)
+        key = task_key_of(history, step)
+        repo.complete_task(episode_id, key, step["actor"], at, answer_view=False)
     elif trigger == "event":
         stored = next(events, None)
         if stored is None:
             raise NotReplayable("clinical_event holds no further event of the episode")
-        repo.apply_parsed(episode_id, event_of(stored, step), at)
+        repo.apply_parsed(episode_id, event_of(stored, step), at, answer_view=False)
     elif trigger == "timer":
         timer_of(history, step)
         batch = repo.fire_batch(at, 1)

@@ -35,7 +35,7 @@ from engine.view import episode_view
 from models.history import TIMELINE_STEPS, read_with_timeline
 from models.idempotency import KeyedWrite, answered, keyed_read
 from models.incidents import BatchIncidents, Change, RetryBackoff, log_changes
-from models.store import EpisodeChanges, EpisodeStore, run_step, transaction
+from models.store import EpisodeChanges, Store, run_step, transaction
 
 
 def timeline_entry(
@@ -128,8 +128,10 @@ class EpisodeRepository:
         episode_id: str | None = None,
         actor: str | None = None,
         keyed: KeyedWrite | None = None,
+        answer_view: bool = True,
     ) -> dict[str, Any]:
-        """Enrol a patient; returns the episode view.
+        """Enrol a patient; returns the episode view (without ``answer_view``, an empty
+        dict: a replay has nobody to answer, and the view costs a third of a step).
 
         Raises:
             InvalidEvent: onset or enrolment more than a day after ``now``.
@@ -140,13 +142,13 @@ class EpisodeRepository:
         decision = decide_opening(opening, episode_id, now, self.defaults, actor)
         state = decision.state
 
-        def enrol(store: EpisodeStore) -> dict[str, Any]:
+        def enrol(store: Store) -> dict[str, Any]:
             keyed_read(store, keyed, now, lambda: None)
             store.insert_episode(state, now)
             store.write_tasks(state, {}, now)
             store.book_timers(state.id, decision.step, now)
             store.append_audit(**decision.audit)
-            return answered(store, keyed, decision.view)
+            return answered(store, keyed, decision.view if answer_view else {})
 
         return run_step(self.engine, enrol)
 
@@ -175,16 +177,18 @@ class EpisodeRepository:
         now: datetime,
         expected_version: int | None = None,
         keyed: KeyedWrite | None = None,
+        answer_view: bool = True,
     ) -> tuple[Step, dict[str, Any]]:
         """:meth:`apply` for an event already validated by
-        :func:`engine.events.parse_event` (a caller that needs the event too parses once).
+        :func:`engine.events.parse_event` (a caller that needs the event too parses once);
+        without ``answer_view`` the view is an empty dict (see :meth:`open`).
 
         Raises:
             Replayed: ``keyed`` was answered before (nothing is written).
         """
         now = to_utc(now)
 
-        def record(store: EpisodeStore) -> tuple[Step, dict[str, Any]]:
+        def record(store: Store) -> tuple[Step, dict[str, Any]]:
             # A replay is answered before If-Match is checked: the first request moved it.
             loaded = keyed_read(store, keyed, now, lambda: store.read(episode_id, True))
             before = loaded.state
@@ -199,7 +203,7 @@ class EpisodeRepository:
             # Built before the commit, while PostgreSQL still works through the writes
             # just sent: the answer is ready when the commit is. (If the commit fails, the
             # view goes with the error.)
-            answer = (step, decision.view)
+            answer = (step, decision.view if answer_view else {})
             return answered(store, keyed, answer)  # a refusal too: it is audited
 
         return run_step(self.engine, record)
@@ -227,8 +231,10 @@ class EpisodeRepository:
         actor: str,
         now: datetime,
         keyed: KeyedWrite | None = None,
+        answer_view: bool = True,
     ) -> dict[str, Any]:
-        """A coordinator marks a due item done; audited like an event. Returns the view.
+        """A coordinator marks a due item done; audited like an event. Returns the view
+        (without ``answer_view``, an empty dict: see :meth:`open`).
 
         Raises:
             InvalidEvent: the item is not open, or the episode has ended.
@@ -236,12 +242,12 @@ class EpisodeRepository:
         """
         now = to_utc(now)
 
-        def complete(store: EpisodeStore) -> dict[str, Any]:
+        def complete(store: Store) -> dict[str, Any]:
             loaded = keyed_read(store, keyed, now, lambda: store.read(episode_id, True))
             decision = decide_task_done(loaded.state, key, actor, now, self.defaults)
             store.save_step(loaded, decision.step, now)
             store.append_audit(**decision.audit)
-            return answered(store, keyed, decision.view)
+            return answered(store, keyed, decision.view if answer_view else {})
 
         return run_step(self.engine, complete)
 

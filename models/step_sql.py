@@ -220,20 +220,10 @@ class Statements:
         def claim(query: Any) -> Prepared:
             return prepare(query.with_for_update(skip_locked=True, of=TIMER) if postgres else query)
 
+        self.claim = claim
         self.claim_timers = claim(_DUE_TIMERS)
         self.claim_episode_timers = claim(_EPISODE_DUE_TIMERS)
-        # PostgreSQL: what is due is decided by the database's clock (the transaction's
-        # now(), read back with the timers), not by a worker's, which may be skewed.
-        self.claim_timers_by_database_clock: Prepared | None = (
-            claim(_due_timers(func.now())) if postgres else None
-        )
-        self.database_now: Prepared | None = (
-            prepare(select(func.now().label("now"))) if postgres else None
-        )
         self.earlier_timer = prepare(_EARLIER_TIMER)
-        # PostgreSQL reads a batch's episodes with one statement per table (= ANY(array));
-        # SQLite, in process, reads them one by one at no cost worth saving.
-        self.batch_reads: BatchReads | None = BatchReads(prepare) if postgres else None
         self.mark_timer = prepare(_MARK_TIMER)
         self.insert_event = prepare(_insert(EVENT, *_EVENT_COLUMNS))
         # The same change written twice (a retried step) still makes one reminder.
@@ -246,9 +236,6 @@ class Statements:
         self.read_head = prepare(READ_HEAD)
         self.insert_entry = prepare(INSERT_ENTRY)
         self.move_head = prepare(MOVE_HEAD)
-        self.event_with_audit = prepare(_event_with_audit()) if postgres else None
-        # PostgreSQL writes a batch's rows of each kind with one statement (unnest).
-        self.bulk: BulkWrites | None = BulkWrites(dialect) if postgres else None
 
     def save_episode_moving(self, moved: tuple[str, ...]) -> Prepared:
         """The episode's UPDATE writing, of the summary columns, only those in ``moved``.
@@ -396,6 +383,22 @@ class BulkWrites:
         return BulkWrite(sql, [p for _, p in arrays])
 
 
+class PostgresStatements(Statements):
+    """PostgreSQL's further statements (:class:`models.store_adapters.PostgresStore`)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        super().__init__(dialect)
+        # What is due is decided by the database's clock (the transaction's now(), read
+        # back with the timers), not by a worker's, which may be skewed.
+        self.claim_timers_by_database_clock = self.claim(_due_timers(func.now()))
+        self.database_now = self._prepare(select(func.now().label("now")))
+        # A batch's episodes read with one statement per table (= ANY(array)).
+        self.batch_reads = BatchReads(self._prepare)
+        self.event_with_audit = self._prepare(_event_with_audit())
+        # A batch's rows of each kind written with one statement (unnest).
+        self.bulk = BulkWrites(dialect)
+
+
 @cache
 def statements_for(dialect: Dialect) -> Statements:
-    return Statements(dialect)
+    return PostgresStatements(dialect) if dialect.name == "postgresql" else Statements(dialect)

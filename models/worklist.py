@@ -12,7 +12,7 @@ from sqlalchemy import Dialect, Engine, Table, and_, bindparam, case, or_, selec
 from models.db import read_only
 from models.idempotency import KeyedWrite, answered, keyed_read
 from models.statements import Prepared
-from models.store import EpisodeStore, run_step
+from models.store import Store, run_step
 from models.tables import Episode, Task
 
 TASK = cast(Table, Task.__table__)
@@ -129,7 +129,7 @@ def acknowledge(
         Replayed: ``keyed`` was answered before (nothing is written).
     """
 
-    def seen(store: EpisodeStore) -> None:
+    def seen(store: Store) -> None:
         keyed_read(store, keyed, now, lambda: None)
         values = {"b_id": task_id, "now": now, "actor": actor}
         store.cursor.run(_acknowledge(store.sql.dialect), values)

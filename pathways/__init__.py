@@ -19,6 +19,7 @@ from importlib import resources
 
 from engine.corrections import CORRECTIONS
 from engine.definition import Definition, DefinitionError, parse_definition
+from engine.rules_used import used_by
 from engine.settings import PathwayDefaults
 
 LUMBOSACRAL_RADICULOPATHY = "lumbosacral-radiculopathy"
@@ -87,8 +88,9 @@ def definition(pathway_id: str, version: str) -> Definition:
         raise UnknownPathway(f"{pathway_id} {version}", f"no such version (known: {known})")
     content = resources.files(_package(pathway_id)).joinpath(name).read_bytes()
     loaded = parse_definition(
-        content, name, [f.name for f in fields(PathwayDefaults)], known_corrections=CORRECTIONS
-    )
+        content, name, [f.name for f in fields(PathwayDefaults)], known_corrections=CORRECTIONS,
+        rules_used=used_by,
+    )  # fmt: skip
     if (loaded.id, loaded.version) != (pathway_id, version):
         raise DefinitionError(name, f"says it is {loaded.id} {loaded.version}")
     published = _published(pathway_id).get(version)

@@ -14,6 +14,7 @@ import itertools
 import os
 import queue
 import shutil
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,13 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+import pathways
+from engine.settings import OPENING_VERSION_ENV
 from models.db import describe_url, make_engine, make_session_factory, normalize_url, upgrade
+
+# The suite written for 1.0.0 runs on it, its subprocesses too: an episode opens on 1.0.0
+# unless a test names its version (the 1.1.0 tests do) or lifts this (the default's own).
+os.environ[OPENING_VERSION_ENV] = "1.0.0"
 
 POSTGRES_URL_ENV = "CAREPATH_TEST_POSTGRES_URL"
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -225,3 +232,22 @@ def postgres_url(postgres_copies: PostgresCopies, postgres_server_url: URL) -> I
         yield postgres_server_url.set(database=name).render_as_string(hide_password=False)
     finally:
         postgres_copies.give_back(name)
+
+
+@pytest.fixture
+def with_draft(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The pathway's package as shipped, plus a 1.2.0 definition not yet published."""
+    package = Path(pathways.__file__).parent / "lumbosacral_radiculopathy"
+    copy = tmp_path / "drafted_pathway"
+    shutil.copytree(package, copy)
+    first = (package / "1.0.0.toml").read_text("utf-8")
+    (copy / "1.2.0.toml").write_text(first.replace('version = "1.0.0"', 'version = "1.2.0"', 1))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(pathways.PACKAGES, pathways.LUMBOSACRAL_RADICULOPATHY, "drafted_pathway")
+    caches = (pathways.definition, pathways._published)
+    for cached in caches:
+        cached.cache_clear()
+    yield
+    for cached in caches:
+        cached.cache_clear()
+    sys.modules.pop("drafted_pathway", None)

@@ -101,11 +101,11 @@ def test_bad_usage_is_named_and_changes_nothing(
 
 
 def test_a_draft_is_refused_without_drafts(
-    db_engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch
+    db_engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch, with_draft: None
 ) -> None:
     open_many(db_engine, 1)
     monkeypatch.delenv(DRAFTS_ENV)
-    result = migrate(db_url, "--to", "1.1.0")
+    result = migrate(db_url, "--to", "1.2.0")
     assert result.exit_code == 2
     assert "is a draft, not yet published" in result.stderr
 

@@ -17,7 +17,7 @@ from engine.settings import PathwayDefaults
 from models import db
 from models.db import PING_IDLE_AFTER_SECONDS, make_engine
 from models.repository import EpisodeRepository
-from models.store import EpisodeStore, run_step, transaction
+from models.store import Store, run_step, transaction
 from models.tables import ClinicalEventRow
 
 NOW = datetime(2026, 1, 19, 10, tzinfo=UTC)
@@ -129,7 +129,7 @@ def test_a_step_that_failed_after_sending_commit_is_not_run_again(
     episode = opened(pg)
     runs: list[int] = []
 
-    def work(store: EpisodeStore) -> None:
+    def work(store: Store) -> None:
         runs.append(1)
         store.read(episode, for_update=True)
         if len(runs) == 1:  # the server goes away while the COMMIT is on its way

@@ -197,7 +197,7 @@ def test_rows_written_in_bulk_are_the_rows_written_one_by_one(
 ) -> None:
     """PostgreSQL writes a batch's rows of each kind with one statement; a sweep must
     leave exactly what the row-by-row statements leave."""
-    from models import step_sql, store
+    from models import store_adapters
 
     engine = make_engine(postgres_url)
     try:
@@ -209,11 +209,8 @@ def test_rows_written_in_bulk_are_the_rows_written_one_by_one(
         for prefix, bulk in (("a-", True), ("b-", False)):
             for i in range(6):
                 repo.open(opening(f"r-{i}"), enrolled, episode_id=f"{prefix}{i}")  # type: ignore[arg-type]
-            statements = step_sql.statements_for(engine.dialect)
-            if bulk:  # every write of two rows or more in one statement
-                monkeypatch.setattr(store, "BULK_FROM_ROWS", 2)
-            else:
-                monkeypatch.setattr(statements, "bulk", None)
+            # Every write of two rows or more in one statement, or none.
+            monkeypatch.setattr(store_adapters, "BULK_FROM_ROWS", 2 if bulk else 10**9)
             for i in range(6):  # a follow-up visit: its item's pending timers are cancelled
                 repo.apply(f"{prefix}{i}", {"type": "assessment", "data": VISIT}, visit)
             while repo.fire_batch(later, 50).claimed:

@@ -3,42 +3,27 @@ runs on the version it opened on."""
 
 from __future__ import annotations
 
-import shutil
-import sys
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 import pathways
 from engine.errors import InvalidEvent
 from engine.events import parse_opening
 from engine.rules import of_episode
+from engine.settings import OPENING_VERSION_ENV
 from tests.engine.helpers import Episode
-from tests.pathways.test_definitions import PACKAGE, V1
 
 OPENING = {"patient": {"ref": "P-1"}, "onset": "2026-01-05"}
 
 
 @pytest.fixture
-def with_draft(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The pathway's package as shipped, plus a 1.1.0 definition not yet published."""
-    copy = tmp_path / "drafted_pathway"
-    shutil.copytree(PACKAGE, copy)
-    (copy / "1.1.0.toml").write_text(V1.replace('version = "1.0.0"', 'version = "1.1.0"', 1))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(pathways.PACKAGES, pathways.LUMBOSACRAL_RADICULOPATHY, "drafted_pathway")
-    caches = (pathways.definition, pathways._published)
-    for cached in caches:
-        cached.cache_clear()
-    yield
-    for cached in caches:
-        cached.cache_clear()
-    sys.modules.pop("drafted_pathway", None)
+def clinic_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No version chosen by the clinic (the suite otherwise opens on 1.0.0)."""
+    monkeypatch.delenv(OPENING_VERSION_ENV, raising=False)
 
 
-def test_a_new_episode_opens_on_the_newest_published_version() -> None:
+def test_a_new_episode_opens_on_the_newest_published_version(clinic_default: None) -> None:
     newest = pathways.newest().version
+    assert newest == "1.1.0"
     assert parse_opening(OPENING).pathway_version == newest
     assert parse_opening({**OPENING, "pathway_version": "1.0.0"}).pathway_version == "1.0.0"
     episode = Episode()
@@ -48,16 +33,31 @@ def test_a_new_episode_opens_on_the_newest_published_version() -> None:
     )
 
 
-def test_a_draft_is_not_opened_on_and_is_not_the_default(with_draft: None) -> None:
+def test_a_draft_is_not_opened_on_and_is_not_the_default(
+    with_draft: None, clinic_default: None
+) -> None:
     assert [v.status for v in pathways.versions(pathways.LUMBOSACRAL_RADICULOPATHY)] == [
-        "published", "draft",
+        "published", "published", "draft",
     ]  # fmt: skip
-    assert parse_opening(OPENING).pathway_version == "1.0.0"
+    assert parse_opening(OPENING).pathway_version == "1.1.0"
     with pytest.raises(InvalidEvent) as refused:
-        parse_opening({**OPENING, "pathway_version": "1.1.0"})
+        parse_opening({**OPENING, "pathway_version": "1.2.0"})
     assert refused.value.field == "pathway_version"
     assert "a draft, not yet published" in refused.value.reason
-    assert "(published: 1.0.0)" in refused.value.reason
+    assert "(published: 1.0.0, 1.1.0)" in refused.value.reason
+
+
+def test_a_clinic_may_choose_the_version_its_new_episodes_open_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(OPENING_VERSION_ENV, "1.0.0")  # not yet signed 1.1.0 off
+    assert parse_opening(OPENING).pathway_version == "1.0.0"
+    assert parse_opening({**OPENING, "pathway_version": "1.1.0"}).pathway_version == "1.1.0"
+    monkeypatch.setenv(OPENING_VERSION_ENV, "2.0.0")
+    with pytest.raises(InvalidEvent) as refused:
+        parse_opening(OPENING)
+    assert refused.value.field == "pathway_version"
+    assert refused.value.reason.startswith("CAREPATH_PATHWAY_VERSION: '2.0.0' is not a version")
 
 
 @pytest.mark.parametrize("version", ["9.9.9", "", "1.0.0-and-a-much-longer-tail", 100])
