@@ -95,6 +95,10 @@ class Store(Protocol):
     def cursor(self) -> Cursor: ...
     @property
     def sql(self) -> Statements: ...
+    @property
+    def pipelined(self) -> bool:
+        """Whether statements go out together and are answered in one round trip."""
+        ...
 
     def read(self, episode_id: str, for_update: bool = False) -> Loaded: ...
     def read_many(self, episode_ids: Sequence[str]) -> dict[str, Loaded | UnreadableEpisode]:
@@ -122,6 +126,8 @@ class Store(Protocol):
 
 class EpisodeStore:
     """The rows of a step's transaction: what the unit of work reads and writes."""
+
+    pipelined = False
 
     def __init__(self, cursor: Cursor, sql: Statements) -> None:
         self.cursor = cursor

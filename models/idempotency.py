@@ -36,12 +36,11 @@ from functools import cache
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Dialect, Table, bindparam, delete, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from engine.errors import CarepathError, InvalidEvent
 from models.statements import Prepared, Rows
 from models.store import Store
+from models.store_adapters import store_for
 from models.tables import IdempotencyKey
 
 HEADER = "Idempotency-Key"
@@ -190,12 +189,13 @@ def keyed_read(
     store: Store, keyed: KeyedWrite | None, now: datetime, read: Callable[[], T]
 ) -> T:
     """``read()`` with the key taken first: raises :class:`Replayed` when the key was
-    answered before. On PostgreSQL the key travels with the reads (one round trip); SQLite,
-    in process, checks it before reading anything a replay would not need."""
+    answered before. Where reads are pipelined (PostgreSQL) the key travels with them (one
+    round trip); otherwise (SQLite, in process) it is checked before reading anything a
+    replay would not need."""
     if keyed is None:
         return read()
     keyed.take(store, now)
-    if store.sql.dialect.name != "postgresql":
+    if not store.pipelined:
         keyed.replay_if_answered()
         return read()
     result = read()
@@ -214,7 +214,7 @@ class KeyStatements:
     """The key's statements, compiled once per dialect."""
 
     def __init__(self, dialect: Dialect) -> None:
-        dialect_insert = postgresql_insert if dialect.name == "postgresql" else sqlite_insert
+        dialect_insert = store_for(dialect).insert
         where = [column == bindparam(f"b_{column.key}") for column in _PRIMARY]
         names = ("caller", "route", "key", "request_digest", "created_at")
         self.take = Prepared(

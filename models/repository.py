@@ -66,9 +66,9 @@ def timeline_entry(
 class EpisodeRepository:
     """Episodes in the database, changed only through the engine.
 
-    Each step runs on one connection in one transaction, with Core statements
-    (:mod:`models.store`): the ORM's identity map and flushes would cost more than the
-    step itself.
+    Each step runs on one connection in one transaction, with Core statements (the store
+    of :mod:`models.episode_store` and its database's adapter, :mod:`models.store_adapters`):
+    the ORM's identity map and flushes would cost more than the step itself.
 
     Args:
         database: the carepath database, as an engine or a session factory bound to one.

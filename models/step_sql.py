@@ -1,8 +1,9 @@
 """The statements of an episode's step, built from the mapped tables, compiled once per dialect.
 
 They are SQLAlchemy Core, run as :class:`~models.statements.Prepared` statements on the
-driver's cursor by :mod:`models.store`. Every parameter is a named bind, so one compiled
-form serves every call.
+driver's cursor by the store (:mod:`models.episode_store`, :mod:`models.store_adapters`).
+Every parameter is a named bind, so one compiled form serves every call. PostgreSQL's
+adapter has statements of its own (:class:`PostgresStatements`).
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ _EPISODE_COLUMNS = tuple(c.key for c in EPISODE.columns)
 _TASK_COLUMNS = ("episode_id", "key", "created_at", "updated_at", "archived_at", *TASK_FIELDS)
 _TIMER_COLUMNS = ("episode_id", "kind", "ref", "due_at", "payload", "status", "set_at")
 _EVENT_COLUMNS = tuple(c.key for c in EVENT.columns if c.key != "id")
-# What the engine's state is rebuilt from (models.store.state_from_rows), and no more: each
+# What the engine's state is rebuilt from (models.stored.state_from_rows), and no more: each
 # column read is a value converted on every step.
 _STATE_COLUMNS = (
     "id", "patient_ref", "patient", "onset", "enrolled_at", "clinic_timezone", "coordinator",
@@ -188,21 +189,18 @@ def _event_with_audit() -> Any:
 
 
 class Statements:
-    """The step's statements, compiled once for one dialect."""
+    """The step's statements, compiled once for one dialect: the portable forms, which
+    SQLite runs as they are (its BEGIN IMMEDIATE has already serialised every writer, so
+    they take no row locks)."""
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
-        postgres = dialect.name == "postgresql"
 
         def prepare(statement: Any) -> Prepared:
             return Prepared(statement, dialect)
 
         self.read_episode = prepare(_READ_EPISODE)
-        # On PostgreSQL the row lock serialises writers of one episode; SQLite's
-        # BEGIN IMMEDIATE has already serialised every writer.
-        self.read_for_step = prepare(
-            _READ_FOR_STEP.with_for_update() if postgres else _READ_FOR_STEP
-        )
+        self.read_for_step = prepare(self._for_step(_READ_FOR_STEP))
         self.read_tasks = prepare(_READ_TASKS)
         self.insert_episode = prepare(_insert(EPISODE, *_EPISODE_COLUMNS))
         self.save_episode = prepare(_save_episode(*_EPISODE_CHANGES))
@@ -216,26 +214,35 @@ class Statements:
         self.cancel_all_timers = prepare(_CANCEL_ALL_TIMERS)
         self.cancel_timer = prepare(_CANCEL_TIMER)
         self.insert_timer = prepare(_insert(TIMER, *_TIMER_COLUMNS))
-        # Claimed rows stay locked until commit; other workers skip them.
-        def claim(query: Any) -> Prepared:
-            return prepare(query.with_for_update(skip_locked=True, of=TIMER) if postgres else query)
-
-        self.claim = claim
-        self.claim_timers = claim(_DUE_TIMERS)
-        self.claim_episode_timers = claim(_EPISODE_DUE_TIMERS)
+        self.claim_timers = prepare(self._claimed(_DUE_TIMERS))
+        self.claim_episode_timers = prepare(self._claimed(_EPISODE_DUE_TIMERS))
         self.earlier_timer = prepare(_EARLIER_TIMER)
         self.mark_timer = prepare(_MARK_TIMER)
         self.insert_event = prepare(_insert(EVENT, *_EVENT_COLUMNS))
         # The same change written twice (a retried step) still makes one reminder.
-        dialect_insert = postgresql_insert if postgres else sqlite_insert
         self.insert_reminder = prepare(
-            dialect_insert(REMINDER)
+            self.insert(REMINDER)
             .values({name: bindparam(name) for name in _REMINDER_COLUMNS})
             .on_conflict_do_nothing(index_elements=["idempotency_key"])
         )
         self.read_head = prepare(READ_HEAD)
         self.insert_entry = prepare(INSERT_ENTRY)
         self.move_head = prepare(MOVE_HEAD)
+
+    # The forms a database changes (PostgresStatements)
+
+    @staticmethod
+    def insert(table: Table) -> Any:
+        """An INSERT that can skip a row already there (``on_conflict_do_nothing``)."""
+        return sqlite_insert(table)
+
+    @staticmethod
+    def _for_step(query: Any) -> Any:
+        return query
+
+    @staticmethod
+    def _claimed(query: Any) -> Any:
+        return query
 
     def save_episode_moving(self, moved: tuple[str, ...]) -> Prepared:
         """The episode's UPDATE writing, of the summary columns, only those in ``moved``.
@@ -384,19 +391,34 @@ class BulkWrites:
 
 
 class PostgresStatements(Statements):
-    """PostgreSQL's further statements (:class:`models.store_adapters.PostgresStore`)."""
+    """PostgreSQL's forms and further statements (:class:`models.store_adapters.PostgresStore`)."""
+
+    @staticmethod
+    def insert(table: Table) -> Any:
+        return postgresql_insert(table)
 
     def __init__(self, dialect: Dialect) -> None:
         super().__init__(dialect)
         # What is due is decided by the database's clock (the transaction's now(), read
         # back with the timers), not by a worker's, which may be skewed.
-        self.claim_timers_by_database_clock = self.claim(_due_timers(func.now()))
+        self.claim_timers_by_database_clock = self._prepare(
+            self._claimed(_due_timers(func.now()))
+        )
         self.database_now = self._prepare(select(func.now().label("now")))
         # A batch's episodes read with one statement per table (= ANY(array)).
         self.batch_reads = BatchReads(self._prepare)
         self.event_with_audit = self._prepare(_event_with_audit())
         # A batch's rows of each kind written with one statement (unnest).
         self.bulk = BulkWrites(dialect)
+
+    @staticmethod
+    def _for_step(query: Any) -> Any:
+        return query.with_for_update()  # the row lock serialises one episode's writers
+
+    @staticmethod
+    def _claimed(query: Any) -> Any:
+        # Claimed rows stay locked until commit; other workers skip them.
+        return query.with_for_update(skip_locked=True, of=TIMER)
 
 
 @cache

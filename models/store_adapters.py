@@ -24,7 +24,7 @@ from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Dialect
+from sqlalchemy import Dialect, Table
 
 from engine.clinic_time import to_utc
 from engine.errors import UnreadableEpisode
@@ -38,7 +38,7 @@ from models.episode_store import (
     first_of_each,
 )
 from models.statements import Cursor, Rows
-from models.step_sql import PostgresStatements, statements_for
+from models.step_sql import PostgresStatements, Statements, statements_for
 from models.stored import converted
 from models.timeouts import DatabaseTimeouts
 
@@ -73,11 +73,19 @@ class SqliteStore(EpisodeStore):
     def release(driver: Any) -> None:
         """Nothing to undo on the connection after a transaction."""
 
+    insert = staticmethod(Statements.insert)
+
+    @staticmethod
+    def claimed(query: Any, of: Table) -> Any:
+        """``query``'s rows, claimed for this transaction: the write lock already has."""
+        return query
+
 
 class PostgresStore(EpisodeStore):
     """PostgreSQL: pipelined transactions, batches in one statement, the server's clock."""
 
     sql: PostgresStatements
+    pipelined = True
 
     @staticmethod
     def prepare(driver: Any) -> None:
@@ -104,6 +112,13 @@ class PostgresStore(EpisodeStore):
     @staticmethod
     def release(driver: Any) -> None:
         driver.autocommit = False
+
+    insert = staticmethod(PostgresStatements.insert)
+
+    @staticmethod
+    def claimed(query: Any, of: Table) -> Any:
+        """Locked until commit, skipping the rows another transaction holds."""
+        return query.with_for_update(of=of, skip_locked=True)
 
     def write_many(self, statement: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """From :data:`BULK_FROM_ROWS` rows, one statement (see :class:`BulkWrites`) where

@@ -24,10 +24,9 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, Table, and_, exists, literal, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from models.incidents import Change, delivery_failed, delivery_sent, describe, log_changes
+from models.store_adapters import store_for
 from models.tables import Reminder as ReminderRow
 from models.tables import ReminderDelivery
 from schedulers.channels import Channel, DeliveryFailed, Reminder
@@ -118,9 +117,8 @@ def _open_deliveries(connection: Connection, channel: str, now: datetime) -> Non
             and_(DELIVERY.c.reminder_id == REMINDER.c.id, DELIVERY.c.channel == channel)
         ),
     )
-    insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
     connection.execute(
-        insert(DELIVERY)
+        store_for(connection.dialect).insert(DELIVERY)
         .from_select(
             ["reminder_id", "channel", "status", "attempts", "next_attempt_at", "created_at"],
             lacking,
@@ -150,8 +148,7 @@ def _claim(connection: Connection, channels: list[str], now: datetime) -> dict[s
         .order_by(DELIVERY.c.next_attempt_at, DELIVERY.c.id)
         .limit(1)
     )
-    if connection.dialect.name == "postgresql":
-        query = query.with_for_update(of=DELIVERY, skip_locked=True)
+    query = store_for(connection.dialect).claimed(query, DELIVERY)
     row = connection.execute(query).mappings().first()
     return dict(row) if row is not None else None
 
