@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Engine, Table, func, select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, IntegrityError
 
 import pathways
 from engine.clinic_time import to_utc
@@ -409,21 +409,21 @@ def _apply(
     defaults: PathwayDefaults,
 ) -> list[str]:  # fmt: skip
     """Write the batch's planned migrations; returns the episodes that moved since their
-    snapshot (to be planned again). Should the database refuse the batch, each episode
-    is written on its own, and one it refuses is left with the error."""
+    snapshot (to be planned again). Should the database refuse the batch's rows, each
+    episode is written on its own, and one whose rows it refuses is left with the error;
+    any other database error (an outage) stops the migration, which a re-run resumes."""
     ready = [p for p in plans if p.left is None]
     if not ready:
         return []
     try:
         return _write(engine, ready, actor, now, defaults)
-    except DBAPIError:
-        if len(ready) == 1:
-            raise
+    except (IntegrityError, DataError):
+        pass
     moved: list[str] = []
     for plan in ready:
         try:
             moved += _write(engine, [plan], actor, now, defaults)
-        except DBAPIError as exc:
+        except (IntegrityError, DataError) as exc:
             plan.left = f"the database refused the write: {exc.orig or exc}"
     return moved
 

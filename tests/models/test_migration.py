@@ -313,3 +313,33 @@ def take(
         with suppress(InvalidEvent):  # after the end, ...
             repo.apply(episode, {"type": kind, "data": data}, now)
     return elapsed
+
+
+@pytest.mark.postgres
+def test_a_write_the_database_refuses_leaves_that_episode_and_the_others_migrate(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from models import migration
+
+    engine = make_engine(postgres_url)
+    try:
+        repo = EpisodeRepository(engine, DEFAULTS)
+        refused, fine = opened(repo, "1.0.0", 20, "P-refused"), opened(repo, "1.0.0", 20, "P-fine")
+        decide = migration.decide_migration
+
+        def too_long_for_one(before: Any, *args: Any) -> Any:
+            decision = decide(before, *args)
+            if before.id == refused:  # a type longer than its column: PostgreSQL refuses it
+                decision.audit["type"] = "x" * 100
+            return decision
+
+        monkeypatch.setattr(migration, "decide_migration", too_long_for_one)
+        seen, summary = plans(engine, NOW + timedelta(hours=1))
+        reasons = {p.episode_id: p.left for p in seen}
+        assert reasons[fine] is None
+        assert "the database refused the write" in str(reasons[refused])
+        assert (summary.migrated, summary.left) == (1, 1)
+        assert repo.view(refused)["pathway"]["version"] == "1.0.0"
+        assert repo.view(fine)["pathway"]["version"] == "1.1.0"
+    finally:
+        engine.dispose()
