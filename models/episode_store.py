@@ -108,6 +108,7 @@ class Store(Protocol):
     ) -> Claimed: ...
     def held_elsewhere(self, timers: Sequence[Mapping[str, Any]]) -> set[str]: ...
     def lock_pending_timers(self, episode_ids: Sequence[str]) -> None: ...
+    def last_steps(self, episode_ids: Sequence[str]) -> dict[str, int]: ...
     def insert_episode(self, state: EpisodeState, now: datetime) -> None: ...
     def save_step(self, loaded: Loaded, step: Step, now: datetime) -> None: ...
     def write_tasks(
@@ -224,6 +225,14 @@ class EpisodeStore:
         worker takes them in (it claims timers, then locks their episodes), so that a step
         that rewrites an episode's timers and a worker never wait on each other in a
         cycle. Nothing to do where one write lock serialises every writer."""
+
+    def last_steps(self, episode_ids: Sequence[str]) -> dict[str, int]:
+        """Each episode's last audit row (its sequence number): where its record ends."""
+        found = {
+            episode_id: self.cursor.query(self.sql.last_step, {"b_id": episode_id}).first()
+            for episode_id in dict.fromkeys(episode_ids)
+        }
+        return {e: int(row["seq"]) for e, row in found.items() if row and row["seq"] is not None}
 
     def held_elsewhere(self, timers: Sequence[Mapping[str, Any]]) -> set[str]:
         """Episodes with a pending timer due before the first of ``timers``: another

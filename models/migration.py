@@ -4,10 +4,13 @@ Each episode is planned from a read-only snapshot of its record (:mod:`models.re
 its recorded inputs are taken again under the target version (:func:`engine.migration.rerun`)
 and what that changes is listed (:func:`engine.migration.changes`). A dry run stops there and
 writes nothing. Applying writes a batch of planned episodes in one transaction, each under
-its lock and only if it has not moved since its snapshot (its version counter says so): its
-row, due items, reminders, timers (all pending ones replaced by the re-run's) and one audit
-row of trigger ``migration``. An episode that moved meanwhile (a worker fired its timer, an
-event came) is planned again from a fresh snapshot.
+its lock (its pending timers first, then its row: the worker's order) and only if its record
+has not grown since its snapshot (its last audit row is still the one planned from): its
+row, due items (an open one the target has no such item for cancelled, its coordinator
+told), reminders, timers (all pending ones replaced by the re-run's) and one audit row of
+trigger ``migration``. An episode whose record grew meanwhile (a worker fired its timer, an
+event came, accepted or refused) is planned again from a fresh snapshot, and so is a batch
+that lost a deadlock.
 
 What is left on its version, with the reason: an episode whose record does not hold under
 the target version (:attr:`engine.migration.Rerun.unsafe`), whose record cannot be read
@@ -24,16 +27,16 @@ the caller and dropped.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Engine, Table, func, select
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 import pathways
 from engine.clinic_time import to_utc
-from engine.episode import EpisodeState, TimerRequest
+from engine.episode import OPEN_TASK_STATUSES, EpisodeState, TaskItem, TimerRequest
 from engine.errors import CarepathError, EpisodeNotFound, UnreadableEpisode
 from engine.migration import (
     Changes,
@@ -57,13 +60,23 @@ from models.replay_history import (
     task_key_of,
     timer_of,
 )
-from models.store import EpisodeChanges, run_step, transaction
+from models.step_sql import TASK_FIELDS
+from models.store import (
+    EpisodeChanges,
+    Loaded,
+    Store,
+    reminders_for,
+    run_step,
+    transaction,
+)
 from models.tables import DueTimer, Episode
 
 EPISODE = cast(Table, Episode.__table__)
 TIMER = cast(Table, DueTimer.__table__)
 BATCH = 500  # episodes planned from one snapshot and written in one transaction
 ATTEMPTS = 5  # snapshots an episode that keeps moving is planned from before it is left
+# PostgreSQL's deadlock and serialization failures: the batch lost a race, and is tried again.
+RETRIED = ("40P01", "40001")
 
 
 @dataclass
@@ -78,6 +91,9 @@ class Planned:
     applied: bool = False
     before: EpisodeState | None = field(default=None, repr=False)
     rerun: Rerun | None = field(default=None, repr=False)
+    # Where the planned-from record ends: its last audit row and when it was recorded.
+    last_seq: int | None = field(default=None, repr=False)
+    last_at: datetime | None = field(default=None, repr=False)
 
     @property
     def outcome(self) -> str:
@@ -94,7 +110,7 @@ class Planned:
         }
         if self.left is not None:
             out["reason"] = self.left
-        if self.changes is not None:
+        elif self.changes is not None:
             out["changes"] = self.changes.as_json()
         return out
 
@@ -173,15 +189,11 @@ def not_candidates(
         row = found.get(episode_id)
         if row is None:
             raise EpisodeNotFound(episode_id)
-        reason = None
-        if row.pathway_id != pathway_id:
-            reason = f"the episode runs on another pathway, {row.pathway_id}"
-        elif row.pathway_version == target:
-            reason = f"the episode is already on {target}"
-        elif source is not None and row.pathway_version != source:
-            reason = f"the episode is on {row.pathway_version}, not {source}"
-        elif row.status != "active":
-            reason = f"the episode has ended ({row.status}): its record stays as decided"
+        reason = (
+            f"the episode runs on another pathway, {row.pathway_id}"
+            if row.pathway_id != pathway_id
+            else no_candidate(row.pathway_version, row.status, target, source)
+        )
         if reason is not None:
             left.append(Planned(episode_id, row.pathway_version, target, left=reason))
     return left
@@ -196,6 +208,18 @@ class Job:
     actor: str
     defaults: PathwayDefaults
     dry_run: bool
+    source: str | None = None
+
+
+def no_candidate(version: str, status: str, target: str, source: str | None) -> str | None:
+    """Why an episode on ``version`` with ``status`` is no candidate, or None."""
+    if version == target:
+        return f"the episode is already on {target}"
+    if source is not None and version != source:
+        return f"the episode is on {version}, not {source}"
+    if status != "active":
+        return f"the episode has ended ({status}): its record stays as decided"
+    return None
 
 
 def migrate(
@@ -225,7 +249,7 @@ def migrate(
     """
     check_target(pathway_id, target)
     check_recorded(pathways.definition(pathway_id, target), recorded_digests(engine))
-    job = Job(target, to_utc(now), actor, defaults or PathwayDefaults.from_env(), dry_run)
+    job = Job(target, to_utc(now), actor, defaults or PathwayDefaults.from_env(), dry_run, source)
     summary = Summary(target, dry_run)
 
     def report(plan: Planned) -> None:
@@ -262,7 +286,7 @@ def migrate_batch(engine: Engine, ids: Sequence[str], job: Job) -> list[Planned]
     todo = list(ids)
     for attempt in range(ATTEMPTS):
         histories = read_histories(engine, todo, whole_steps=False)
-        plans = [plan_one(h, job.target, job.defaults) for h in histories]
+        plans = [plan_one(h, job.target, job.defaults, job.source) for h in histories]
         moved = [] if job.dry_run else _apply(engine, plans, job.actor, job.now, job.defaults)
         for plan in plans:
             if plan.episode_id in moved and attempt < ATTEMPTS - 1:
@@ -293,10 +317,17 @@ def _candidates(engine: Engine, query: Any, size: int) -> Iterator[list[str]]:
         after = page[-1]
 
 
-def plan_one(history: EpisodeHistory, target: str, defaults: PathwayDefaults) -> Planned:
-    """What moving ``history``'s episode to ``target`` would change."""
+def plan_one(
+    history: EpisodeHistory, target: str, defaults: PathwayDefaults, source: str | None = None
+) -> Planned:
+    """What moving ``history``'s episode to ``target`` would change (from ``source`` only,
+    when given). Its snapshot may be later than the read that made it a candidate: what it
+    is then decides."""
     row = history.episode
     plan = Planned(history.episode_id, str(row["pathway_version"]), target)
+    plan.left = no_candidate(row["pathway_version"], row["status"], target, source)
+    if plan.left is not None:
+        return plan
     try:
         before = history.state()
         result = rerun_record(history, target, defaults)
@@ -322,6 +353,8 @@ def plan_one(history: EpisodeHistory, target: str, defaults: PathwayDefaults) ->
     pending = [_request(timer) for timer in history.pending]
     plan.changes = changes(before, pending, result, defaults)
     plan.before, plan.rerun = before, result
+    last = history.steps[-1]
+    plan.last_seq, plan.last_at = int(last["seq"]), last["recorded_at"]
     return plan
 
 
@@ -361,8 +394,10 @@ def rerun_record(
             recorded.append(RecordedStep(**common, event=event_of(stored, row)))
         else:
             raise NotReplayable(f"a row of trigger {trigger!r} is not an input")
+    # The record ends at its last input: a migration after it takes no time of its own.
+    end = next(r for r in reversed(rows) if r["trigger"] != "migration")["recorded_at"]
     return rerun(opening, history.episode_id, opened["recorded_at"], opened["actor"],
-                 recorded, rows[-1]["recorded_at"], target, defaults)  # fmt: skip
+                 recorded, end, target, defaults)  # fmt: skip
 
 
 def take_again(
@@ -384,8 +419,14 @@ def take_again(
     result = rerun_record(history, target, defaults, steps)
     if result.unsafe is not None:
         raise NotReplayable(f"the migration would now be refused: {result.unsafe}")
-    before = run_step(engine, lambda store: store.read(history.episode_id).state, read_only=True)
-    plan = Planned(history.episode_id, before.pathway_version, target, before=before, rerun=result)
+    episode_id = history.episode_id
+
+    def stored(store: Store) -> tuple[EpisodeState, int | None]:
+        return store.read(episode_id).state, store.last_steps([episode_id]).get(episode_id)
+
+    before, last_seq = run_step(engine, stored, read_only=True)
+    plan = Planned(episode_id, before.pathway_version, target, before=before, rerun=result,
+                   last_seq=last_seq, last_at=history.steps[steps - 1]["recorded_at"])  # fmt: skip
     _write(engine, [plan], actor, at, defaults)
 
 
@@ -419,6 +460,10 @@ def _apply(
         return _write(engine, ready, actor, now, defaults)
     except (IntegrityError, DataError):
         pass
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) not in RETRIED:
+            raise
+        return [p.episode_id for p in ready]  # a deadlock: planned again, written later
     moved: list[str] = []
     for plan in ready:
         try:
@@ -437,23 +482,41 @@ def _write(
     with transaction(engine) as store:
         store.lock_pending_timers(ids)
         loaded = store.read_many(ids)
+        ends = store.last_steps(ids)
         written: list[EpisodeChanges] = []
         repinned: list[dict[str, Any]] = []
+        dropped: list[dict[str, Any]] = []
+        reminders: list[dict[str, Any]] = []
         audit: list[dict[str, Any]] = []
         for plan in plans:
             one = loaded[plan.episode_id]
             assert plan.before is not None
             assert plan.rerun is not None
-            if isinstance(one, UnreadableEpisode) or _moved(one.state, plan.before):
+            if isinstance(one, UnreadableEpisode):
+                plan.left = f"its stored record cannot be read: {one}"
+                continue
+            # Any step since the snapshot (a refusal, a no-op timer too) is a new record.
+            if _moved(one.state, plan.before) or ends.get(plan.episode_id) != plan.last_seq:
                 moved.append(plan.episode_id)
                 continue
-            decision = decide_migration(one.state, plan.rerun, actor, now, defaults)
+            # Never dated before the record it follows, however long the run.
+            at = max(now, plan.last_at) if plan.last_at is not None else now
+            decision = decide_migration(one.state, plan.rerun, actor, at, defaults)
             change = EpisodeChanges(one)
             change.absorb(decision.step)
             written.append(change)
             repinned.append({"b_id": plan.episode_id, "pathway_version": plan.target})
+            cancelled = _dropped(one, plan.rerun.state, at)
+            dropped += cancelled
+            reminders += _told(one, plan.rerun.state, cancelled, at)
             audit.append(decision.audit)
         store.write_batch(written, [], now)
+        store.write_many("move_task", dropped)
+        store.write_many("archive_task", [
+            {"b_episode_id": d["b_episode_id"], "b_key": d["b_key"], "archived_at": d["updated_at"]}
+            for d in dropped
+        ])  # fmt: skip
+        store.write_many("insert_reminder", reminders)
         store.write_many("repin_episode", repinned)
         if audit:
             chain = store.audit_chain()
@@ -461,8 +524,33 @@ def _write(
                 chain.append(**facts)
             chain.close()
     for plan in plans:
-        plan.applied = plan.episode_id not in moved
+        plan.applied = plan.left is None and plan.episode_id not in moved
     return moved
+
+
+def _told(
+    loaded: Loaded, after: EpisodeState, cancelled: list[dict[str, Any]], at: datetime
+) -> list[dict[str, Any]]:
+    """The coordinator's reminders of the dropped items' cancellation, as a step's are."""
+    items = {
+        row["b_key"]: TaskItem(row["b_key"], row["rule"], row["due_at"], row["window_start"],
+                               row["escalate_at"], "cancelled")  # fmt: skip
+        for row in cancelled
+    }
+    return reminders_for(replace(after, tasks=items), loaded.task_rows, at) if items else []
+
+
+def _dropped(loaded: Loaded, after: EpisodeState, at: datetime) -> list[dict[str, Any]]:
+    """The episode's open due items the target version has no such item for: cancelled and
+    archived (the re-run's state holds only its own items, so nothing else would close them)."""
+    rows = []
+    for key, row in loaded.task_rows.items():
+        if key in after.tasks or row["status"] not in OPEN_TASK_STATUSES:
+            continue
+        values = {name: row[name] for name in TASK_FIELDS}
+        rows.append({**values, "status": "cancelled", "updated_at": at,
+                     "b_episode_id": after.id, "b_key": key})  # fmt: skip
+    return rows
 
 
 def _moved(stored: EpisodeState, planned: EpisodeState) -> bool:

@@ -217,6 +217,12 @@ class Statements:
         self.claim_timers = prepare(self._claimed(_DUE_TIMERS))
         self.claim_episode_timers = prepare(self._claimed(_EPISODE_DUE_TIMERS))
         self.earlier_timer = prepare(_EARLIER_TIMER)
+        # A migration's: where an episode's record ends (its last audit row).
+        self.last_step = prepare(
+            select(func.max(AUDIT_LOG.c.seq).label("seq")).where(
+                AUDIT_LOG.c.episode_id == bindparam("b_id")
+            )
+        )
         self.mark_timer = prepare(_MARK_TIMER)
         self.insert_event = prepare(_insert(EVENT, *_EVENT_COLUMNS))
         # The same change written twice (a retried step) still makes one reminder.
@@ -275,6 +281,11 @@ class BatchReads:
             select(*_TASK_STATE)
             .where(TASK.c.episode_id == any_(ids), _CURRENT_TASK)
             .order_by(TASK.c.id)
+        )
+        self.last_steps = prepare(
+            select(AUDIT_LOG.c.episode_id, func.max(AUDIT_LOG.c.seq).label("seq"))
+            .where(AUDIT_LOG.c.episode_id == any_(ids))
+            .group_by(AUDIT_LOG.c.episode_id)
         )
         # A migration's: the episodes' pending timers, locked before the episodes are.
         self.lock_timers = prepare(

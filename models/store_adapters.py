@@ -159,6 +159,10 @@ class PostgresStore(EpisodeStore):
         reads = self.sql.batch_reads
         self.cursor.query(reads.lock_timers, {"b_ids": sorted(set(episode_ids))}).raw()
 
+    def last_steps(self, episode_ids: Sequence[str]) -> dict[str, int]:
+        found = self.cursor.query(self.sql.batch_reads.last_steps, {"b_ids": list(episode_ids)})
+        return {row["episode_id"]: int(row["seq"]) for row in found.all()}
+
     def held_elsewhere(self, timers: Sequence[Mapping[str, Any]]) -> set[str]:
         first = first_of_each(timers)
         found = self.cursor.query(

@@ -343,3 +343,57 @@ def test_a_write_the_database_refuses_leaves_that_episode_and_the_others_migrate
         assert repo.view(fine)["pathway"]["version"] == "1.1.0"
     finally:
         engine.dispose()
+
+
+def test_an_item_the_target_has_no_such_item_for_is_cancelled_and_archived(
+    repo: EpisodeRepository,
+) -> None:
+    # A late presenter with persisting pain: 1.1.0 has the REF-3M referral due at once
+    # (FU-RESPONSE without a baseline); 1.0.0 waits for a second visit. Moved back to
+    # 1.0.0, the referral item is cancelled, as an episode on 1.0.0 from the start shows.
+    late, born = opened(repo, "1.1.0", 100, "P-late"), opened(repo, "1.0.0", 100, "P-born")
+    for episode in (late, born):
+        repo.apply(episode, visit(7, 40), NOW + timedelta(hours=1))
+    assert "referral" in {d["key"] for d in repo.view(late)["due"]}
+    dry = []
+    migrate(repo.engine, "1.0.0", NOW + timedelta(hours=2), defaults=DEFAULTS,
+            dry_run=True, on_episode=dry.append)  # fmt: skip
+    [plan] = dry
+    assert plan.changes is not None
+    assert [d["key"] for d in plan.changes.due_cancelled] == ["referral"]
+    migrate(repo.engine, "1.0.0", NOW + timedelta(hours=2), defaults=DEFAULTS)
+    assert standing(repo, late) | {"pathway": None} == standing(repo, born) | {"pathway": None}
+    still = {d["key"] for d in repo.view(late)["due"] if d["status"] != "cancelled"}
+    assert "referral" not in still
+
+
+def test_a_step_between_the_snapshot_and_the_write_is_taken_into_the_plan(
+    repo: EpisodeRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from models import migration
+
+    episode = opened(repo, "1.0.0", 10)
+    read = migration.read_histories
+    raced: list[str] = []
+
+    def then_an_event_arrives(engine: Engine, ids: Any, whole_steps: bool = True) -> Any:
+        histories = read(engine, ids, whole_steps)
+        if not raced:  # a refused order, recorded after the snapshot: no version moves
+            step, _ = repo.apply(episode, {"type": "order", "data": {"kind": "mri"}},
+                                 NOW + timedelta(hours=1))  # fmt: skip
+            raced.append(str(step.accepted))
+        return histories
+
+    monkeypatch.setattr(migration, "read_histories", then_an_event_arrives)
+    seen, summary = plans(repo.engine, NOW + timedelta(hours=2))
+    assert raced == ["False"]
+    assert [p.outcome for p in seen] == ["migrated"]
+    assert [r["trigger"] for r in _audit(repo.engine, episode)] == ["open", "event", "migration"]
+    report = replay_episodes(repo.engine, [episode], DEFAULTS)
+    assert report.ok, report.differing[0].line()
+
+
+def _audit(engine: Engine, episode: str) -> list[Any]:
+    query = select(AuditEntry).where(AuditEntry.episode_id == episode).order_by(AuditEntry.seq)
+    with read_only(engine) as connection:
+        return list(connection.execute(query).mappings())
