@@ -512,10 +512,6 @@ def _write(
             audit.append(decision.audit)
         store.write_batch(written, [], now)
         store.write_many("move_task", dropped)
-        store.write_many("archive_task", [
-            {"b_episode_id": d["b_episode_id"], "b_key": d["b_key"], "archived_at": d["updated_at"]}
-            for d in dropped
-        ])  # fmt: skip
         store.write_many("insert_reminder", reminders)
         store.write_many("repin_episode", repinned)
         if audit:
@@ -541,8 +537,10 @@ def _told(
 
 
 def _dropped(loaded: Loaded, after: EpisodeState, at: datetime) -> list[dict[str, Any]]:
-    """The episode's open due items the target version has no such item for: cancelled and
-    archived (the re-run's state holds only its own items, so nothing else would close them)."""
+    """The episode's open due items the target version has no such item for, cancelled (the
+    re-run's state holds only its own items, so nothing else would close them). They stay
+    current, as the last closed item of their kind: a later item of the kind takes the key
+    over, as it would any closed one's."""
     rows = []
     for key, row in loaded.task_rows.items():
         if key in after.tasks or row["status"] not in OPEN_TASK_STATUSES:
