@@ -26,8 +26,20 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Literal, cast
 
-from sqlalchemy import Dialect, Engine, Table, bindparam, func, select, tuple_, type_coerce
-from sqlalchemy.sql.elements import ColumnElement, Label
+from sqlalchemy import (
+    Dialect,
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    case,
+    func,
+    or_,
+    select,
+    tuple_,
+    type_coerce,
+)
+from sqlalchemy.sql.elements import ColumnElement
 
 import pathways
 from engine.episode import OPEN_TASK_STATUSES, EpisodeState, iso
@@ -49,6 +61,8 @@ PAGE_SIZE = 50  # a page of GET /episodes/{id}/timeline or /due, unless asked ot
 MAX_PAGE_SIZE = 500
 CLOSED_STATUSES = ("done", "cancelled")
 DueFilter = Literal["open", "closed"]
+NOT_OURS = "not a cursor this API gave out"
+EVENTS_AT_OCCURRED = "EVENTS-AT-OCCURRED"  # the correction that orders timelines by time
 _EPISODE_ID = select(EPISODE.c.id, EPISODE.c.pathway_id, EPISODE.c.pathway_version).where(
     EPISODE.c.id == bindparam("b_id")
 )
@@ -57,10 +71,11 @@ _EPISODE_ID = select(EPISODE.c.id, EPISODE.c.pathway_id, EPISODE.c.pathway_versi
 _STEP_COLUMNS = ("seq", "occurred_at", "trigger", "type", "actor", "accepted", "rules", "reason")
 
 
-def _steps(dialect: Dialect, before: bool, by_occurrence: bool = False) -> Label[Any]:
+def _steps(dialect: Dialect, before: bool, by_occurrence: bool = False) -> Any:
     """The episode's ``b_steps`` most recent steps (those before ``b_before``) as one JSON
-    array of ``_STEP_COLUMNS`` arrays, a column of the episode's own read; most recent by
-    recording, or ``by_occurrence`` (those before ``b_before_at``, ``b_before``).
+    array of ``_STEP_COLUMNS`` arrays, a scalar subquery for a column of the episode's own
+    read; most recent by recording, or ``by_occurrence`` (those before ``b_before_at``,
+    ``b_before``).
 
     A query of their own cost the busiest route, ``GET /episodes/{id}``, more than the
     rest of the timeline's reading: as a column they cost the database an index scan and
@@ -95,19 +110,47 @@ def _steps(dialect: Dialect, before: bool, by_occurrence: bool = False) -> Label
     values = list(columns.values())
     step = func.json_build_array(*values) if postgres else func.json_array(*values)
     steps = func.json_agg(step) if postgres else func.json_group_array(step)
-    return type_coerce(select(steps).scalar_subquery(), PortableJSON).label("timeline")
+    return select(steps).scalar_subquery()
+
+
+def _newest(dialect: Dialect) -> Any:
+    """The episode's newest steps in the order its version gives: one read either way, as
+    both databases evaluate only the CASE branch the episode's row takes."""
+    # One equality per version, not IN: a statement compiled once takes no expanding list.
+    happened = [
+        and_(EPISODE.c.pathway_id == pathway_id, EPISODE.c.pathway_version == version)
+        for pathway_id, versions in _versions_by_occurrence().items()
+        for version in versions
+    ]
+    by_recording = _steps(dialect, before=False)
+    if not happened:
+        return by_recording
+    return case((or_(*happened), _steps(dialect, False, by_occurrence=True)), else_=by_recording)
+
+
+def _versions_by_occurrence() -> dict[str, list[str]]:
+    """Each pathway's versions whose timeline is in the order things happened."""
+    found = {
+        pathway_id: [
+            version
+            for version in pathways.version_numbers(pathway_id)
+            if pathways.definition(pathway_id, version).corrects(EVENTS_AT_OCCURRED)
+        ]
+        for pathway_id in pathways.PACKAGES
+    }
+    return {pathway_id: versions for pathway_id, versions in found.items() if versions}
 
 
 class _Statements:
     def __init__(self, dialect: Dialect) -> None:
-        def prepared(read: Any, before: bool, by_occurrence: bool = False) -> Prepared:
-            return Prepared(read.add_columns(_steps(dialect, before, by_occurrence)), dialect)
+        def prepared(read: Any, steps: Any) -> Prepared:
+            timeline = type_coerce(steps, PortableJSON).label("timeline")
+            return Prepared(read.add_columns(timeline), dialect)
 
-        self.view = prepared(READ_EPISODE, before=False)
-        self.newest = prepared(_EPISODE_ID, before=False)
-        self.older = prepared(_EPISODE_ID, before=True)
-        self.newest_happened = prepared(_EPISODE_ID, before=False, by_occurrence=True)
-        self.older_happened = prepared(_EPISODE_ID, before=True, by_occurrence=True)
+        self.view = prepared(READ_EPISODE, _newest(dialect))
+        self.newest = prepared(_EPISODE_ID, _newest(dialect))
+        self.older = prepared(_EPISODE_ID, _steps(dialect, before=True))
+        self.older_happened = prepared(_EPISODE_ID, _steps(dialect, True, by_occurrence=True))
 
 
 @cache
@@ -126,14 +169,7 @@ def position_of(cursor: str) -> int:
     Raises:
         InvalidEvent: not a cursor this service gave out (field ``cursor``).
     """
-    try:
-        text = base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode()
-    except (binascii.Error, UnicodeError, ValueError):
-        text = ""
-    # Positions are row keys, which the databases keep below 2**31.
-    if not text.isascii() or not text.isdigit() or int(text) >= 2**31:
-        raise InvalidEvent("cursor", "not a cursor this API gave out")
-    return int(text)
+    return _row_key(_cursor_text(cursor))
 
 
 def step_cursor_for(at: str, seq: int) -> str:
@@ -146,29 +182,38 @@ def cursor_for_text(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode()
 
 
-def step_position_of(cursor: str) -> tuple[datetime, int] | None:
-    """When and where a step cursor continues (None: a cursor by recording, see
-    :func:`position_of`).
+def timeline_position_of(cursor: str) -> tuple[datetime | None, int]:
+    """Where a timeline cursor continues: before the step of that sequence number, and for
+    a cursor in the order things happened (:func:`step_cursor_for`), of that instant.
 
     Raises:
         InvalidEvent: not a cursor this service gave out (field ``cursor``).
     """
-    try:
-        text = base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode()
-    except (binascii.Error, UnicodeError, ValueError):
-        raise InvalidEvent("cursor", "not a cursor this API gave out") from None
+    text = _cursor_text(cursor)
     if "@" not in text:
-        return None
+        return None, _row_key(text)
     seq, _, at = text.partition("@")
     try:
         instant = datetime.fromisoformat(at.replace("Z", "+00:00"))
     except ValueError:
         instant = None
-    if not seq.isascii() or not seq.isdigit() or int(seq) >= 2**31 or instant is None:
-        raise InvalidEvent("cursor", "not a cursor this API gave out")
-    if instant.tzinfo is None:
-        raise InvalidEvent("cursor", "not a cursor this API gave out")
-    return instant.astimezone(UTC), int(seq)
+    if instant is None or instant.tzinfo is None:
+        raise InvalidEvent("cursor", NOT_OURS)
+    return instant.astimezone(UTC), _row_key(seq)
+
+
+def _cursor_text(cursor: str) -> str:
+    try:
+        return base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode()
+    except (binascii.Error, UnicodeError, ValueError):
+        return ""
+
+
+def _row_key(text: str) -> int:
+    # Positions are row keys, which the databases keep below 2**31.
+    if not text.isascii() or not text.isdigit() or int(text) >= 2**31:
+        raise InvalidEvent("cursor", NOT_OURS)
+    return int(text)
 
 
 def _instant(text: str) -> str:
@@ -223,19 +268,13 @@ def read_with_timeline(
     row, task_rows = episode.first(), tasks.all()
     if row is None:
         raise EpisodeNotFound(episode_id)
-    state = state_from_rows(row, task_rows)
-    if not _by_occurrence(row):
-        return (state, *_page(row["timeline"], steps))
-    # From 1.1.0: a second read, in the order things happened.
-    happened = store.cursor.query(sql.newest_happened, values).first()
-    assert happened is not None
-    return (state, *_page(happened["timeline"], steps, by_occurrence=True))
+    return (state_from_rows(row, task_rows), *_page(row["timeline"], steps, _by_occurrence(row)))
 
 
 def _by_occurrence(row: Mapping[str, Any]) -> bool:
     """Whether the episode's timeline is in the order things happened (from 1.1.0)."""
     pathway = pathways.definition(row["pathway_id"], row["pathway_version"])
-    return pathway.corrects("EVENTS-AT-OCCURRED")
+    return pathway.corrects(EVENTS_AT_OCCURRED)
 
 
 def timeline_page(
@@ -249,23 +288,19 @@ def timeline_page(
     """
     sql = _statements(engine.dialect)
     values: dict[str, Any] = {"b_id": episode_id, "b_steps": limit + 1}
-    happened = None if cursor is None else step_position_of(cursor)
-    if happened is not None:
-        values["b_before_at"], values["b_before"] = happened
-    elif cursor is not None:
-        values["b_before"] = position_of(cursor)
+    if cursor is None:
+        statement = sql.newest
+    else:
+        at, values["b_before"] = timeline_position_of(cursor)
+        statement = sql.older
+        if at is not None:
+            statement, values["b_before_at"] = sql.older_happened, at
     with transaction(engine, read_only=True) as store:
-        if happened is not None:
-            row = store.cursor.query(sql.older_happened, values).first()
-            by_occurrence = True
-        else:
-            row = store.cursor.query(sql.newest if cursor is None else sql.older, values).first()
-            # From 1.1.0 the newest page is read again, in the order things happened.
-            by_occurrence = cursor is None and row is not None and _by_occurrence(row)
-            if by_occurrence:
-                row = store.cursor.query(sql.newest_happened, values).first()
+        row = store.cursor.query(statement, values).first()
     if row is None:
         raise EpisodeNotFound(episode_id)
+    # A cursor carries its order; the newest page is in the order the episode's version gives.
+    by_occurrence = _by_occurrence(row) if cursor is None else statement is sql.older_happened
     return _page(row["timeline"], limit, by_occurrence)
 
 
