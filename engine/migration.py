@@ -300,7 +300,6 @@ def decide_migration(
     the payload names both)."""
     assert after.unsafe is None, "an unsafe migration is not taken"
     state = after.state
-    state.version = before.version  # the writer moves it on by one
     step = Step(state=state, accepted=True, timers=list(after.timers), cancel_refs=["*"])
     source, target = before.pathway_version, state.pathway_version
     audit = {

@@ -331,10 +331,7 @@ def plan_one(
     try:
         before = history.state()
         result = rerun_record(history, target, defaults)
-    except NotReplayable as exc:
-        plan.left = f"its record cannot be taken again: {exc.problem}"
-        return plan
-    except CarepathError as exc:
+    except (NotReplayable, CarepathError) as exc:
         plan.left = f"its record cannot be taken again: {exc}"
         return plan
     except Exception as exc:  # noqa: BLE001 - one episode's failure is its own
