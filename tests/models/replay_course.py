@@ -7,6 +7,7 @@ from contextlib import suppress
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
 from engine.clinic_time import add_days, clinic_noon
@@ -17,6 +18,7 @@ from models.db import read_only
 from models.idempotency import Answer, KeyedWrite, Replayed, request_digest
 from models.repository import EpisodeRepository
 from models.tables import Base
+from tests.engine.test_memory import EVENTS
 
 ONSET = date(2026, 1, 5)
 
@@ -107,3 +109,40 @@ def contents(engine: Engine) -> dict[str, list[str]]:
             name: sorted(repr(tuple(row)) for row in connection.execute(select(table)))
             for name, table in Base.metadata.tables.items()
         }
+
+
+# A random history: each step's days since the one before, the hours its event is documented
+# late (None: "now"), the event, and whether a due item is marked done first.
+Steps = list[tuple[int, int | None, Any, bool]]
+
+
+def random_histories(max_size: int) -> st.SearchStrategy[Steps]:
+    return st.lists(
+        st.tuples(
+            st.integers(0, 12),
+            st.one_of(st.none(), st.integers(0, 30)),
+            EVENTS,
+            st.sampled_from([False] * 6 + [True]),
+        ),
+        min_size=1,
+        max_size=max_size,
+    )
+
+
+def play(repo: EpisodeRepository, episode: str, steps: Steps, elapsed: int) -> int:
+    """Take ``steps`` on the episode from day ``elapsed``, the timers due on the way fired
+    first; an event the engine finds invalid (before onset, after the end on 1.0.0, ...) is
+    skipped. Returns the day of the last step."""
+    for gap, late, (kind, data), done in steps:
+        elapsed += gap
+        now = day(elapsed)
+        repo.fire_due(now)
+        if done and repo.view(episode)["status"] == "active":
+            with suppress(InvalidEvent, StopIteration):
+                repo.complete_task(episode, first_open_item(repo, episode), "nurse", now)
+        payload = {"type": kind, "data": data}
+        if late is not None:
+            payload["occurred_at"] = max(day(1), now - timedelta(hours=late)).isoformat()
+        with suppress(InvalidEvent):
+            repo.apply(episode, payload, now)
+    return elapsed

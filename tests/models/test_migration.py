@@ -6,16 +6,14 @@ episode is the episode it would be had it run on the target from the start, and 
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, select
 
-from engine.errors import EpisodeNotFound, InvalidEvent
+from engine.errors import EpisodeNotFound
 from engine.events import parse_opening
 from engine.settings import DRAFTS_ENV, PathwayDefaults
 from models.audit_verify import verify_log
@@ -25,8 +23,16 @@ from models.replay import replay_episodes
 from models.replay_history import read_histories
 from models.repository import EpisodeRepository
 from models.tables import AuditEntry, ClinicalEventRow, DueTimer
-from tests.engine.test_memory import EVENTS
-from tests.models.replay_course import contents, course, day, first_open_item, open_on, visit
+from tests.models.replay_course import (
+    Steps,
+    contents,
+    course,
+    day,
+    open_on,
+    play,
+    random_histories,
+    visit,
+)
 
 DEFAULTS = PathwayDefaults()
 NOW = datetime(2026, 1, 19, 10, tzinfo=UTC)
@@ -270,27 +276,20 @@ def test_a_record_taken_again_on_its_own_version_gives_the_stored_episode(
 # Random histories across a migration
 
 
-histories = st.lists(
-    st.tuples(st.integers(0, 12), EVENTS, st.sampled_from([False] * 6 + [True])),
-    min_size=1,
-    max_size=10,
-)
-
-
 @settings(
     max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(before=histories, after=histories)
+@given(before=random_histories(10), after=random_histories(10))
 def test_random_histories_replay_across_a_migration(
-    sqlite_url: str, before: list[tuple[int, Any, bool]], after: list[tuple[int, Any, bool]]
+    sqlite_url: str, before: Steps, after: Steps
 ) -> None:
     engine = make_engine(sqlite_url)
     try:
         repo = EpisodeRepository(engine, DEFAULTS)
         episode = open_on(repo, "1.0.0")
-        elapsed = take(repo, episode, before, 1)
+        elapsed = play(repo, episode, before, 1)
         seen, _ = plans(engine, day(elapsed, 1), ids=[episode])
-        elapsed = take(repo, episode, after, elapsed + 1)
+        elapsed = play(repo, episode, after, elapsed + 1)
         repo.fire_due(day(elapsed + 90))
         migrated = seen[0].outcome == "migrated"
         assert repo.view(episode)["pathway"]["version"] == ("1.1.0" if migrated else "1.0.0")
@@ -298,21 +297,6 @@ def test_random_histories_replay_across_a_migration(
         assert report.ok, report.differing[0].line()
     finally:
         engine.dispose()
-
-
-def take(
-    repo: EpisodeRepository, episode: str, steps: list[tuple[int, Any, bool]], elapsed: int
-) -> int:
-    for gap, (kind, data), done in steps:
-        elapsed += gap
-        now = day(elapsed)
-        repo.fire_due(now)
-        if done and repo.view(episode)["status"] == "active":
-            with suppress(InvalidEvent, StopIteration):
-                repo.complete_task(episode, first_open_item(repo, episode), "nurse", now)
-        with suppress(InvalidEvent):  # after the end, ...
-            repo.apply(episode, {"type": kind, "data": data}, now)
-    return elapsed
 
 
 @pytest.mark.postgres

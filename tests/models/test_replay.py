@@ -6,8 +6,6 @@ from __future__ import annotations
 import shutil
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import suppress
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +16,23 @@ from sqlalchemy import Engine, delete, select, update
 
 import pathways
 from engine.definition import parse_definition
-from engine.errors import EpisodeNotFound, InvalidEvent
+from engine.errors import EpisodeNotFound
 from engine.settings import DRAFTS_ENV, PathwayDefaults
 from models import replay
 from models.db import make_engine, read_only
 from models.replay import replay_episodes
 from models.repository import EpisodeRepository
 from models.tables import AuditEntry, ClinicalEventRow, DueTimer, Episode, Task
-from tests.engine.test_memory import EVENTS
-from tests.models.replay_course import contents, course, day, first_open_item, open_on, visit
+from tests.models.replay_course import (
+    Steps,
+    contents,
+    course,
+    day,
+    open_on,
+    play,
+    random_histories,
+    visit,
+)
 
 DEFAULTS = PathwayDefaults()
 
@@ -107,42 +113,18 @@ def test_an_unknown_episode_is_named_before_anything_is_replayed(db_engine: Engi
 # Random histories
 
 
-histories = st.lists(
-    st.tuples(
-        st.integers(0, 12),  # days to the next step
-        st.one_of(st.none(), st.integers(0, 30)),  # hours documented late (None: "now")
-        EVENTS,
-        st.sampled_from([False] * 6 + [True]),  # a due item marked done first
-    ),
-    min_size=1,
-    max_size=14,
-)
-
-
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(version=st.sampled_from(["1.0.0", "1.1.0"]), history=histories)
+@given(version=st.sampled_from(["1.0.0", "1.1.0"]), history=random_histories(14))
 def test_random_histories_replay_step_for_step(
-    sqlite_url: str, drafts: None, version: str, history: list[tuple[int, int | None, Any, bool]]
+    sqlite_url: str, drafts: None, version: str, history: Steps
 ) -> None:
     engine = make_engine(sqlite_url)
     try:
         repo = EpisodeRepository(engine, DEFAULTS)
         episode = open_on(repo, version)
-        elapsed = 1
-        for gap, late, (kind, data), done in history:
-            elapsed += gap
-            now = day(elapsed)
-            repo.fire_due(now)
-            if done and repo.view(episode)["status"] == "active":
-                with suppress(InvalidEvent, StopIteration):
-                    repo.complete_task(episode, first_open_item(repo, episode), "nurse", now)
-            payload = {"type": kind, "data": data}
-            if late is not None:
-                payload["occurred_at"] = max(day(1), now - timedelta(hours=late)).isoformat()
-            with suppress(InvalidEvent):  # time before onset, after the end (1.0.0), ...
-                repo.apply(episode, payload, now)
+        elapsed = play(repo, episode, history, 1)
         repo.fire_due(day(elapsed + 90))
         report = replay_episodes(engine, [episode], DEFAULTS)
         assert report.ok, report.differing[0].line()
