@@ -2,8 +2,8 @@
 
 Each way an episode moves — its opening, an event, a timer, a coordinator marking an item
 done — goes through one function here that takes the episode as loaded, the input and the
-clock reading, runs the pathway (:mod:`engine.pathway`, under the rules of the episode's
-pinned version) and returns a :class:`Decision`: the step (new state, timers to set and
+clock reading, runs the pathway (its ``steps`` module, under the rules of the episode's pinned
+version) and returns a :class:`Decision`: the step (new state, timers to set and
 cancel, due items), the facts of its audit row (rules, reason, the input's digest source,
 pathway id and version) and, on demand, the episode view. :mod:`models.repository` loads,
 calls one of these, writes the decision and commits; it decides nothing of the step's
@@ -26,10 +26,15 @@ from engine.events import (
     check_override_reason,
     event_payload_json,
 )
-from engine.pathway import apply_event, complete_task, fire_timer, open_episode
 from engine.rules import of_episode
 from engine.settings import PathwayDefaults
 from engine.view import episode_view
+from pathways.lumbosacral_radiculopathy.steps import (
+    apply_event,
+    complete_task,
+    fire_timer,
+    open_episode,
+)
 
 
 @dataclass

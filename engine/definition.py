@@ -17,8 +17,8 @@ reviews and signs off, and nothing of the engine's mechanics:
   ``supports`` (the statement, in our own words). A version that uses the rich form uses it
   for every rule, so that each of its citations says something a clinician can check;
 * ``corrections``: the behaviours this version corrects since the first (each by an ID the
-  engine knows, :mod:`engine.corrections`, with the rules it touches): where behaviour
-  changed, the engine asks the episode's definition, ``pathway.corrects("EP-FINAL")``, so
+  pathway's code knows, its ``corrections`` module, with the rules it touches): where
+  behaviour changed, the engine asks the episode's definition, ``pathway.corrects("EP-FINAL")``, so
   episodes on an earlier version keep the behaviour they started with.
 
 Texts never write a number: they name it, ``{subacute_from_days}``, or with a unit,
@@ -47,9 +47,9 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
-from engine.corrections import CORRECTIONS
 from engine.errors import CarepathError
 from engine.placeholders import Number, TextError, check_text, fill, named
+from pathways.lumbosacral_radiculopathy.corrections import CORRECTIONS
 
 RULE_ID = re.compile(r"[A-Z]{2,}(?:-[A-Z0-9]+)+")
 _TEXT_FIELDS = ("title", "text", "conflict", "default")
@@ -276,7 +276,8 @@ def parse_definition(
         known_corrections: the corrections the engine has code for; a definition may list
             only these.
         rules_used: the rules the engine's code acts on for a version with the given
-            corrections (:func:`engine.rules_used.used_by`); the definition must hold each.
+            corrections (the pathway's ``rules_used.used_by``); the definition must hold
+            each.
 
     Raises:
         DefinitionError: what is wrong, and where.

@@ -3,7 +3,8 @@
 The engine's memory of the episode (baseline scores, treatments, results, flags) lives in
 ``facts``, a JSON-able dict stored beside the configuration, so a step is a pure function of
 (episode, input, clock reading) and replays the same way every time. The facts keep what
-the rules read (:mod:`engine.memory`), so they do not grow with the episode's history.
+the rules read (the pathway's ``memory`` module), so they do not grow with the
+episode's history.
 """
 
 from __future__ import annotations

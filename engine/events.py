@@ -235,7 +235,8 @@ def _non_blank(value: str) -> str:
 def check_override_reason(reason: str | None) -> None:
     """An override reason's own check: a documented reason, not a token word. Made in the
     step, not at parsing: from 1.1.0 (NONOVERRIDABLE-FIRST) a refusal no override lifts is
-    reported first, whatever reason was sent (:func:`engine.handlers.settle`).
+    reported first, whatever reason was sent (the lumbosacral pathway's
+    ``handlers.settle``).
 
     Raises:
         InvalidEvent: naming ``data.override_reason``.

@@ -9,9 +9,13 @@ from typing import Any
 from engine.definition import Definition
 from engine.due import current_items
 from engine.episode import EpisodeState, iso
-from engine.invasive_guards import INJECTIONS, INTERVENTIONS, procedures_done
 from engine.rules import DEFINITION, of_episode, rules_for
 from engine.settings import DEFAULTS, PathwayDefaults
+from pathways.lumbosacral_radiculopathy.invasive_guards import (
+    INJECTIONS,
+    INTERVENTIONS,
+    procedures_done,
+)
 
 PHASE_RULES = {"acute": "PH-ACUTE", "subacute": "PH-SUBACUTE", "chronic": "PH-CHRONIC"}
 # Advisories shown while a fact holds: (rule, predicate over facts and the episode).

@@ -17,10 +17,10 @@ from datetime import date
 from functools import cache
 from importlib import resources
 
-from engine.corrections import CORRECTIONS
 from engine.definition import Definition, DefinitionError, parse_definition
-from engine.rules_used import used_by
 from engine.settings import PathwayDefaults
+from pathways.lumbosacral_radiculopathy.corrections import CORRECTIONS
+from pathways.lumbosacral_radiculopathy.rules_used import used_by
 
 LUMBOSACRAL_RADICULOPATHY = "lumbosacral-radiculopathy"
 # Pathway id -> the package that holds its definitions.

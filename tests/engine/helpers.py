@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 from engine.clinic_time import add_days, clinic_noon
 from engine.episode import EpisodeState, Step
 from engine.events import parse_event, parse_opening
-from engine.pathway import apply_event, fire_timer, open_episode
 from engine.settings import DEFAULTS, PathwayDefaults
+from pathways.lumbosacral_radiculopathy.steps import apply_event, fire_timer, open_episode
 
 
 class Episode:

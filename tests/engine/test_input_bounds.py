@@ -17,8 +17,8 @@ from engine.events import (
     parse_instant,
     parse_opening,
 )
-from engine.pathway import open_episode
 from engine.settings import PathwayDefaults
+from pathways.lumbosacral_radiculopathy.steps import open_episode
 
 NOW = datetime(2026, 1, 19, 10, tzinfo=UTC)
 

@@ -1,7 +1,7 @@
 """An episode keeps what its rules read, and decides exactly as it would keeping everything.
 
 Two copies of an episode take the same random events: one keeps every fact and every due
-item (the engine without :func:`engine.memory.keep_what_rules_read`, as it was), the other
+item (the engine without ``keep_what_rules_read``, as it was), the other
 trims its facts after each event and, before each step, keeps only the current due items
 (what the store loads). Every decision, timer, due item and view must be the same.
 """
@@ -22,8 +22,8 @@ from engine import events as vocabulary
 from engine.due import current_items, item_kind
 from engine.episode import Step
 from engine.errors import InvalidEvent
-from engine.memory import keep_what_rules_read
 from engine.view import episode_view
+from pathways.lumbosacral_radiculopathy.memory import keep_what_rules_read
 from tests.engine.helpers import Episode
 
 ONSET = date(2026, 1, 5)
@@ -150,7 +150,7 @@ class Trimmed(Episode):
 
 @contextmanager
 def keeping_everything() -> Iterator[None]:
-    with patch("engine.pathway.keep_what_rules_read", lambda facts: None):
+    with patch("pathways.lumbosacral_radiculopathy.steps.keep_what_rules_read", lambda facts: None):
         yield
 
 

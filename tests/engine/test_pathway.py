@@ -7,8 +7,8 @@ import pytest
 from engine.chart import bind, validate_configuration
 from engine.errors import InvalidConfiguration, InvalidEvent
 from engine.events import parse_event
-from engine.pathway import apply_event
 from engine.settings import DEFAULTS
+from pathways.lumbosacral_radiculopathy.steps import apply_event
 from tests.engine.helpers import Episode
 
 

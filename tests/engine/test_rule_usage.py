@@ -1,4 +1,5 @@
-"""Every rule ID the engine acts on is declared (engine/rules_used.py), so that loading a
+"""Every rule ID the pathway's code acts on is declared
+(pathways/lumbosacral_radiculopathy/rules_used.py), so that loading a
 definition checks it holds them; and every correction it asks about is one it knows.
 
 (Whether a refusal can be overridden is the rule's strength there: see
@@ -13,11 +14,13 @@ from pathlib import Path
 import pytest
 
 import pathways
-from engine.corrections import CORRECTIONS
 from engine.definition import DefinitionError, parse_definition
-from engine.rules_used import ALWAYS, BY_CORRECTION, used_by
+from pathways.lumbosacral_radiculopathy.corrections import CORRECTIONS
+from pathways.lumbosacral_radiculopathy.rules_used import ALWAYS, BY_CORRECTION, used_by
 
-ENGINE = Path(__file__).resolve().parents[2] / "engine"
+ROOT = Path(__file__).resolve().parents[2]
+# The engine's mechanics and the pathway's own code: every module that could name a rule.
+CODE = (ROOT / "engine", ROOT / "pathways" / "lumbosacral_radiculopathy")
 RULE_ID = re.compile(
     r'"((?:PH|CONS|FU|IMG|SP|ESI|PRF|SURG|SDM|REHAB|SCS|REF|RF|ORD|MED|NCS|PRED|EP)'
     r'-[A-Z0-9-]+)"'
@@ -28,7 +31,8 @@ CORRECTS = re.compile(r'corrects\(\s*"([A-Z0-9-]+)"')
 def named_in_engine(pattern: re.Pattern[str]) -> set[str]:
     return {
         match
-        for path in ENGINE.glob("*.py")
+        for folder in CODE
+        for path in folder.glob("*.py")
         if path.name not in ("rules.py", "corrections.py", "rules_used.py")
         for match in pattern.findall(path.read_text())
     }

@@ -10,7 +10,6 @@ from sqlalchemy.exc import IntegrityError
 
 from engine.episode import Step, TimerRequest
 from engine.events import parse_opening
-from engine.pathway import open_episode
 from engine.settings import PathwayDefaults
 from models.db import make_engine
 from models.repository import EpisodeRepository
@@ -18,6 +17,7 @@ from models.statements import Prepared
 from models.step_sql import EPISODE, TASK, TIMER
 from models.store import EpisodeChanges, Loaded, transaction
 from models.tables import AuditEntry, Episode
+from pathways.lumbosacral_radiculopathy.steps import open_episode
 
 PARIS_WINTER = timezone(timedelta(hours=1))
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 import pathways
-from engine.corrections import CORRECTIONS
 from engine.definition import Definition, DefinitionError, Strength, parse_definition
-from engine.guards import Verdict
 from engine.settings import PathwayDefaults
 from engine.view import episode_view
+from pathways.lumbosacral_radiculopathy.corrections import CORRECTIONS
+from pathways.lumbosacral_radiculopathy.guards import Verdict
 from tests.engine.helpers import Episode
 
 PACKAGE = Path(pathways.__file__).parent / "lumbosacral_radiculopathy"

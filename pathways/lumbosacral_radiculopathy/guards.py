@@ -2,7 +2,7 @@
 
 Each check returns a :class:`Verdict`: refusals (with whether a documented override lifts
 them, and the date time lifts them) and notes (warnings, advisories) that accompany an
-accepted request. :mod:`engine.pathway` turns a verdict into a refusal or an accepted step.
+accepted request. :mod:`.steps` turns a verdict into a refusal or an accepted step.
 Whether an override lifts a refusal is the rule's strength in the pathway's definition
 (``refuse`` or ``refuse_with_override``), never the guard's to say.
 """

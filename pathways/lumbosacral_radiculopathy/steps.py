@@ -12,15 +12,15 @@ from typing import Any
 
 from engine.chart import initial_configuration, validate_stored
 from engine.clinic_time import add_days, day_start, shift_local, to_utc
-from engine.context import StepContext
 from engine.due import finish_task, open_task, refresh_task
 from engine.episode import EpisodeState, Patient, Step, TimerRequest
 from engine.errors import InvalidEvent, RuleRefusal
 from engine.events import ClinicalEvent, Opening
-from engine.handlers import HANDLERS, intensive_follow_up
-from engine.memory import keep_what_rules_read
 from engine.rules import of_episode
 from engine.settings import PathwayDefaults
+from pathways.lumbosacral_radiculopathy.context import StepContext
+from pathways.lumbosacral_radiculopathy.handlers import HANDLERS, intensive_follow_up
+from pathways.lumbosacral_radiculopathy.memory import keep_what_rules_read
 
 # Each phase, the timing (days from onset) it starts at, the chart event and its rule.
 PHASE_STARTS = (

@@ -1,7 +1,7 @@
 """What an episode's facts keep from one step to the next: what the rules read, no more.
 
-The handlers (:mod:`engine.handlers`) add to the fact lists as events arrive: treatments,
-orders, results, procedures, overrides. Kept whole, the facts (stored in the episode's
+The handlers (:mod:`.handlers`) add to the fact lists as events arrive: treatments, orders,
+results, procedures, overrides. Kept whole, the facts (stored in the episode's
 row, read and written by every step) would grow with every event. After each accepted
 event :func:`keep_what_rules_read` trims each list to what a rule, a guard or the view
 reads of it; what happened in full stays in the event rows and the audit log.

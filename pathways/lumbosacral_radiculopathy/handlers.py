@@ -11,31 +11,36 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from engine.clinic_time import add_days, add_months, day_start, local_date, shift_local
-from engine.context import StepContext
-from engine.corrected_findings import (
+from engine.due import finish_task, open_task, open_tasks
+from engine.errors import RuleRefusal
+from engine.events import check_override_reason
+from engine.rules import of_episode
+from pathways.lumbosacral_radiculopathy.context import StepContext
+from pathways.lumbosacral_radiculopathy.corrected_findings import (
     persisting_without_baseline,
     plexus_distribution,
     serious_combination,
 )
-from engine.due import finish_task, open_task, open_tasks
-from engine.errors import RuleRefusal
-from engine.events import check_override_reason
-from engine.findings import Findings, motor_scores, read_assessment, response
-from engine.guards import (
+from pathways.lumbosacral_radiculopathy.findings import (
+    Findings,
+    motor_scores,
+    read_assessment,
+    response,
+)
+from pathways.lumbosacral_radiculopathy.guards import (
     Verdict,
     check_order,
     check_procedure,
     check_treatment,
     imaging_indicated_at_3_months,
 )
-from engine.invasive_guards import (
+from pathways.lumbosacral_radiculopathy.invasive_guards import (
     INTERVENTIONS,
     SURGERY,
     check_invasive_procedure,
     check_plexus_imaging,
     procedures_done,
 )
-from engine.rules import of_episode
 
 FLAG_RULES = {
     "ces": ("RF-CES", "emergency"),

@@ -3,8 +3,8 @@
 Elective surgery (SURG-ELECTIVE), pulsed radiofrequency (PRF-DRG) and spinal cord
 stimulation (SCS-POSTOP) become refusals a clinician may override, as does plexus MRI within
 a month of a recorded trauma (IMG-PLEXUS-TRAUMA). Each applies only to an episode whose
-version includes its correction; :mod:`engine.handlers` runs them after the guards of
-:mod:`engine.guards`, on the same verdict.
+version includes its correction; :mod:`.handlers` runs them after the guards of
+:mod:`.guards`, on the same verdict.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from typing import Any
 
 from engine.clinic_time import add_months, local_date
 from engine.episode import EpisodeState
-from engine.guards import (
+from engine.settings import PathwayDefaults
+from pathways.lumbosacral_radiculopathy.guards import (
     Verdict,
     conservative_care_failed,
     correlating_result,
     failed_adequate_care,
     red_flag_active,
 )
-from engine.settings import PathwayDefaults
 
 SURGERY = ("discectomy", "fusion")
 INJECTIONS = ("esi",)

@@ -1,7 +1,7 @@
 """What an assessment means: response, red flags, referral triggers, markers (FU-CONTENT).
 
 Pure functions over the assessment data (a dict as validated by :mod:`engine.events`) and the
-episode's earlier findings. Nothing here changes the episode; :mod:`engine.pathway` acts on it.
+episode's earlier findings. Nothing here changes the episode; :mod:`.steps` acts on it.
 """
 
 from __future__ import annotations
