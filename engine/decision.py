@@ -1,9 +1,10 @@
 """What a step decides, whole: the engine's answer that the unit of work only writes.
 
 Each way an episode moves — its opening, an event, a timer, a coordinator marking an item
-done — goes through one function here that takes the episode as loaded, the input and the
-clock reading, runs the pathway (its ``steps`` module, under the rules of the episode's pinned
-version) and returns a :class:`Decision`: the step (new state, timers to set and
+done — goes through one function here that takes the pathway's code
+(:class:`~engine.pathway.PathwayCode`), the episode as loaded, the input and the clock
+reading, runs the pathway's step (under the rules of the episode's pinned version) and
+returns a :class:`Decision`: the step (new state, timers to set and
 cancel, due items), the facts of its audit row (rules, reason, the input's digest source,
 pathway id and version) and, on demand, the episode view. :mod:`models.repository` loads,
 calls one of these, writes the decision and commits; it decides nothing of the step's
@@ -23,18 +24,11 @@ from engine.events import (
     Opening,
     check_event_time,
     check_opening_time,
-    check_override_reason,
     event_payload_json,
 )
-from engine.rules import of_episode
+from engine.pathway import PathwayCode
 from engine.settings import PathwayDefaults
 from engine.view import episode_view
-from pathways.lumbosacral_radiculopathy.steps import (
-    apply_event,
-    complete_task,
-    fire_timer,
-    open_episode,
-)
 
 
 @dataclass
@@ -51,6 +45,7 @@ class Decision:
 
     step: Step
     audit: dict[str, Any]
+    code: PathwayCode
     defaults: PathwayDefaults
     event: dict[str, Any] | None = None
     outcome: str | None = None
@@ -65,7 +60,7 @@ class Decision:
         """The episode view after the step, built once, when first asked for (the worker
         never asks: it answers nobody)."""
         if self._view is None:
-            self._view = episode_view(self.step.state, self.defaults)
+            self._view = episode_view(self.code, self.step.state, self.defaults)
         return self._view
 
 
@@ -105,8 +100,8 @@ def opening_json(opening: Opening) -> dict[str, Any]:
 
 
 def decide_opening(
-    opening: Opening, episode_id: str, now: datetime, defaults: PathwayDefaults,
-    actor: str | None,
+    code: PathwayCode, opening: Opening, episode_id: str, now: datetime,
+    defaults: PathwayDefaults, actor: str | None,
 ) -> Decision:  # fmt: skip
     """Enrol a patient.
 
@@ -114,18 +109,19 @@ def decide_opening(
         InvalidEvent: onset or enrolment more than a day after ``now``.
     """
     check_opening_time(opening, now)
-    step = open_episode(opening, episode_id, now, defaults)
+    step = code.open_episode(opening, episode_id, now, defaults)
     state = step.state
     audit = _audit(
         None, state, step, trigger="open", type_="open", actor=actor or "system",
         occurred_at=state.enrolled_at, now=now, payload=opening_json(opening), reason=None,
     )  # fmt: skip
-    return Decision(step, audit, defaults)
+    return Decision(step, audit, code, defaults)
 
 
 def decide_event(
-    before: EpisodeState, event: ClinicalEvent, now: datetime, defaults: PathwayDefaults
-) -> Decision:
+    code: PathwayCode, before: EpisodeState, event: ClinicalEvent, now: datetime,
+    defaults: PathwayDefaults,
+) -> Decision:  # fmt: skip
     """Apply one clinical event; a refusal is a decision too (the episode unchanged, the
     refusal on record).
 
@@ -133,12 +129,10 @@ def decide_event(
         InvalidEvent: bad input (an override reason too short to document anything), or an
             ``occurred_at`` before onset or in the future.
     """
-    if not of_episode(before).corrects("NONOVERRIDABLE-FIRST"):
-        # Until 1.1.0 the reason is checked before anything else, as bad input is.
-        check_override_reason(getattr(event.data, "override_reason", None))
+    code.check_event(before, event)
     occurred = event.occurred_at or now
     check_event_time(occurred, before.onset, now, before.tz)
-    step = apply_event(before, event, now, defaults)
+    step = code.apply_event(before, event, now, defaults)
     payload = event_payload_json(event)
     row = {
         "episode_id": before.id, "type": event.type, "data": payload["data"],
@@ -149,32 +143,34 @@ def decide_event(
         before, step.state, step, trigger="event", type_=event.type, actor=event.actor,
         occurred_at=occurred, now=now, payload=payload, reason=step.reason,
     )  # fmt: skip
-    return Decision(step, audit, defaults, event=row)
+    return Decision(step, audit, code, defaults, event=row)
 
 
 def decide_task_done(
-    before: EpisodeState, key: str, actor: str, now: datetime, defaults: PathwayDefaults
-) -> Decision:
+    code: PathwayCode, before: EpisodeState, key: str, actor: str, now: datetime,
+    defaults: PathwayDefaults,
+) -> Decision:  # fmt: skip
     """A coordinator marks a due item done (the worklist's "done").
 
     Raises:
         InvalidEvent: the item is not open, or the episode has ended.
     """
-    step = complete_task(before, key, now)
+    step = code.complete_task(before, key, now)
     audit = _audit(
         before, step.state, step, trigger="event", type_="task_done", actor=actor,
         occurred_at=now, now=now, payload={"task": key}, reason=None,
     )  # fmt: skip
-    return Decision(step, audit, defaults)
+    return Decision(step, audit, code, defaults)
 
 
 def decide_timer(
-    before: EpisodeState, timer: Mapping[str, Any], now: datetime, defaults: PathwayDefaults
-) -> Decision:
+    code: PathwayCode, before: EpisodeState, timer: Mapping[str, Any], now: datetime,
+    defaults: PathwayDefaults,
+) -> Decision:  # fmt: skip
     """Act on a due timer (``timer``: its row's ``kind``, ``ref``, ``payload``,
     ``due_at``); one whose episode has moved on is a no-op, on record as such."""
     kind, payload, due_at = timer["kind"], dict(timer["payload"] or {}), timer["due_at"]
-    step = fire_timer(before, kind, payload, due_at, max(now, due_at), defaults)
+    step = code.fire_timer(before, kind, payload, due_at, max(now, due_at), defaults)
     type_ = kind
     if "key" in payload:
         type_ = f"{kind}:{payload['key']}"
@@ -186,4 +182,4 @@ def decide_timer(
         payload={"kind": kind, "ref": timer["ref"], "payload": payload},
     )  # fmt: skip
     outcome = (step.reason or "no-op") if step.noop else ", ".join(step.rules) or "fired"
-    return Decision(step, audit, defaults, outcome=outcome)
+    return Decision(step, audit, code, defaults, outcome=outcome)

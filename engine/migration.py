@@ -37,8 +37,8 @@ from engine.due import current_items
 from engine.episode import EpisodeState, Step, TaskItem, TimerRequest, iso
 from engine.errors import CarepathError
 from engine.events import ClinicalEvent, Opening
+from engine.pathway import PathwayCode
 from engine.settings import PathwayDefaults
-from engine.view import recommendations
 
 TimerKey = tuple[str, str, datetime]  # kind, ref, due instant
 
@@ -119,6 +119,7 @@ class _Timers:
 
 
 def rerun(
+    code: PathwayCode,
     opening: Opening,
     episode_id: str,
     opened_at: datetime,
@@ -132,14 +133,16 @@ def rerun(
     fired.
 
     Args:
+        code: the pathway's code (its rules are those of ``version``).
         opening: the opening as received (its version is replaced by ``version``).
         opened_at, opened_by: when and by whom it was opened (the ``open`` row's).
         steps: the steps after the opening, in the order the record has them.
         until: the end of the record (the last step's instant): timers due by then fire.
     """
     opened = decide_opening(
-        replace(opening, pathway_version=version), episode_id, opened_at, defaults, opened_by
-    )
+        code, replace(opening, pathway_version=version), episode_id, opened_at, defaults,
+        opened_by,
+    )  # fmt: skip
     state = opened.state
     timers = _Timers()
     timers.absorb(opened.step)
@@ -149,35 +152,35 @@ def rerun(
             reserved[step.timer] = reserved.get(step.timer, 0) + 1
     try:
         for step in steps:
-            state = _fire_due(state, timers, step.at, reserved, defaults)
+            state = _fire_due(code, state, timers, step.at, reserved, defaults)
             if step.timer is not None:
                 reserved[step.timer] -= 1
                 timer = timers.take(step.timer)
                 if timer is not None:
-                    state = _fire(state, timers, timer, step.at, defaults)
+                    state = _fire(code, state, timers, timer, step.at, defaults)
             else:
-                state = _take_again(state, timers, step, defaults)
-        state = _fire_due(state, timers, to_utc(until), {}, defaults)
+                state = _take_again(code, state, timers, step, defaults)
+        state = _fire_due(code, state, timers, to_utc(until), {}, defaults)
     except _Unsafe as exc:
         return Rerun(state, timers.requests, str(exc))
     return Rerun(state, timers.requests)
 
 
 def _fire_due(
-    state: EpisodeState, timers: _Timers, by: datetime, reserved: dict[TimerKey, int],
-    defaults: PathwayDefaults,
+    code: PathwayCode, state: EpisodeState, timers: _Timers, by: datetime,
+    reserved: dict[TimerKey, int], defaults: PathwayDefaults,
 ) -> EpisodeState:  # fmt: skip
     while (timer := timers.next_due(by, reserved)) is not None:
-        state = _fire(state, timers, timer, to_utc(timer.due_at), defaults)
+        state = _fire(code, state, timers, timer, to_utc(timer.due_at), defaults)
     return state
 
 
 def _fire(
-    state: EpisodeState, timers: _Timers, timer: TimerRequest, at: datetime,
+    code: PathwayCode, state: EpisodeState, timers: _Timers, timer: TimerRequest, at: datetime,
     defaults: PathwayDefaults,
 ) -> EpisodeState:  # fmt: skip
     row = {"kind": timer.kind, "ref": timer.ref, "payload": timer.payload, "due_at": timer.due_at}
-    step = decide_timer(state, row, at, defaults).step
+    step = decide_timer(code, state, row, at, defaults).step
     if step.noop:
         return state
     timers.absorb(step)
@@ -185,17 +188,18 @@ def _fire(
 
 
 def _take_again(
-    state: EpisodeState, timers: _Timers, step: RecordedStep, defaults: PathwayDefaults
-) -> EpisodeState:
+    code: PathwayCode, state: EpisodeState, timers: _Timers, step: RecordedStep,
+    defaults: PathwayDefaults,
+) -> EpisodeState:  # fmt: skip
     """One recorded event or done item under the target version; :class:`_Unsafe` when it
     would not be decided as it was."""
     when = f"{step.type} recorded {iso(step.at)} (audit row {step.seq})"
     try:
         if step.task is not None:
-            decided = decide_task_done(state, step.task, step.actor, step.at, defaults).step
+            decided = decide_task_done(code, state, step.task, step.actor, step.at, defaults).step
         else:
             assert step.event is not None
-            decided = decide_event(state, step.event, step.at, defaults).step
+            decided = decide_event(code, state, step.event, step.at, defaults).step
     except CarepathError as exc:
         raise _Unsafe(f"the {when} would not be taken: {exc}") from None
     if decided.accepted != step.accepted:
@@ -242,6 +246,7 @@ class Changes:
 
 
 def changes(
+    code: PathwayCode,
     before: EpisodeState,
     pending: Iterable[TimerRequest],
     after: Rerun,
@@ -257,8 +262,8 @@ def changes(
     new = {_timer_identity(t): t for t in after.timers}
     found.timers_set = [_timer_view(t) for k, t in new.items() if k not in old]
     found.timers_cancelled = [_timer_view(t) for k, t in old.items() if k not in new]
-    was = {r["rule"]: r["text"] for r in recommendations(before, defaults)}
-    now = {r["rule"]: r["text"] for r in recommendations(state, defaults)}
+    was = {r["rule"]: r["text"] for r in code.recommendations(before, defaults)}
+    now = {r["rule"]: r["text"] for r in code.recommendations(state, defaults)}
     found.recommendations_added = [rule for rule in now if rule not in was]
     found.recommendations_dropped = [rule for rule in was if rule not in now]
     found.recommendations_reworded = [r for r in now if r in was and now[r] != was[r]]
@@ -293,8 +298,9 @@ def _timer_view(timer: TimerRequest) -> dict[str, Any]:
 
 
 def decide_migration(
-    before: EpisodeState, after: Rerun, actor: str, now: datetime, defaults: PathwayDefaults
-) -> Decision:
+    code: PathwayCode, before: EpisodeState, after: Rerun, actor: str, now: datetime,
+    defaults: PathwayDefaults,
+) -> Decision:  # fmt: skip
     """The migration as a step: the episode as ``after`` has it, its timers replaced by the
     re-run's, and its audit row (trigger ``migration``; the row's version is the target,
     the payload names both)."""
@@ -318,4 +324,4 @@ def decide_migration(
         "pathway_id": state.pathway_id,
         "pathway_version": target,
     }
-    return Decision(step, audit, defaults)
+    return Decision(step, audit, code, defaults)

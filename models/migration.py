@@ -348,7 +348,7 @@ def plan_one(
         )
         return plan
     pending = [_request(timer) for timer in history.pending]
-    plan.changes = changes(before, pending, result, defaults)
+    plan.changes = changes(pathways.code(before.pathway_id), before, pending, result, defaults)
     plan.before, plan.rerun = before, result
     last = history.steps[-1]
     plan.last_seq, plan.last_at = int(last["seq"]), last["recorded_at"]
@@ -393,7 +393,8 @@ def rerun_record(
             raise NotReplayable(f"a row of trigger {trigger!r} is not an input")
     # The record ends at its last input: a migration after it takes no time of its own.
     end = next(r for r in reversed(rows) if r["trigger"] != "migration")["recorded_at"]
-    return rerun(opening, history.episode_id, opened["recorded_at"], opened["actor"],
+    code = pathways.code(opened["pathway_id"])
+    return rerun(code, opening, history.episode_id, opened["recorded_at"], opened["actor"],
                  recorded, end, target, defaults)  # fmt: skip
 
 
@@ -498,7 +499,8 @@ def _write(
                 continue
             # Never dated before the record it follows, however long the run.
             at = max(now, plan.last_at) if plan.last_at is not None else now
-            decision = decide_migration(one.state, plan.rerun, actor, at, defaults)
+            code = pathways.code(one.state.pathway_id)
+            decision = decide_migration(code, one.state, plan.rerun, actor, at, defaults)
             change = EpisodeChanges(one)
             change.absorb(decision.step)
             written.append(change)

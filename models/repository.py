@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+import pathways
 from engine.clinic_time import to_utc
 from engine.decision import decide_event, decide_opening, decide_task_done, decide_timer
 from engine.episode import EpisodeState, Step, iso
@@ -44,7 +45,7 @@ def timeline_entry(
     """One entry of a simulation timeline (CONTRACT section 4), also the `event` result.
     ``view`` is the episode view after the step, when the caller has it already."""
     if view is None:
-        view = episode_view(step.state)
+        view = episode_view(pathways.code(step.state.pathway_id), step.state)
     return {
         "at": iso(to_utc(at)),
         "trigger": trigger,
@@ -99,7 +100,8 @@ class EpisodeRepository:
         return run_step(self.engine, lambda store: store.read(episode_id).state, read_only=True)
 
     def view(self, episode_id: str) -> dict[str, Any]:
-        return episode_view(self.load(episode_id), self.defaults)
+        state = self.load(episode_id)
+        return episode_view(pathways.code(state.pathway_id), state, self.defaults)
 
     def view_with_timeline(self, episode_id: str, steps: int = TIMELINE_STEPS) -> dict[str, Any]:
         """What ``GET /episodes/{id}`` answers: the episode view with its ``steps`` most
@@ -113,7 +115,7 @@ class EpisodeRepository:
             state, timeline, more = read_with_timeline(
                 store, self.engine.dialect, episode_id, steps
             )
-        view = episode_view(state, self.defaults)
+        view = episode_view(pathways.code(state.pathway_id), state, self.defaults)
         view["timeline"] = timeline
         view["timeline_next_cursor"] = more
         return view
@@ -139,7 +141,8 @@ class EpisodeRepository:
         """
         now = to_utc(now)
         episode_id = episode_id or str(uuid.uuid4())
-        decision = decide_opening(opening, episode_id, now, self.defaults, actor)
+        code = pathways.code(pathways.OPENING_PATHWAY)
+        decision = decide_opening(code, opening, episode_id, now, self.defaults, actor)
         state = decision.state
 
         def enrol(store: Store) -> dict[str, Any]:
@@ -194,7 +197,9 @@ class EpisodeRepository:
             before = loaded.state
             if expected_version is not None and expected_version != before.version:
                 raise StaleEpisode(episode_id, expected_version, before.version)
-            decision = decide_event(before, event, now, self.defaults)
+            decision = decide_event(
+                pathways.code(before.pathway_id), before, event, now, self.defaults
+            )
             step = decision.step
             if step.accepted and not step.noop:
                 store.save_step(loaded, step, now)
@@ -244,7 +249,8 @@ class EpisodeRepository:
 
         def complete(store: Store) -> dict[str, Any]:
             loaded = keyed_read(store, keyed, now, lambda: store.read(episode_id, True))
-            decision = decide_task_done(loaded.state, key, actor, now, self.defaults)
+            code = pathways.code(loaded.state.pathway_id)
+            decision = decide_task_done(code, loaded.state, key, actor, now, self.defaults)
             store.save_step(loaded, decision.step, now)
             store.append_audit(**decision.audit)
             return answered(store, keyed, decision.view if answer_view else {})
@@ -401,7 +407,8 @@ class EpisodeRepository:
                     continue
                 changes[episode].absorb(step)
                 if timeline:  # the simulation's; the worker has no use for it
-                    view = episode_view(step.state, self.defaults)
+                    code = pathways.code(step.state.pathway_id)
+                    view = episode_view(code, step.state, self.defaults)
                     entry = timeline_entry(step, timer["due_at"], "timer", facts["type"], view)
                     batch.entries.append(entry)
                 if any(request.due_at <= now for request in step.timers):
@@ -425,7 +432,7 @@ class EpisodeRepository:
     ) -> tuple[Step, dict[str, Any], dict[str, Any]]:
         """Run one timer through the engine: the step, the timer's row as fired (or found
         stale), and the facts of its audit row."""
-        decision = decide_timer(state, timer, now, self.defaults)
+        decision = decide_timer(pathways.code(state.pathway_id), state, timer, now, self.defaults)
         step = decision.step
         mark = {
             "b_id": timer["id"],

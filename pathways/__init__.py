@@ -1,12 +1,16 @@
 """The pathways carepath runs: one package per pathway, one definition file per version.
 
 A pathway's package (``pathways/lumbosacral_radiculopathy/``) holds a definition per version
-(``1.0.0.toml``, read by :mod:`engine.definition`) and ``published.toml``, the digest of every
-published version and the day it was published. :func:`definition` hands out a checked
-definition by (id, version), and refuses a published one whose file no longer has its
-recorded digest: a published version is never edited, a change is a new version.
-:func:`published_on` says whether a definition is the published text, and :func:`previous`
-which version came before it (what the pathway book reads its changes against).
+(``1.0.0.toml``, read by :mod:`engine.definition`), ``published.toml``, the digest of every
+published version and the day it was published, and the pathway's code: its handlers and
+guards keyed by rule ID, bound for the engine in ``code.py`` (an
+:class:`engine.pathway.PathwayCode`, handed out by :func:`code`).
+
+:func:`definition` hands out a checked definition by (id, version), and refuses a published
+one whose file no longer has its recorded digest: a published version is never edited, a
+change is a new version. :func:`published_on` says whether a definition is the published
+text, and :func:`previous` which version came before it (what the pathway book reads its
+changes against).
 """
 
 from __future__ import annotations
@@ -15,14 +19,17 @@ import tomllib
 from dataclasses import dataclass, fields
 from datetime import date
 from functools import cache
-from importlib import resources
+from importlib import import_module, resources
 
 from engine.definition import Definition, DefinitionError, parse_definition
+from engine.pathway import PathwayCode
 from engine.settings import PathwayDefaults
 from pathways.lumbosacral_radiculopathy.corrections import CORRECTIONS
 from pathways.lumbosacral_radiculopathy.rules_used import used_by
 
 LUMBOSACRAL_RADICULOPATHY = "lumbosacral-radiculopathy"
+OPENING_PATHWAY = LUMBOSACRAL_RADICULOPATHY
+"""The pathway a new episode opens on: carepath runs one."""
 # Pathway id -> the package that holds its definitions.
 PACKAGES = {LUMBOSACRAL_RADICULOPATHY: "pathways.lumbosacral_radiculopathy"}
 
@@ -48,6 +55,18 @@ def _package(pathway_id: str) -> str:
     except KeyError:
         known = ", ".join(sorted(PACKAGES))
         raise UnknownPathway(pathway_id, f"no such pathway (known: {known})") from None
+
+
+@cache
+def code(pathway_id: str) -> PathwayCode:
+    """The code of the pathway ``pathway_id`` (imported when first asked for: it imports
+    the engine's rules, which read this registry).
+
+    Raises:
+        UnknownPathway: no such pathway.
+    """
+    found: PathwayCode = import_module(_package(pathway_id) + ".code").CODE
+    return found
 
 
 def _version_key(version: str) -> tuple[int, ...]:

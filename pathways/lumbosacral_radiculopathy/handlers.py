@@ -387,7 +387,7 @@ def settle(ctx: StepContext, verdict: Verdict, override_reason: str | None) -> N
 
     A refusal no override lifts comes first, whatever reason was sent; the reason's own
     check applies where it could count (from 1.1.0, NONOVERRIDABLE-FIRST; before, the
-    reason was checked before anything: :func:`engine.decision.decide_event`)."""
+    reason was checked before anything: :func:`.steps.check_event`)."""
     refusals = verdict.refusals
     overridable = all(c.override for c in refusals)
     if overridable:

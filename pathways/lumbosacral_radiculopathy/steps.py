@@ -1,8 +1,10 @@
-"""The engine's three entry points: open an episode, apply an event, fire a timer.
+"""The lumbosacral pathway's steps: open an episode, apply an event, mark an item done, fire
+a timer.
 
 Each is a pure function of (episode, input, clock reading, defaults) returning a
-:class:`Step`; the unit of work in :mod:`models.repository` persists the step in one
-transaction. A refusal returns the episode unchanged with the rules and reason.
+:class:`Step`, the engine's :class:`~engine.pathway.PathwayCode` calls them (``code.py``
+binds them) and :mod:`engine.decision` makes a Decision of what they return. A refusal
+returns the episode unchanged with the rules and reason.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from engine.clinic_time import add_days, day_start, shift_local, to_utc
 from engine.due import finish_task, open_task, refresh_task
 from engine.episode import EpisodeState, Patient, Step, TimerRequest
 from engine.errors import InvalidEvent, RuleRefusal
-from engine.events import ClinicalEvent, Opening
+from engine.events import ClinicalEvent, Opening, check_override_reason
 from engine.rules import of_episode
 from engine.settings import PathwayDefaults
 from pathways.lumbosacral_radiculopathy.context import StepContext
@@ -123,6 +125,18 @@ def _patient_markers(ctx: StepContext) -> None:
         populations.append("FU-ELDERLY")
     facts["populations"] = populations
     ctx.step.add_rule(*markers, *populations)
+
+
+def check_event(state: EpisodeState, event: ClinicalEvent) -> None:
+    """Until 1.1.0 an override reason is checked before anything else, as bad input is;
+    from 1.1.0 (NONOVERRIDABLE-FIRST) only where an override could count
+    (:func:`.handlers.settle`).
+
+    Raises:
+        InvalidEvent: on 1.0.0, an override reason too short to document anything.
+    """
+    if not of_episode(state).corrects("NONOVERRIDABLE-FIRST"):
+        check_override_reason(getattr(event.data, "override_reason", None))
 
 
 def apply_event(

@@ -8,13 +8,14 @@ from datetime import UTC, datetime, timedelta
 from engine.decision import decide_event, decide_opening, decide_task_done, decide_timer
 from engine.events import parse_event, parse_opening
 from engine.settings import DEFAULTS
+from pathways.lumbosacral_radiculopathy.code import CODE
 
 NOW = datetime(2026, 1, 19, 10, tzinfo=UTC)
 OPENING = parse_opening({"patient": {"ref": "P-1"}, "onset": "2026-01-05"})
 
 
 def test_an_opening_decides_the_state_its_audit_row_and_its_view() -> None:
-    opened = decide_opening(OPENING, "ep-1", NOW, DEFAULTS, actor="alex")
+    opened = decide_opening(CODE, OPENING, "ep-1", NOW, DEFAULTS, actor="alex")
     audit = opened.audit
     assert (audit["trigger"], audit["type"], audit["actor"]) == ("open", "open", "alex")
     assert audit["configuration_before"] == []
@@ -25,9 +26,9 @@ def test_an_opening_decides_the_state_its_audit_row_and_its_view() -> None:
 
 
 def test_a_refused_event_is_a_decision_with_the_episode_unchanged() -> None:
-    opened = decide_opening(OPENING, "ep-1", NOW, DEFAULTS, actor=None)
+    opened = decide_opening(CODE, OPENING, "ep-1", NOW, DEFAULTS, actor=None)
     mri = parse_event({"type": "order", "data": {"kind": "mri"}, "actor": "dr-b"})
-    refused = decide_event(opened.state, mri, NOW, DEFAULTS)
+    refused = decide_event(CODE, opened.state, mri, NOW, DEFAULTS)
     assert not refused.step.accepted
     assert refused.audit["accepted"] is False
     assert refused.audit["rules"][0] == "IMG-NO-EARLY"
@@ -38,15 +39,15 @@ def test_a_refused_event_is_a_decision_with_the_episode_unchanged() -> None:
 
 
 def test_a_timer_and_a_task_done_decide_their_audit_facts() -> None:
-    opened = decide_opening(OPENING, "ep-1", NOW, DEFAULTS, actor=None)
+    opened = decide_opening(CODE, OPENING, "ep-1", NOW, DEFAULTS, actor=None)
     [first] = [t for t in opened.step.timers if t.ref == "task:first_follow_up"]
     timer = {"kind": first.kind, "ref": first.ref, "payload": first.payload, "due_at": first.due_at}
-    fired = decide_timer(opened.state, timer, first.due_at, DEFAULTS)
+    fired = decide_timer(CODE, opened.state, timer, first.due_at, DEFAULTS)
     assert fired.audit["trigger"] == "timer"
     assert fired.audit["type"] == "task:first_follow_up"
     assert fired.outcome == "FU-FIRST"
     done = decide_task_done(
-        fired.state, "first_follow_up", "alex", first.due_at + timedelta(hours=1), DEFAULTS
+        CODE, fired.state, "first_follow_up", "alex", first.due_at + timedelta(hours=1), DEFAULTS
     )
     assert (done.audit["type"], done.audit["payload"]) == ("task_done", {"task": "first_follow_up"})
     assert done.state.tasks["first_follow_up"].status == "done"

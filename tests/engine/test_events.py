@@ -35,6 +35,7 @@ from engine.events import (
     parse_opening,
 )
 from engine.settings import PathwayDefaults
+from pathways.lumbosacral_radiculopathy.code import CODE
 
 DEFAULTS = PathwayDefaults()
 VALID: dict[str, dict[str, Any]] = {
@@ -344,9 +345,9 @@ def test_override_reason_must_be_documented(event_type: str, reason: str) -> Non
     opening = parse_opening({"patient": {"ref": "P-1"}, "onset": "2026-01-05",
                              "pathway_version": "1.0.0"})  # fmt: skip
     now = datetime(2026, 1, 19, 10, tzinfo=UTC)
-    opened = decide_opening(opening, "E-1", now, DEFAULTS, None).state
+    opened = decide_opening(CODE, opening, "E-1", now, DEFAULTS, None).state
     with pytest.raises(InvalidEvent) as info:
-        decide_event(opened, event, now, DEFAULTS)
+        decide_event(CODE, opened, event, now, DEFAULTS)
     assert info.value.field == "data.override_reason"
     assert "at least 10 characters" in info.value.reason
 

@@ -195,7 +195,7 @@ def test_medication_advisories(kind: str, rule: str) -> None:
 
 
 def test_conflict_rules_show_both_sides() -> None:
-    from engine.view import recommendation
+    from pathways.lumbosacral_radiculopathy.advisories import recommendation
 
     text = recommendation("MED-NEURO")["text"]
     assert "S2" in text

@@ -23,6 +23,7 @@ from engine.due import current_items, item_kind
 from engine.episode import Step
 from engine.errors import InvalidEvent
 from engine.view import episode_view
+from pathways.lumbosacral_radiculopathy.code import CODE
 from pathways.lumbosacral_radiculopathy.memory import keep_what_rules_read
 from tests.engine.helpers import Episode
 
@@ -251,7 +252,7 @@ def test_trimmed_facts_and_items_decide_as_keeping_everything(
         assert send(trimmed, day, kind, data) == expected, (day, kind, data)
         assert [decision(s) for s in trimmed.fired] == [decision(s) for s in whole.fired]
         assert current_items(trimmed.state.tasks) == current_items(whole.state.tasks)
-        assert episode_view(trimmed.state) == episode_view(whole.state)
+        assert episode_view(CODE, trimmed.state) == episode_view(CODE, whole.state)
     whole.run_until(whole.day(day + 400))
     trimmed.run_until(trimmed.day(day + 400))
     assert [decision(s) for s in trimmed.fired] == [decision(s) for s in whole.fired]
@@ -273,7 +274,7 @@ ROUND: list[tuple[str, dict[str, Any]]] = [
 
 
 def sizes(ep: Episode) -> dict[str, Any]:
-    view = episode_view(ep.state)
+    view = episode_view(CODE, ep.state)
     return {
         "due items kept": len(ep.state.tasks),
         "fact lists": {k: len(v) for k, v in ep.state.facts.items() if isinstance(v, list)},
@@ -354,6 +355,6 @@ def test_current_items_are_the_open_ones_and_the_last_closed_of_each_kind() -> N
         "periodic_review_4": "upcoming",
     }
     assert len(ep.state.tasks) == 7  # the engine itself drops nothing
-    assert [d["key"] for d in episode_view(ep.state)["due"]] == sorted(
+    assert [d["key"] for d in episode_view(CODE, ep.state)["due"]] == sorted(
         keys, key=lambda k: (ep.state.tasks[k].due_at, k)
     )

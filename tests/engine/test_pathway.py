@@ -8,6 +8,7 @@ from engine.chart import bind, validate_configuration
 from engine.errors import InvalidConfiguration, InvalidEvent
 from engine.events import parse_event
 from engine.settings import DEFAULTS
+from pathways.lumbosacral_radiculopathy.code import CODE
 from pathways.lumbosacral_radiculopathy.steps import apply_event
 from tests.engine.helpers import Episode
 
@@ -92,10 +93,10 @@ def test_special_populations_in_recommendations() -> None:
         dermatomes=["L4", "L5", "S1"],
         neurogenic_claudication=True,
     )
-    rules = [r["rule"] for r in episode_view(ep.state)["recommendations"]]
+    rules = [r["rule"] for r in episode_view(CODE, ep.state)["recommendations"]]
     for rule in ("PH-ACUTE", "SP-CTD", "SP-PELVIC", "FU-ELDERLY", "SP-PLEXUS", "SP-STENOSIS"):
         assert rule in rules
-    assert all(r["citations"] for r in episode_view(ep.state)["recommendations"])
+    assert all(r["citations"] for r in episode_view(CODE, ep.state)["recommendations"])
 
 
 def test_nothing_accepted_after_a_final_state() -> None:

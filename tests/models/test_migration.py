@@ -311,8 +311,8 @@ def test_a_write_the_database_refuses_leaves_that_episode_and_the_others_migrate
         refused, fine = opened(repo, "1.0.0", 20, "P-refused"), opened(repo, "1.0.0", 20, "P-fine")
         decide = migration.decide_migration
 
-        def too_long_for_one(before: Any, *args: Any) -> Any:
-            decision = decide(before, *args)
+        def too_long_for_one(code: Any, before: Any, *args: Any) -> Any:
+            decision = decide(code, before, *args)
             if before.id == refused:  # a type longer than its column: PostgreSQL refuses it
                 decision.audit["type"] = "x" * 100
             return decision

@@ -15,6 +15,7 @@ import pathways
 from engine.definition import Definition, DefinitionError, Strength, parse_definition
 from engine.settings import PathwayDefaults
 from engine.view import episode_view
+from pathways.lumbosacral_radiculopathy.code import CODE
 from pathways.lumbosacral_radiculopathy.corrections import CORRECTIONS
 from pathways.lumbosacral_radiculopathy.guards import Verdict
 from tests.engine.helpers import Episode
@@ -117,6 +118,14 @@ def test_an_unknown_version_names_the_known_ones() -> None:
         pathways.definition(pathways.LUMBOSACRAL_RADICULOPATHY, "9.9.9")
     with pytest.raises(pathways.UnknownPathway, match="no such pathway"):
         pathways.definition("lumbar-stenosis", "1.0.0")
+
+
+def test_the_registry_hands_out_the_code_an_episodes_pathway_id_names() -> None:
+    code = pathways.code(pathways.LUMBOSACRAL_RADICULOPATHY)
+    assert code is CODE and code.id == pathways.LUMBOSACRAL_RADICULOPATHY
+    assert pathways.code(pathways.OPENING_PATHWAY) is CODE
+    with pytest.raises(pathways.UnknownPathway, match="no such pathway"):
+        pathways.code("lumbar-stenosis")
 
 
 @pytest.mark.parametrize(
@@ -325,9 +334,11 @@ def test_rule_texts_say_the_clinics_numbers() -> None:
     longer = PathwayDefaults(adequate_physio_days=56)
     episode = Episode(defaults=longer)
     episode.run_until(episode.day(43))  # the six-week review is open
-    shown = {r["rule"]: r["text"] for r in episode_view(episode.state, longer)["recommendations"]}
+    shown = {
+        r["rule"]: r["text"] for r in episode_view(CODE, episode.state, longer)["recommendations"]
+    }
     assert "for at least 8 weeks" in shown["CONS-ADEQUATE"]
-    usual = {r["rule"]: r["text"] for r in episode_view(episode.state)["recommendations"]}
+    usual = {r["rule"]: r["text"] for r in episode_view(CODE, episode.state)["recommendations"]}
     assert "for at least 6 weeks" in usual["CONS-ADEQUATE"]
 
 
