@@ -27,13 +27,13 @@ from sqlalchemy.engine import make_url
 from statemachine.exceptions import TransitionNotAllowed
 from statemachine.orderedset import OrderedSet
 
-from engine.chart import PathwayChart, snapshot
 from engine.events import parse_opening
 from engine.settings import DRAFTS_ENV
 from models.audit import entry_hash, payload_digest
 from models.db import make_engine, make_session_factory, upgrade
 from models.repository import EpisodeRepository
 from models.tables import AuditEntry, AuditHead, Episode
+from pathways.lumbosacral_radiculopathy.chart import CHART, PathwayChart
 
 PG_SERVER = os.environ.get(
     "CAREPATH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -145,7 +145,7 @@ def run_naive(session_factory: Any, ids: list[str], events: int) -> list[float]:
                 before = list(row.configuration)
                 with contextlib.suppress(TransitionNotAllowed):
                     chart.send("start_review")
-                row.configuration = snapshot(chart)[0]
+                row.configuration = CHART.snapshot(chart)[0]
                 naive_audit(session, row, before)
             latencies.append(time.perf_counter() - began)
     return latencies

@@ -1,11 +1,11 @@
-"""The pathway statechart drawn by python-statemachine's diagram support."""
+"""The pathway's statechart drawn by python-statemachine's diagram support."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from engine.chart import PathwayChart
+import pathways
 
 
 def render(fmt: str) -> str | bytes:
@@ -15,9 +15,11 @@ def render(fmt: str) -> str | bytes:
     """
     from statemachine.contrib.diagram import DotGraphMachine, MermaidGraphMachine
 
+    chart = pathways.code(pathways.OPENING_PATHWAY).chart.chart_class
+
     if fmt == "mermaid":
-        return MermaidGraphMachine(PathwayChart).get_mermaid()  # type: ignore[no-untyped-call]
-    graph = DotGraphMachine(PathwayChart)()  # type: ignore[no-untyped-call]
+        return MermaidGraphMachine(chart).get_mermaid()  # type: ignore[no-untyped-call]
+    graph = DotGraphMachine(chart)()  # type: ignore[no-untyped-call]
     # The library names pseudo-states and clusters after object ids: renumber them so the
     # drawing is the same on every run and a stale diagrams/ can be detected.
     dot = stable_ids(str(graph.to_string()))

@@ -43,13 +43,12 @@ import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from functools import cached_property
+from functools import cache, cached_property
 from types import MappingProxyType
 from typing import Any
 
 from engine.errors import CarepathError
 from engine.placeholders import Number, TextError, check_text, fill, named
-from pathways.lumbosacral_radiculopathy.corrections import CORRECTIONS
 
 RULE_ID = re.compile(r"[A-Z]{2,}(?:-[A-Z0-9]+)+")
 _TEXT_FIELDS = ("title", "text", "conflict", "default")
@@ -183,7 +182,7 @@ class Definition:
     """One pathway version's content, checked (build it with :func:`parse_definition`).
 
     Compared and hashed by identity: the registry hands out one per version, and caches
-    keyed by it (a clinic's texts, :func:`engine.rules.rules_for`) stay cheap.
+    keyed by it (a clinic's texts, :func:`rules_for`) stay cheap.
 
     ``rules`` hold their texts as written, with placeholders; :meth:`rules_with` fills them
     in with a clinic's defaults, :attr:`rules` with the definition's own.
@@ -202,15 +201,18 @@ class Definition:
     corrections: Mapping[str, Correction] = field(default_factory=dict)
     titles: Mapping[str, str] = field(default_factory=dict)
     """The documents' titles, by S-number, for those the definition gives one."""
+    known_corrections: frozenset[str] | None = field(default=None, repr=False)
+    """The corrections the pathway's code knows (None: not checked)."""
 
     def corrects(self, correction_id: str) -> bool:
         """Whether this version includes the correction ``correction_id``.
 
         Raises:
-            KeyError: the engine knows no such correction (a misspelt ID in the code would
-                otherwise select the old behaviour for ever).
+            KeyError: the pathway's code knows no such correction (a misspelt ID in the
+                code would otherwise select the old behaviour for ever).
         """
-        if correction_id not in CORRECTIONS:
+        known = self.known_corrections
+        if known is not None and correction_id not in known:
             raise KeyError(f"unknown correction {correction_id!r}")
         return correction_id in self.corrections
 
@@ -259,6 +261,13 @@ class Definition:
             )
 
 
+@cache
+def rules_for(definition: Definition, defaults: object) -> Mapping[str, Rule]:
+    """Every rule of ``definition``, its texts saying a clinic's ``defaults`` (a dataclass
+    of the configurable numbers, hashable: the answer is kept per pair)."""
+    return definition.rules_with(vars(defaults))
+
+
 def parse_definition(
     content: bytes,
     name: str,
@@ -273,7 +282,7 @@ def parse_definition(
         name: the file's name, for messages.
         default_names: the numbers the engine lets a clinic configure; the definition's
             ``defaults`` may name only these.
-        known_corrections: the corrections the engine has code for; a definition may list
+        known_corrections: the corrections the pathway's code knows; a definition may list
             only these.
         rules_used: the rules the engine's code acts on for a version with the given
             corrections (the pathway's ``rules_used.used_by``); the definition must hold
@@ -327,8 +336,9 @@ def parse_definition(
     if not templates:
         raise DefinitionError(name, "no rules")
     _check_one_form(list(templates.values()), name)
+    known = None if known_corrections is None else frozenset(known_corrections)
     corrections = _corrections(raw.get("corrections", []), name, templates, numbers,
-                               known_corrections)  # fmt: skip
+                               known)  # fmt: skip
     if rules_used is not None:
         lacking = sorted(set(rules_used(corrections)) - set(templates))
         if lacking:
@@ -348,6 +358,7 @@ def parse_definition(
         templates=MappingProxyType(templates),
         corrections=MappingProxyType(corrections),
         titles=MappingProxyType(titles),
+        known_corrections=known,
     )
 
 

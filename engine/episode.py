@@ -14,15 +14,25 @@ from datetime import date, datetime
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from engine.chart import (
-    HISTORY_ID,
-    MANAGEMENT_STATES,
-    PATHWAY_ID,
-    PATHWAY_VERSION,
-    PHASE_STATES,
-    REFERRAL_STATES,
-    region_value,
+from engine.chart import region_value
+
+# Where an episode stands, as the episode view reports it (CONTRACT.md section 3) and the
+# episode list filters on: the regions of the view, and the states each can be in. A
+# pathway's chart names its regions and states so.
+PHASE_STATES = ("acute", "subacute", "chronic")
+MANAGEMENT_STATES = (
+    "conservative",
+    "review",
+    "imaging",
+    "interventional",
+    "specialist",
+    "rehabilitation",
+    "shared_care",
 )
+REFERRAL_STATES = ("not_indicated", "due", "overdue", "referred", "seen")
+RED_FLAG_STATE = "red_flag"
+# The deep history of routine care, kept while a red flag pre-empts it: where it resumes.
+HISTORY_ID = "routine_history"
 
 OPEN_TASK_STATUSES = ("upcoming", "due", "overdue", "escalated")
 _Value = TypeVar("_Value", "Patient", "TaskItem", "EpisodeState")
@@ -108,9 +118,9 @@ class EpisodeState:
     history: dict[str, list[str]]
     facts: dict[str, Any]
     tasks: dict[str, TaskItem]
+    pathway_id: str
+    pathway_version: str
     version: int = 1
-    pathway_id: str = PATHWAY_ID
-    pathway_version: str = PATHWAY_VERSION
 
     @property
     def tz(self) -> ZoneInfo:
@@ -147,7 +157,7 @@ class EpisodeState:
 
     @property
     def in_red_flag(self) -> bool:
-        return "red_flag" in self.configuration
+        return RED_FLAG_STATE in self.configuration
 
     @property
     def is_final(self) -> bool:

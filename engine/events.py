@@ -47,7 +47,6 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from engine.errors import InvalidEvent
-from engine.rules import opening_version
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -965,8 +964,8 @@ class Opening:
         enrolled_at: the enrolment instant in UTC; ``None`` means "now" (the caller decides).
         coordinator: the coordinator in charge, if named.
         clinic_timezone: the IANA name of the clinic's time zone (default ``"UTC"``).
-        pathway_version: the published pathway version the episode runs on (default: the
-            newest).
+        pathway_version: the pathway version asked for, None for the clinic's choice (which
+            version it may be is the registry's to say: :func:`pathways.opening_for`).
     """
 
     patient: PatientIn
@@ -974,7 +973,7 @@ class Opening:
     enrolled_at: datetime | None
     coordinator: str | None
     clinic_timezone: str
-    pathway_version: str
+    pathway_version: str | None
 
 
 def parse_opening(payload: Mapping[str, Any]) -> Opening:
@@ -1006,17 +1005,13 @@ def parse_opening(payload: Mapping[str, Any]) -> Opening:
                 f"{local_day.isoformat()} in {parsed.clinic_timezone}, "
                 f"onset is {parsed.onset.isoformat()}",
             )
-    try:
-        version = opening_version(parsed.pathway_version)
-    except ValueError as exc:
-        raise InvalidEvent("pathway_version", str(exc)) from None
     return Opening(
         patient=parsed.patient,
         onset=parsed.onset,
         enrolled_at=parsed.enrolled_at,
         coordinator=parsed.coordinator,
         clinic_timezone=parsed.clinic_timezone,
-        pathway_version=version,
+        pathway_version=parsed.pathway_version,
     )
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from engine.chart import Statechart
 from engine.episode import EpisodeState, Step
 from engine.settings import PathwayDefaults
 
@@ -33,6 +34,7 @@ class PathwayCode:
 
     Attributes:
         id: the pathway id its episodes carry (``lumbosacral-radiculopathy``).
+        chart: its statechart, with the engine's mechanics over it.
         open_episode: enrol a patient (opening, episode id, now, defaults).
         check_event: input checks on an event that come before its time is checked, in the
             episode's version; raises :class:`~engine.errors.InvalidEvent`.
@@ -43,6 +45,7 @@ class PathwayCode:
     """
 
     id: str
+    chart: Statechart
     open_episode: Callable[[Opening, str, datetime, PathwayDefaults], Step]
     check_event: Callable[[EpisodeState, ClinicalEvent], None]
     apply_event: Callable[[EpisodeState, ClinicalEvent, datetime, PathwayDefaults], Step]

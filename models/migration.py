@@ -47,7 +47,6 @@ from engine.migration import (
     rerun,
     timer_key,
 )
-from engine.rules import opening_version
 from engine.settings import PathwayDefaults
 from models.db import read_only
 from models.pathway_versions import check_recorded, recorded_digests
@@ -70,6 +69,7 @@ from models.store import (
     transaction,
 )
 from models.tables import DueTimer, Episode
+from pathways import opening_version
 
 EPISODE = cast(Table, Episode.__table__)
 TIMER = cast(Table, DueTimer.__table__)

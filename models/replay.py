@@ -335,7 +335,10 @@ def _feed(
     if trigger == "open" and not first:
         raise NotReplayable("the episode has a second opening")
     if trigger == "open":
-        repo.open(opening_of(history, step), at, episode_id, step["actor"], answer_view=False)
+        repo.open(
+            opening_of(history, step), at, episode_id, step["actor"], answer_view=False,
+            pinned=True,
+        )  # fmt: skip
     elif trigger == "event" and type_ == "task_done":  # the worklist's "done"
         key = task_key_of(history, step)
         repo.complete_task(episode_id, key, step["actor"], at, answer_view=False)

@@ -131,16 +131,24 @@ class EpisodeRepository:
         actor: str | None = None,
         keyed: KeyedWrite | None = None,
         answer_view: bool = True,
+        pinned: bool = False,
     ) -> dict[str, Any]:
         """Enrol a patient; returns the episode view (without ``answer_view``, an empty
         dict: a replay has nobody to answer, and the view costs a third of a step).
 
+        The episode opens on the version the opening asks for, if it may open on it, or on
+        the clinic's choice; ``pinned``: on the version the opening names, as recorded (a
+        replay takes a draft's episode again where drafts no longer open).
+
         Raises:
-            InvalidEvent: onset or enrolment more than a day after ``now``.
+            InvalidEvent: onset or enrolment more than a day after ``now``, or a version it
+                may not open on.
             Replayed: ``keyed`` was answered before (nothing is written).
         """
         now = to_utc(now)
         episode_id = episode_id or str(uuid.uuid4())
+        if not pinned:
+            opening = pathways.opening_for(opening)
         code = pathways.code(pathways.OPENING_PATHWAY)
         decision = decide_opening(code, opening, episode_id, now, self.defaults, actor)
         state = decision.state

@@ -9,7 +9,8 @@ naming the episode and what is wrong, and nothing else is affected: the worker m
 incident, the API a 500 problem naming the episode.
 
 The checks are on types only (a few ``type(...) is`` tests per column); what the values
-mean is the engine's business (:func:`engine.chart.validate_configuration`).
+mean is the engine's business (the episode's pathway's chart:
+:meth:`engine.chart.Statechart.validate_configuration`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from datetime import date, datetime
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from engine.chart import validate_configuration
+import pathways
 from engine.episode import EpisodeState, Patient, TaskItem
 from engine.errors import InvalidConfiguration, UnreadableEpisode
 
@@ -69,10 +70,17 @@ def _bad(episode_id: str, column: str, expected: str) -> UnreadableEpisode:
 def _state(
     episode_id: str, row: Mapping[str, Any], task_rows: Sequence[Mapping[str, Any]]
 ) -> EpisodeState:
+    for column in ("patient_ref", "clinic_timezone", "pathway_id", "pathway_version"):
+        if type(row[column]) is not str:
+            raise _bad(episode_id, column, "text")
+    try:
+        chart = pathways.code(row["pathway_id"]).chart
+    except pathways.UnknownPathway:
+        raise _bad(episode_id, "pathway_id", "a pathway carepath runs") from None
     configuration = row["configuration"]
     if type(configuration) is not list or any(type(s) is not str for s in configuration):
         raise _bad(episode_id, "configuration", "a list of state ids")
-    validate_configuration(configuration)
+    chart.validate_configuration(configuration)
     history = row["history"]
     if type(history) is not dict or any(
         type(v) is not list or any(type(s) is not str for s in v) for v in history.values()
@@ -91,9 +99,6 @@ def _state(
         raise _bad(episode_id, "patient.sex", "text")
     if type(flags) is not dict:
         raise _bad(episode_id, "patient.flags", "an object")
-    for column in ("patient_ref", "clinic_timezone", "pathway_id", "pathway_version"):
-        if type(row[column]) is not str:
-            raise _bad(episode_id, column, "text")
     if row["status"] not in EPISODE_STATUSES:
         raise _bad(episode_id, "status", "active, resolved or closed")
     if type(row["version"]) is not int:

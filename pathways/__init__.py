@@ -16,16 +16,22 @@ changes against).
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import date
 from functools import cache
 from importlib import import_module, resources
 
 from engine.definition import Definition, DefinitionError, parse_definition
+from engine.episode import EpisodeState
+from engine.errors import InvalidEvent
+from engine.events import Opening
 from engine.pathway import PathwayCode
-from engine.settings import PathwayDefaults
-from pathways.lumbosacral_radiculopathy.corrections import CORRECTIONS
-from pathways.lumbosacral_radiculopathy.rules_used import used_by
+from engine.settings import (
+    OPENING_VERSION_ENV,
+    PathwayDefaults,
+    chosen_opening_version,
+    drafts_allowed,
+)
 
 LUMBOSACRAL_RADICULOPATHY = "lumbosacral-radiculopathy"
 OPENING_PATHWAY = LUMBOSACRAL_RADICULOPATHY
@@ -105,10 +111,14 @@ def definition(pathway_id: str, version: str) -> Definition:
     if version not in version_numbers(pathway_id):
         known = ", ".join(version_numbers(pathway_id))
         raise UnknownPathway(f"{pathway_id} {version}", f"no such version (known: {known})")
-    content = resources.files(_package(pathway_id)).joinpath(name).read_bytes()
+    package = _package(pathway_id)
+    content = resources.files(package).joinpath(name).read_bytes()
+    # What the pathway's code knows and acts on: a definition must not ask for less.
+    corrections = import_module(package + ".corrections").CORRECTIONS
+    used_by = import_module(package + ".rules_used").used_by
     loaded = parse_definition(
-        content, name, [f.name for f in fields(PathwayDefaults)], known_corrections=CORRECTIONS,
-        rules_used=used_by,
+        content, name, [f.name for f in fields(PathwayDefaults)],
+        known_corrections=corrections, rules_used=used_by,
     )  # fmt: skip
     if (loaded.id, loaded.version) != (pathway_id, version):
         raise DefinitionError(name, f"says it is {loaded.id} {loaded.version}")
@@ -159,3 +169,50 @@ def newest(pathway_id: str = LUMBOSACRAL_RADICULOPATHY) -> Definition:
     if not published:
         raise UnknownPathway(pathway_id, "no published version")
     return definition(pathway_id, published[-1].version)
+
+
+def of_episode(state: EpisodeState) -> Definition:
+    """The definition of the version ``state`` is pinned to."""
+    return definition(state.pathway_id, state.pathway_version)
+
+
+def opening_version(requested: str | None, pathway_id: str = OPENING_PATHWAY) -> str:
+    """The version a new episode opens on: ``requested``, which must be published (or a
+    draft, where :func:`engine.settings.drafts_allowed`); else the clinic's choice
+    (``CAREPATH_PATHWAY_VERSION``), else the newest published one.
+
+    Raises:
+        ValueError: ``requested`` (or the clinic's choice, named) is not a version it may
+            open on (the message lists the published ones).
+    """
+    published = [v.version for v in versions(pathway_id) if v.status == "published"]
+    if requested is None:
+        chosen = chosen_opening_version()
+        if chosen is None:
+            return newest(pathway_id).version
+        try:
+            return opening_version(chosen, pathway_id)
+        except ValueError as exc:
+            raise ValueError(f"{OPENING_VERSION_ENV}: {exc}") from None
+    if requested not in published:
+        draft = requested in version_numbers(pathway_id)
+        if draft and drafts_allowed():
+            return requested
+        raise ValueError(
+            f"{requested!r} is {'a draft, not yet published' if draft else 'not a version'} "
+            f"of {pathway_id} (published: {', '.join(published)})"
+        )
+    return requested
+
+
+def opening_for(opening: Opening) -> Opening:
+    """``opening`` naming the version it opens on (:func:`opening_version`).
+
+    Raises:
+        InvalidEvent: on ``pathway_version``, a version it may not open on.
+    """
+    try:
+        version = opening_version(opening.pathway_version)
+    except ValueError as exc:
+        raise InvalidEvent("pathway_version", str(exc)) from None
+    return replace(opening, pathway_version=version)

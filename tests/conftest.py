@@ -244,7 +244,7 @@ def with_draft(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None
     (copy / "1.2.0.toml").write_text(first.replace('version = "1.0.0"', 'version = "1.2.0"', 1))
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(pathways.PACKAGES, pathways.LUMBOSACRAL_RADICULOPATHY, "drafted_pathway")
-    caches = (pathways.definition, pathways._published)
+    caches = (pathways.definition, pathways._published, pathways.code)
     for cached in caches:
         cached.cache_clear()
     yield

@@ -11,15 +11,16 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from engine.definition import Definition
+from engine.definition import Definition, rules_for
 from engine.episode import EpisodeState
-from engine.rules import DEFINITION, of_episode, rules_for
 from engine.settings import DEFAULTS, PathwayDefaults
+from pathways import of_episode
 from pathways.lumbosacral_radiculopathy.invasive_guards import (
     INJECTIONS,
     INTERVENTIONS,
     procedures_done,
 )
+from pathways.lumbosacral_radiculopathy.rules import DEFINITION
 
 PHASE_RULES = {"acute": "PH-ACUTE", "subacute": "PH-SUBACUTE", "chronic": "PH-CHRONIC"}
 # Advisories shown while a fact holds: (rule, predicate over facts and the episode).

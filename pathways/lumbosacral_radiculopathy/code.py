@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
-from engine.chart import PATHWAY_ID
 from engine.pathway import PathwayCode
+from pathways import LUMBOSACRAL_RADICULOPATHY
 from pathways.lumbosacral_radiculopathy import advisories, steps
+from pathways.lumbosacral_radiculopathy.chart import CHART
 
 CODE = PathwayCode(
-    id=PATHWAY_ID,
+    id=LUMBOSACRAL_RADICULOPATHY,
+    chart=CHART,
     open_episode=steps.open_episode,
     check_event=steps.check_event,
     apply_event=steps.apply_event,

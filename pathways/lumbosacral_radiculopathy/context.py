@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from engine.chart import move, move_beneath_flag
 from engine.episode import EpisodeState, Step
-from engine.rules import of_episode
 from engine.settings import PathwayDefaults
+from pathways import of_episode
+from pathways.lumbosacral_radiculopathy.chart import CHART, move_beneath_flag
 
 
 @dataclass
@@ -30,7 +30,7 @@ class StepContext:
         Under a red flag, from version 1.1.0 (RF-CARE), a routine move (a referral made, a
         specialist visit, a procedure) is applied to the care the flag will resume.
         """
-        moved = move(self.state.configuration, self.state.history, event)
+        moved = CHART.move(self.state.configuration, self.state.history, event)
         if moved is None and self.state.in_red_flag and of_episode(self.state).corrects("RF-CARE"):
             moved = move_beneath_flag(self.state.configuration, self.state.history, event)
         if moved is None:

@@ -16,8 +16,8 @@ from typing import Any
 from engine.clinic_time import add_days, add_months, local_date
 from engine.definition import Definition, Strength
 from engine.episode import EpisodeState
-from engine.rules import of_episode
 from engine.settings import PathwayDefaults
+from pathways import of_episode
 
 IMAGING = ("mri", "ct", "xray", "xray_flexion_extension", "mri_plexus")
 CROSS_SECTIONAL = ("mri", "ct")

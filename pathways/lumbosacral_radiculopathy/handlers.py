@@ -14,7 +14,7 @@ from engine.clinic_time import add_days, add_months, day_start, local_date, shif
 from engine.due import finish_task, open_task, open_tasks
 from engine.errors import RuleRefusal
 from engine.events import check_override_reason
-from engine.rules import of_episode
+from pathways import of_episode
 from pathways.lumbosacral_radiculopathy.context import StepContext
 from pathways.lumbosacral_radiculopathy.corrected_findings import (
     persisting_without_baseline,

@@ -12,14 +12,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from engine.chart import initial_configuration, validate_stored
 from engine.clinic_time import add_days, day_start, shift_local, to_utc
 from engine.due import finish_task, open_task, refresh_task
 from engine.episode import EpisodeState, Patient, Step, TimerRequest
 from engine.errors import InvalidEvent, RuleRefusal
 from engine.events import ClinicalEvent, Opening, check_override_reason
-from engine.rules import of_episode
 from engine.settings import PathwayDefaults
+from pathways import LUMBOSACRAL_RADICULOPATHY, of_episode, opening_version
+from pathways.lumbosacral_radiculopathy.chart import CHART
 from pathways.lumbosacral_radiculopathy.context import StepContext
 from pathways.lumbosacral_radiculopathy.handlers import HANDLERS, intensive_follow_up
 from pathways.lumbosacral_radiculopathy.memory import keep_what_rules_read
@@ -38,7 +38,7 @@ PATIENT_POPULATIONS = (
 
 def _context(state: EpisodeState, at: datetime, now: datetime, d: PathwayDefaults) -> StepContext:
     step = Step(state=state, accepted=True)
-    validate_stored(state.configuration, state.history)
+    CHART.validate_stored(state.configuration, state.history)
     return StepContext(state, step, at, now, d)
 
 
@@ -60,9 +60,12 @@ def open_episode(
         enrolled_at=enrolled,
         clinic_timezone=opening.clinic_timezone,
         coordinator=opening.coordinator,
-        pathway_version=opening.pathway_version,
+        pathway_id=LUMBOSACRAL_RADICULOPATHY,
+        # An opening that names no version (the engine called directly) takes the
+        # clinic's choice.
+        pathway_version=opening.pathway_version or opening_version(None),
         status="active",
-        configuration=initial_configuration(),
+        configuration=CHART.initial_configuration(),
         history={},
         facts={},
         tasks={},

@@ -13,8 +13,8 @@ from api import schemas
 from api.pathway_versions import FHIR_JSON, PLAN_DEFINITION_BUNDLE
 from api.problems import MEDIA_TYPE
 from api.tokens import create_token
-from engine.rules import RULES
 from engine.settings import DRAFTS_ENV
+from pathways.lumbosacral_radiculopathy.rules import RULES
 from pathways.plan_definition import plan_definition
 from tests.api.conftest import NOW, OPENING
 

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 import pathways
 from cli.main import app
-from engine.rules import RULES
 from pathways.book import book_of
+from pathways.lumbosacral_radiculopathy.rules import RULES
 
 
 @pytest.fixture

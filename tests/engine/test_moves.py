@@ -5,9 +5,15 @@ from __future__ import annotations
 import pytest
 from statemachine.exceptions import TransitionNotAllowed
 
-from engine import chart as chart_module
-from engine.chart import PathwayChart, bind, initial_configuration, move, snapshot
+from engine.episode import (
+    HISTORY_ID,
+    MANAGEMENT_STATES,
+    PHASE_STATES,
+    RED_FLAG_STATE,
+    REFERRAL_STATES,
+)
 from engine.errors import InvalidConfiguration
+from pathways.lumbosacral_radiculopathy.chart import CHART, PathwayChart
 
 EVENTS = [event.id for event in PathwayChart.events]
 
@@ -15,22 +21,20 @@ EVENTS = [event.id for event in PathwayChart.events]
 def asked_afresh(
     configuration: list[str], history: dict[str, list[str]], event: str
 ) -> tuple[list[str], dict[str, list[str]]] | None:
-    chart = bind(configuration, history)
+    chart = CHART.bind(configuration, history)
     try:
         chart.send(event)
     except TransitionNotAllowed:
         return None
-    return snapshot(chart)
+    return CHART.snapshot(chart)
 
 
-def test_every_move_near_enrolment_is_the_charts_own_answer(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_every_move_near_enrolment_is_the_charts_own_answer() -> None:
     """Every event from every configuration within three events of enrolment (the chart
     reaches some 2,400 configurations and histories in all; these cover the red-flag branch,
     its history, and the final states)."""
-    monkeypatch.setattr(chart_module, "_moves", {})
-    start = (initial_configuration(), {})
+    CHART.forget_moves()
+    start = (CHART.initial_configuration(), {})
     seen = {(tuple(start[0]), ())}
     frontier = [start]
     checked = 0
@@ -55,7 +59,7 @@ def check_every_event(
     for event in EVENTS:
         expected = asked_afresh(configuration, history, event)
         for _ in range(2):  # worked out, then remembered
-            assert move(configuration, history, event) == expected, (configuration, event)
+            assert CHART.move(configuration, history, event) == expected, (configuration, event)
         if expected is None:
             continue
         key = (tuple(expected[0]), tuple(sorted((k, tuple(v)) for k, v in expected[1].items())))
@@ -65,13 +69,13 @@ def check_every_event(
     return len(EVENTS)
 
 
-def test_a_move_hands_out_copies(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(chart_module, "_moves", {})
-    first = move(initial_configuration(), {}, "raise_emergency_flag")
+def test_a_move_hands_out_copies() -> None:
+    CHART.forget_moves()
+    first = CHART.move(CHART.initial_configuration(), {}, "raise_emergency_flag")
     assert first is not None
     first[0].append("scribbled")
     first[1].clear()
-    again = move(initial_configuration(), {}, "raise_emergency_flag")
+    again = CHART.move(CHART.initial_configuration(), {}, "raise_emergency_flag")
     assert again is not None
     assert "scribbled" not in again[0]
     assert again[1]
@@ -79,4 +83,21 @@ def test_a_move_hands_out_copies(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_corrupted_configuration_is_refused_not_remembered() -> None:
     with pytest.raises(InvalidConfiguration):
-        move(["care", "phase", "nowhere"], {}, "enter_subacute")
+        CHART.move(["care", "phase", "nowhere"], {}, "enter_subacute")
+
+
+def test_the_charts_regions_hold_the_states_the_episode_view_names() -> None:
+    """The view reports phase, management and referral (CONTRACT.md section 3) by the
+    states :mod:`engine.episode` names: the chart's regions hold exactly those."""
+    states = PathwayChart.states_map
+    for region, named in (
+        ("phase", PHASE_STATES),
+        ("management", MANAGEMENT_STATES),
+        ("referral", REFERRAL_STATES),
+    ):
+        children = tuple(s.id for s in states[region].states if not s.is_history)
+        assert children == named, region
+    flagged = CHART.move(CHART.initial_configuration(), {}, "raise_urgent_flag")
+    assert flagged is not None
+    assert RED_FLAG_STATE in flagged[0]
+    assert set(flagged[1]) == {HISTORY_ID}  # where routine care resumes

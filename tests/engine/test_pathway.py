@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine.chart import bind, validate_configuration
 from engine.errors import InvalidConfiguration, InvalidEvent
 from engine.events import parse_event
 from engine.settings import DEFAULTS
+from pathways.lumbosacral_radiculopathy.chart import CHART
 from pathways.lumbosacral_radiculopathy.code import CODE
 from pathways.lumbosacral_radiculopathy.steps import apply_event
 from tests.engine.helpers import Episode
@@ -123,9 +123,9 @@ def test_nothing_accepted_after_a_final_state() -> None:
 )
 def test_corrupted_configuration_is_refused(configuration: list[str]) -> None:
     with pytest.raises(InvalidConfiguration):
-        validate_configuration(configuration)
+        CHART.validate_configuration(configuration)
     with pytest.raises(InvalidConfiguration):
-        bind(configuration, {})
+        CHART.bind(configuration, {})
 
 
 def test_a_resolved_episode_does_not_stop_the_next_episode_moving() -> None:

@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from engine.chart import validate_configuration
 from engine.errors import InvalidEvent
+from pathways.lumbosacral_radiculopathy.chart import CHART
 from tests.engine.helpers import Episode
 
 EVENTS: list[tuple[str, dict[str, Any]]] = [
@@ -75,7 +75,7 @@ class PathwayMachine(RuleBasedStateMachine):
 
     @invariant()
     def configuration_is_valid(self) -> None:
-        validate_configuration(self.ep.state.configuration)
+        CHART.validate_configuration(self.ep.state.configuration)
 
     @invariant()
     def final_status_matches_configuration(self) -> None:

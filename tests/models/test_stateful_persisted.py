@@ -8,7 +8,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from engine.chart import validate_configuration
 from engine.clinic_time import add_days, clinic_noon
 from engine.errors import InvalidEvent
 from engine.events import parse_opening
@@ -16,6 +15,7 @@ from models.audit import verify_chain
 from models.db import make_engine, make_session_factory
 from models.repository import EpisodeRepository
 from models.tables import ClinicalEventRow
+from pathways.lumbosacral_radiculopathy.chart import CHART
 from tests.engine.test_stateful import EVENTS
 
 ONSET = date(2026, 1, 5)
@@ -58,7 +58,7 @@ def test_random_sequences_keep_the_chain_and_configuration_valid(
                 assert final_before
                 continue
             assert not final_before
-            validate_configuration(view["configuration"])
+            CHART.validate_configuration(view["configuration"])
         with factory() as session:
             result = verify_chain(session)
             assert result.ok, result.problem

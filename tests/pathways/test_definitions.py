@@ -122,8 +122,10 @@ def test_an_unknown_version_names_the_known_ones() -> None:
 
 def test_the_registry_hands_out_the_code_an_episodes_pathway_id_names() -> None:
     code = pathways.code(pathways.LUMBOSACRAL_RADICULOPATHY)
-    assert code is CODE and code.id == pathways.LUMBOSACRAL_RADICULOPATHY
-    assert pathways.code(pathways.OPENING_PATHWAY) is CODE
+    assert code.id == pathways.LUMBOSACRAL_RADICULOPATHY
+    assert code.apply_event is CODE.apply_event
+    assert code.chart is CODE.chart
+    assert pathways.code(pathways.OPENING_PATHWAY) is code
     with pytest.raises(pathways.UnknownPathway, match="no such pathway"):
         pathways.code("lumbar-stenosis")
 

@@ -7,6 +7,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,9 +16,9 @@ from prometheus_client import generate_latest
 from sqlalchemy import Engine, func, select, text, update
 from typer.testing import CliRunner
 
+import pathways
 import schedulers.logs
 from cli.main import app
-from engine import decision as engine_decision
 from engine.clinic_time import FakeClock
 from engine.events import parse_opening
 from engine.settings import PathwayDefaults
@@ -26,6 +27,7 @@ from models.db import make_engine, make_session_factory
 from models.incidents import list_incidents
 from models.repository import EpisodeRepository
 from models.tables import AuditEntry, DueTimer, Episode
+from pathways.lumbosacral_radiculopathy.code import CODE
 from schedulers.worker import Worker
 
 ENROLLED = datetime(2026, 3, 2, 9, tzinfo=UTC)
@@ -263,14 +265,15 @@ def test_a_step_that_raises_is_a_timer_incident_and_the_rest_commit(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = open_episodes(engine, 5)
-    real = engine_decision.fire_timer
+    real = CODE.fire_timer
 
     def fire_timer(state: Any, *args: Any) -> Any:
         if state.id == ids[2]:
             raise RuntimeError("handler failed\nwith a second line")
         return real(state, *args)
 
-    monkeypatch.setattr(engine_decision, "fire_timer", fire_timer)
+    broken = replace(CODE, fire_timer=fire_timer)
+    monkeypatch.setattr(pathways, "code", lambda pathway_id: broken)
     clock = FakeClock(SWEEP_AT)
     report = worker(engine, clock).sweep()
     assert report.failed == 1
