@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
+import pathways
 from cli import common, service
 from cli.audit import audit_app
 from cli.common import OPTIONS, database, fail, parse_time, print_json, reported, repository
@@ -114,7 +115,8 @@ def episode_open(
     if pathway_version is not None:
         payload["pathway_version"] = pathway_version
     try:
-        opening = parse_opening(payload)
+        # The version checked here too, before the database is opened.
+        opening = pathways.opening_for(parse_opening(payload))
     except InvalidEvent as exc:
         # A patient flag that does not exist is reported as the option the user typed.
         field = exc.field

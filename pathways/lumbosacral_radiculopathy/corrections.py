@@ -1,4 +1,4 @@
-"""The corrections the engine has code for, by ID.
+"""The corrections the pathway's code knows, by ID.
 
 A pathway version lists the corrections it includes (``[[corrections]]`` in its definition);
 code whose behaviour a correction changes asks the episode's definition

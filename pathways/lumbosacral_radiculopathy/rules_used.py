@@ -1,8 +1,8 @@
-"""The rule IDs the engine's code acts on, checked against each definition as it loads.
+"""The rule IDs the pathway's code acts on, checked against each definition as it loads.
 
-The guards refuse, warn and note by rule ID, the handlers and the view name the rules that
-acted and the recommendations they give: a definition without one of them would have the
-engine act on a rule nobody can read, sign off or cite. Loading a definition
+The guards refuse, warn and note by rule ID, the handlers and the advisories name the rules
+that acted and the recommendations they give: a definition without one of them would have
+the code act on a rule nobody can read, sign off or cite. Loading a definition
 (:func:`engine.definition.parse_definition`) checks that it holds every rule here its version
 needs: those the code always acts on, and those of each correction it includes.
 ``tests/engine/test_rule_usage.py`` holds this list to the rule IDs the code names.

@@ -329,6 +329,38 @@ def test_a_write_the_database_refuses_leaves_that_episode_and_the_others_migrate
         engine.dispose()
 
 
+class _Deadlocked(Exception):
+    sqlstate = "40P01"  # what psycopg's DeadlockDetected carries
+
+
+def test_a_batch_that_loses_a_deadlock_is_planned_again_and_each_episode_migrates_once(
+    repo: EpisodeRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from models import migration
+
+    episodes = [opened(repo, "1.0.0", 20, f"P-{n}") for n in range(3)]
+    real, writes = migration._write, []
+
+    def loses_the_first(*args: Any, **kwargs: Any) -> Any:
+        writes.append(len(args[1]))
+        if len(writes) == 1:  # the database chose this batch as the deadlock's victim
+            raise OperationalError("UPDATE due_timer", {}, _Deadlocked("deadlock detected"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(migration, "_write", loses_the_first)
+    seen, summary = plans(repo.engine, NOW + timedelta(hours=1))
+    assert writes == [3, 3]  # the whole batch, planned again and written once
+    assert (summary.migrated, summary.left) == (3, 0)
+    assert all(p.left is None for p in seen)
+    with read_only(repo.engine) as connection:
+        rows = connection.scalars(
+            select(AuditEntry.episode_id).where(AuditEntry.trigger == "migration")
+        ).all()
+    assert sorted(rows) == sorted(episodes)
+
+
 def test_an_item_the_target_has_no_such_item_for_is_cancelled(
     repo: EpisodeRepository,
 ) -> None:
