@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -79,6 +80,9 @@ def home(request: Request, parts: ServicesDep) -> Response:
     now = parts.clock.now()
     items = worklist(parts.engine, who.subject, now, timedelta(days=WINDOW_DAYS))
     reads(request, (item["episode_id"] for item in items))
+    for item in items:
+        item["when"] = _when(item)
+        item["due_local"] = _clinic_time(item["due_at"], item["time_zone"])
     context = {
         "who": who,
         "coordinator": who.subject,
@@ -87,6 +91,28 @@ def home(request: Request, parts: ServicesDep) -> Response:
         "items": items,
     }
     return _render(request, "worklist.html", context, session_id)
+
+
+DURATION = re.compile(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?)?")
+
+
+def _when(item: dict[str, Any]) -> str:
+    """How late or how soon an item is, in words: ``overdue by 2 d 3 h``, ``due in 45 min``."""
+    late = item["overdue_by"]
+    duration = late if late is not None else item["due_in"]
+    match = DURATION.fullmatch(duration)
+    assert match is not None, duration
+    days, hours, minutes = (int(part) if part else 0 for part in match.groups())
+    # Minutes matter only within the day: an item days late is late by days and hours.
+    parts = [f"{days} d" if days else "", f"{hours} h" if hours else "",
+             f"{minutes} min" if minutes and not days else ""]  # fmt: skip
+    words = " ".join(part for part in parts if part) or "less than a minute"
+    return f"overdue by {words}" if late is not None else f"due in {words}"
+
+
+def _clinic_time(instant: str, zone: str) -> str:
+    """An instant as the clinic reads it, its zone named: ``Tue 20 Jan 04:00 CST``."""
+    return datetime.fromisoformat(instant).astimezone(ZoneInfo(zone)).strftime("%a %d %b %H:%M %Z")
 
 
 @router.post("/signin", dependencies=[SignInForm])

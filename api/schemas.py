@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 EPISODE_ID = "583dab66-f42c-419e-bcac-4411bd0d0469"
 HASH = "4824222657aba96412c72cbf7c1aa6e2d9aabf9c2b0b8b195c87c21f97a98fbb"
 TaskStatus = Literal["upcoming", "due", "overdue", "escalated", "done", "cancelled"]
+Severity = Literal["emergency", "urgent", "referral", "review", "routine"]  # engine.episode
 
 
 def _example(example: dict[str, Any]) -> ConfigDict:
@@ -273,9 +274,14 @@ WORKLIST_ITEM = {
     "key": "first_follow_up",
     "rule": "FU-FIRST",
     "status": "overdue",
-    "window_start": "2026-01-20T09:00:00+00:00",
-    "due_at": "2026-02-03T09:00:00+00:00",
-    "escalate_at": "2026-02-10T09:00:00+00:00",
+    "severity": "routine",
+    "assignee": "alex",
+    "time_zone": "America/Chicago",
+    "overdue_by": "P2DT6H",
+    "due_in": None,
+    "window_start": "2026-01-20T00:00:00-06:00",
+    "due_at": "2026-02-03T00:00:00-06:00",
+    "escalate_at": "2026-02-10T00:00:00-06:00",
     "acknowledged_at": None,
     "acknowledged": False,
 }
@@ -291,6 +297,11 @@ class WorklistItem(BaseModel):
     key: str
     rule: str
     status: TaskStatus
+    severity: Severity
+    assignee: str | None
+    time_zone: str = Field(description="the clinic's: every time of the item is given in it")
+    overdue_by: str | None = Field(description="ISO 8601 duration past the deadline")
+    due_in: str | None = Field(description="ISO 8601 duration until the deadline")
     window_start: datetime | None
     due_at: datetime
     escalate_at: datetime | None
@@ -300,11 +311,12 @@ class WorklistItem(BaseModel):
 
 class Worklist(BaseModel):
     model_config = _example(
-        {"coordinator": "alex", "as_of": "2026-02-05T09:00:00+00:00", "items": [WORKLIST_ITEM],
-         "next_cursor": None}
+        {"coordinator": "alex", "as_of": "2026-02-05T09:00:00+00:00", "sort": "urgency",
+         "items": [WORKLIST_ITEM], "next_cursor": None}
     )  # fmt: skip
     coordinator: str
     as_of: datetime
+    sort: Literal["urgency", "due"]
     items: list[WorklistItem]
     next_cursor: str | None
 

@@ -6,30 +6,33 @@ import base64
 import binascii
 import re
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 
 from api.access import ACCESS_LOGGED, reads
 from api.deps import ServicesDep, require
 from api.problems import documented
-from api.schemas import Acknowledged, Completed, Worklist
+from api.schemas import Acknowledged, Completed, Severity, Worklist
 from api.tokens import Principal
 from api.writes import KeyHeader, answer, keyed_answer, keyed_write, send
+from engine.definition import RULE_ID
+from engine.episode import SEVERITIES
 from engine.errors import InvalidEvent
 from models.idempotency import Answer
-from models.worklist import Position, acknowledge, find_task, worklist_page
+from models.worklist import Filters, Position, acknowledge, find_task, worklist_page
 
 router = APIRouter(tags=["worklist"])
 Coordinator = Annotated[Principal, Depends(require("coordinator"))]
 WINDOW = re.compile(r"([1-9]\d?)d")
 # Ids are 32-bit integers in the database: a larger number cannot name an item.
 TaskId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+OpenStatus = Literal["upcoming", "due", "overdue", "escalated"]
 
 
 @router.get(
     "/worklist",
-    summary="A coordinator's open due items, escalations first",
+    summary="A coordinator's open due items, the most pressing first",
     response_model=None,
     responses={200: {"model": Worklist}, **documented(401, 403, 422, 503)},
     openapi_extra=ACCESS_LOGGED,
@@ -40,11 +43,28 @@ def read_worklist(
     who: Coordinator,
     coordinator: Annotated[str | None, Query(description="default: the token's subject")] = None,
     window: Annotated[str, Query(description="how far ahead upcoming items show, e.g. 7d")] = "7d",
+    sort: Annotated[
+        Literal["urgency", "due"],
+        Query(description="urgency: the most severe first, then the nearest deadline; due: by "
+              "deadline alone"),
+    ] = "urgency",  # fmt: skip
+    status: Annotated[OpenStatus | None, Query(description="only items in this status")] = None,
+    rule: Annotated[
+        str | None, Query(description="only items the rule set", pattern=f"^{RULE_ID.pattern}$")
+    ] = None,
+    severity: Annotated[Severity | None, Query(description="only items this severe")] = None,
+    patient_ref: Annotated[
+        str | None, Query(description="only this patient's items", max_length=128)
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> dict[str, Any]:
-    """Escalated, overdue and due items, then those falling due within ``window``, a page
-    at a time. A coordinator sees their own list only."""
+    """Open items in urgency order (by default): severity first (an emergency above an
+    urgent red flag, a referral deadline, a review and a routine follow-up), then the
+    deadline, the most overdue first; escalated, overdue and due items, and those falling
+    due within ``window``, a page at a time. Each item carries its severity, ``overdue_by``
+    or ``due_in`` (ISO 8601 durations), its assignee, and its times in the clinic's time
+    zone (``time_zone``). A coordinator sees their own list only."""
     name = coordinator or who.subject
     if who.role != "admin" and name != who.subject:
         raise HTTPException(403, "a coordinator sees their own worklist only")
@@ -53,35 +73,40 @@ def read_worklist(
         raise InvalidEvent("window", f"must be a number of days such as 7d, not {window!r}")
     now = parts.clock.now()
     days = timedelta(days=int(match.group(1)))
-    items, last = worklist_page(parts.engine, name, now, days, limit, _position(cursor))
+    filters = Filters(status, rule, None if severity is None else SEVERITIES.index(severity),
+                      patient_ref)  # fmt: skip
+    after = _position(cursor, sort)
+    items, last = worklist_page(parts.engine, name, now, days, limit, after, sort, filters)
     next_cursor = _cursor(last) if last else None
     reads(request, (item["episode_id"] for item in items))
-    return {"coordinator": name, "as_of": now.isoformat(), "items": items,
+    return {"coordinator": name, "as_of": now.isoformat(), "sort": sort, "items": items,
             "next_cursor": next_cursor}  # fmt: skip
 
 
 def _cursor(position: Position) -> str:
-    text = f"{position.rank}|{position.due_at.isoformat()}|{position.task_id}"
+    text = f"{position.sort}|{position.rank}|{position.due_at.isoformat()}|{position.task_id}"
     return base64.urlsafe_b64encode(text.encode()).decode()
 
 
-def _position(cursor: str | None) -> Position | None:
+def _position(cursor: str | None, sort: str) -> Position | None:
     if cursor is None:
         return None
     try:
-        rank, due_at, task_id = (
+        order, rank, due_at, task_id = (
             base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode().split("|")
         )
-        position = Position(int(rank), datetime.fromisoformat(due_at), int(task_id))
+        position = Position(order, int(rank), datetime.fromisoformat(due_at), int(task_id))
     except (ValueError, binascii.Error, UnicodeDecodeError):
         position = None
     if (
         position is None
         or position.due_at.tzinfo is None
-        or not 0 <= position.rank < 10
+        or not 0 <= position.rank < len(SEVERITIES)
         or not 0 < position.task_id < 2**31
     ):
         raise InvalidEvent("cursor", "not a cursor this API gave out")
+    if position.sort != sort:
+        raise InvalidEvent("cursor", f"a cursor of the list in {position.sort} order, not {sort}")
     return position
 
 

@@ -15,23 +15,31 @@ a step loads and what the episode view's ``due`` lists, so neither grows with th
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from engine.clinic_time import next_day_start
-from engine.episode import EpisodeState, Step, TaskItem, TimerRequest
-from engine.settings import PathwayDefaults
+from engine.episode import SEVERITIES, EpisodeState, Step, TaskItem, TimerRequest
 
-# Which grace applies to which rule's items before escalation.
-EMERGENCY_RULES = frozenset({"RF-CES"})
-REFERRAL_RULES = frozenset({"REF-2W-SEVERE", "REF-2W-DEFICIT", "REF-3M", "RF-PROG", "RF-SERIOUS"})
+__all__ = ["SEVERITIES", "Urgency", "open_task"]
 
 
-def escalation_grace(rule: str, defaults: PathwayDefaults) -> timedelta:
-    if rule in EMERGENCY_RULES:
-        return timedelta(hours=defaults.escalate_emergency_hours)
-    if rule in REFERRAL_RULES:
-        return timedelta(days=defaults.escalate_referral_days)
-    return timedelta(days=defaults.escalate_review_days)
+@dataclass(frozen=True)
+class Urgency:
+    """How pressing an item is, as its pathway's rule says.
+
+    Attributes:
+        severity: its rank in :data:`~engine.episode.SEVERITIES` (0, an emergency, first):
+            what the coordinator's queue orders by before the deadline.
+        grace: how long after its deadline it escalates.
+    """
+
+    severity: int
+    grace: timedelta
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.severity < len(SEVERITIES):
+            raise ValueError(f"severity must be a rank of {SEVERITIES}, not {self.severity}")
 
 
 def task_ref(key: str) -> str:
@@ -42,10 +50,10 @@ def open_task(
     state: EpisodeState,
     step: Step,
     now: datetime,
-    defaults: PathwayDefaults,
     *,
     key: str,
     rule: str,
+    urgency: Urgency,
     due_at: datetime,
     window_start: datetime | None = None,
     past_due_stays: bool = False,
@@ -60,7 +68,8 @@ def open_task(
         rule=rule,
         due_at=due_at,
         window_start=window_start,
-        escalate_at=due_at + escalation_grace(rule, defaults),
+        escalate_at=due_at + urgency.grace,
+        severity=urgency.severity,
     )
     task.status = task.status_at(now)
     if key in state.tasks:  # moving an item: drop the timer booked for its old dates

@@ -31,6 +31,10 @@ MANAGEMENT_STATES = (
 )
 REFERRAL_STATES = ("not_indicated", "due", "overdue", "referred", "seen")
 RED_FLAG_STATE = "red_flag"
+# How pressing a due item is, most pressing first (CONTRACT.md section 9): a task row keeps
+# its rank, so a coordinator's queue is read in this order from an index.
+SEVERITIES = ("emergency", "urgent", "referral", "review", "routine")
+ROUTINE = SEVERITIES.index("routine")
 # The deep history of routine care, kept while a red flag pre-empts it: where it resumes.
 HISTORY_ID = "routine_history"
 
@@ -63,6 +67,7 @@ class TaskItem:
     escalate_at: datetime | None = None
     status: str = "upcoming"
     completed_at: datetime | None = None
+    severity: int = ROUTINE  # a rank of SEVERITIES
 
     @property
     def is_open(self) -> bool:

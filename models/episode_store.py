@@ -475,6 +475,7 @@ def task_changes(
             "escalate_at": item.escalate_at,
             "completed_at": item.completed_at,
             "owner": state.coordinator,
+            "severity": item.severity,
             "updated_at": now,
         }
         row = stored.get(key)

@@ -529,7 +529,8 @@ def _told(
     """The coordinator's reminders of the dropped items' cancellation, as a step's are."""
     items = {
         row["b_key"]: TaskItem(row["b_key"], row["rule"], row["due_at"], row["window_start"],
-                               row["escalate_at"], "cancelled")  # fmt: skip
+                               row["escalate_at"], "cancelled",
+                               severity=row["severity"])  # fmt: skip
         for row in cancelled
     }
     return reminders_for(replace(after, tasks=items), loaded.task_rows, at) if items else []

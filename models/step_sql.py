@@ -57,7 +57,9 @@ _REMINDER_COLUMNS = (
 # The episode's indexed summary columns (the API's list filters), status first.
 SUMMARY_COLUMNS = ("status", "phase", "management", "referral", "red_flag")
 # What a due item's row says about it; a row is rewritten only when one of these moved.
-TASK_FIELDS = ("rule", "status", "due_at", "window_start", "escalate_at", "completed_at", "owner")
+TASK_FIELDS = (
+    "rule", "status", "due_at", "window_start", "escalate_at", "completed_at", "owner", "severity",
+)  # fmt: skip
 
 
 def _insert(table: Table, *names: str) -> Any:

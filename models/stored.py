@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import pathways
-from engine.episode import EpisodeState, Patient, TaskItem
+from engine.episode import SEVERITIES, EpisodeState, Patient, TaskItem
 from engine.errors import InvalidConfiguration, UnreadableEpisode
 
 EPISODE_STATUSES = frozenset({"active", "resolved", "closed"})
@@ -134,6 +134,9 @@ def _task(episode_id: str, t: Mapping[str, Any]) -> TaskItem:
     if type(key) is not str or type(t["rule"]) is not str or t["status"] not in TASK_STATUSES:
         raise _bad(episode_id, f"due item {key!r}", "a key, a rule and a status")
     window_start, escalate_at, completed_at = t["window_start"], t["escalate_at"], t["completed_at"]
+    severity = t["severity"]
+    if type(severity) is not int or not 0 <= severity < len(SEVERITIES):
+        raise _bad(episode_id, f"due item {key}'s severity", "a rank of " + "/".join(SEVERITIES))
     if not (
         _instant(t["due_at"])
         and (window_start is None or _instant(window_start))
@@ -149,6 +152,7 @@ def _task(episode_id: str, t: Mapping[str, Any]) -> TaskItem:
         escalate_at=escalate_at,
         status=t["status"],
         completed_at=completed_at,
+        severity=severity,
     )
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -153,6 +154,9 @@ class Task(Base):
         CheckConstraint(_one_of("status", TASK_STATUSES), name="status"),
         # The coordinator's work list: my open items, soonest first.
         Index("ix_task_owner_status_due_at", "owner", "status", "due_at"),
+        # ... and in urgency order: the most severe first, then the nearest deadline.
+        Index("ix_task_owner_severity_due_at", "owner", "severity", "due_at", "id"),
+        CheckConstraint("severity BETWEEN 0 AND 4", name="severity"),
         # A step's read: the episode's current items (not archived) and no others.
         Index(
             "ix_task_current_by_episode",
@@ -171,6 +175,9 @@ class Task(Base):
     escalate_at: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(16))
     owner: Mapped[str | None] = mapped_column(String(128))
+    # How pressing the item is: its rank in engine.episode.SEVERITIES, 0 (an emergency)
+    # first; the coordinator's queue reads an index in this order.
+    severity: Mapped[int] = mapped_column(SmallInteger)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     completed_at: Mapped[datetime | None]

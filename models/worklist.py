@@ -1,4 +1,12 @@
-"""The coordinator's worklist: open due items, the most pressing first."""
+"""The coordinator's worklist: open due items, the most pressing first.
+
+In urgency order (the default) items rank by severity (an emergency first: the rank each
+item keeps, :data:`engine.episode.SEVERITIES`), then by their deadline, the most overdue
+first; in due order by their deadline alone. Both read an index of the coordinator's items
+and page by keyset (:class:`Position`). Each item says how pressing it is in words a
+coordinator works with: its severity, how long it is overdue or until it falls due, who it
+is assigned to, and its times in the clinic's time zone, named.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, cast
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Dialect, Engine, Table, and_, bindparam, case, or_, select, update
+from sqlalchemy import Dialect, Engine, Table, and_, bindparam, literal, or_, select, update
 
+from engine.episode import OPEN_TASK_STATUSES, SEVERITIES
 from models.db import read_only
 from models.idempotency import KeyedWrite, answered, keyed_read
 from models.statements import Prepared
@@ -17,25 +27,38 @@ from models.tables import Episode, Task
 
 TASK = cast(Table, Task.__table__)
 EPISODE = cast(Table, Episode.__table__)
-# Escalated items on top, then overdue, due, and what falls due within the window.
-PRESSING = ("escalated", "overdue", "due", "upcoming")
+SORTS = ("urgency", "due")
+_TIMES = ("window_start", "due_at", "escalate_at", "acknowledged_at")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a worklist is narrowed to (None: anything): an item status, the rule that set
+    the item, its severity's rank, the patient's reference (exact)."""
+
+    status: str | None = None
+    rule: str | None = None
+    severity: int | None = None
+    patient_ref: str | None = None
 
 
 @dataclass(frozen=True)
 class Position:
-    """Where a page of the worklist ended: its last item's rank, due instant and id."""
+    """Where a page of the worklist ended: the order it was read in, its last item's rank
+    in that order (its severity, in urgency order; 0 in due order), due instant and id."""
 
+    sort: str
     rank: int
     due_at: datetime
     task_id: int
 
 
 def worklist(
-    engine: Engine, coordinator: str, now: datetime, window: timedelta
+    engine: Engine, coordinator: str, now: datetime, window: timedelta, sort: str = "urgency"
 ) -> list[dict[str, Any]]:
     """The coordinator's open items: all that are due or late, and upcoming ones whose due
     date falls within ``window``."""
-    rows = _items(engine, coordinator, now, window, None, None)
+    rows = _items(engine, coordinator, now, window, sort, Filters(), None, None)
     for row in rows:
         del row["position"]
     return rows
@@ -48,10 +71,18 @@ def worklist_page(
     window: timedelta,
     limit: int,
     after: Position | None = None,
+    sort: str = "urgency",
+    filters: Filters = Filters(),
 ) -> tuple[list[dict[str, Any]], Position | None]:
-    """:func:`worklist` a page at a time: ``limit`` items after ``after``, and where the
-    next page starts (None at the end)."""
-    rows = _items(engine, coordinator, now, window, limit + 1, after)
+    """:func:`worklist` a page at a time, narrowed by ``filters``: ``limit`` items after
+    ``after``, and where the next page starts (None at the end).
+
+    Raises:
+        ValueError: ``after`` was a position in another order.
+    """
+    if after is not None and after.sort != sort:
+        raise ValueError(f"the cursor is of the worklist in {after.sort} order, not {sort}")
+    rows = _items(engine, coordinator, now, window, sort, filters, limit + 1, after)
     more = len(rows) > limit
     rows = rows[:limit]
     last = rows[-1]["position"] if more else None
@@ -65,18 +96,25 @@ def _items(
     coordinator: str,
     now: datetime,
     window: timedelta,
+    sort: str,
+    filters: Filters,
     limit: int | None,
     after: Position | None,
 ) -> list[dict[str, Any]]:
-    rank = case({status: i for i, status in enumerate(PRESSING)}, value=TASK.c.status)
+    if sort not in SORTS:
+        raise ValueError(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
+    rank = TASK.c.severity if sort == "urgency" else literal(0)
     query = (
         select(
             TASK.c.id.label("task_id"),
             TASK.c.episode_id,
             EPISODE.c.patient_ref,
+            EPISODE.c.clinic_timezone,
             TASK.c.key,
             TASK.c.rule,
             TASK.c.status,
+            TASK.c.severity,
+            TASK.c.owner,
             TASK.c.window_start,
             TASK.c.due_at,
             TASK.c.escalate_at,
@@ -86,12 +124,19 @@ def _items(
         .join(EPISODE, EPISODE.c.id == TASK.c.episode_id)
         .where(
             TASK.c.owner == coordinator,
-            TASK.c.status.in_(PRESSING),
+            TASK.c.status.in_(OPEN_TASK_STATUSES),
             or_(TASK.c.status != "upcoming", TASK.c.due_at <= now + window),
         )
-        .add_columns(rank.label("rank"))
-        .order_by(rank, TASK.c.due_at, TASK.c.id)
+        .order_by(*([TASK.c.severity] if sort == "urgency" else []), TASK.c.due_at, TASK.c.id)
     )
+    for column, wanted in (
+        (TASK.c.status, filters.status),
+        (TASK.c.rule, filters.rule),
+        (TASK.c.severity, filters.severity),
+        (EPISODE.c.patient_ref, filters.patient_ref),
+    ):
+        if wanted is not None:
+            query = query.where(column == wanted)
     if after is not None:
         query = query.where(
             or_(
@@ -104,12 +149,38 @@ def _items(
         query = query.limit(limit)
     with read_only(engine) as connection:
         rows = [dict(row) for row in connection.execute(query).mappings()]
-    for row in rows:
-        row["position"] = Position(row.pop("rank"), row["due_at"], row["task_id"])
-        row["acknowledged"] = row.pop("acknowledged_status") == row["status"]
-        for key in ("window_start", "due_at", "escalate_at", "acknowledged_at"):
-            row[key] = row[key].isoformat() if row[key] else None
-    return rows
+    return [_item(row, sort, now) for row in rows]
+
+
+def _item(row: dict[str, Any], sort: str, now: datetime) -> dict[str, Any]:
+    """One row as the worklist gives it: how pressing, whose, and when in the clinic."""
+    severity = row["severity"]
+    row["position"] = Position(sort, severity if sort == "urgency" else 0, row["due_at"],
+                               row["task_id"])  # fmt: skip
+    row["acknowledged"] = row.pop("acknowledged_status") == row["status"]
+    row["severity"] = SEVERITIES[severity]
+    row["assignee"] = row.pop("owner")
+    late = now - row["due_at"]
+    row["overdue_by"] = iso_duration(late) if late >= timedelta(0) else None
+    row["due_in"] = iso_duration(-late) if late < timedelta(0) else None
+    zone = row.pop("clinic_timezone")
+    clinic = ZoneInfo(zone)
+    row["time_zone"] = zone
+    for key in _TIMES:
+        row[key] = row[key].astimezone(clinic).isoformat() if row[key] else None
+    return row
+
+
+def iso_duration(span: timedelta) -> str:
+    """``span`` as an ISO 8601 duration to the minute, days and hours and minutes
+    (``P2DT3H15M``, ``PT45M``, ``PT0M``)."""
+    minutes = int(span.total_seconds() // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    time = f"{hours}H" if hours else ""
+    if minutes or not (days or hours):
+        time += f"{minutes}M"
+    return "P" + (f"{days}D" if days else "") + (f"T{time}" if time else "")
 
 
 def find_task(engine: Engine, task_id: int) -> dict[str, Any] | None:

@@ -41,6 +41,7 @@ from pathways.lumbosacral_radiculopathy.invasive_guards import (
     check_plexus_imaging,
     procedures_done,
 )
+from pathways.lumbosacral_radiculopathy.urgency import urgency
 
 FLAG_RULES = {
     "ces": ("RF-CES", "emergency"),
@@ -91,9 +92,9 @@ def raise_flag(ctx: StepContext, kind: str, from_findings: bool = False) -> None
             ctx.state,
             ctx.step,
             ctx.now,
-            ctx.defaults,
             key=key,
             rule=rule,
+            urgency=urgency(rule, ctx.defaults, level),
             due_at=ctx.at + timedelta(hours=hours),
             window_start=ctx.at,
         )
@@ -291,9 +292,9 @@ def _refer(ctx: StepContext, rule: str, deadline: datetime) -> None:
         state,
         ctx.step,
         ctx.now,
-        ctx.defaults,
         key="referral",
         rule=rule,
+        urgency=urgency(rule, ctx.defaults),
         due_at=deadline,
         window_start=ctx.at,
         past_due_stays=missed,
@@ -357,9 +358,9 @@ def schedule_periodic_review(ctx: StepContext) -> None:
         state,
         ctx.step,
         ctx.now,
-        d,
         key=f"periodic_review_{count}",
         rule=rule,
+        urgency=urgency(rule, d),
         due_at=due_at,
         window_start=due_at - timedelta(days=d.review_window_days),
     )
@@ -430,9 +431,9 @@ def on_treatment(ctx: StepContext, data: dict[str, Any]) -> None:
             ctx.state,
             ctx.step,
             ctx.now,
-            ctx.defaults,
             key="opioid_review",
             rule="MED-OPIOID",
+            urgency=urgency("MED-OPIOID", ctx.defaults),
             due_at=due_at,
             window_start=due_at - timedelta(days=ctx.defaults.review_window_days),
         )

@@ -23,6 +23,7 @@ from pathways.lumbosacral_radiculopathy.chart import CHART
 from pathways.lumbosacral_radiculopathy.context import StepContext
 from pathways.lumbosacral_radiculopathy.handlers import HANDLERS, intensive_follow_up
 from pathways.lumbosacral_radiculopathy.memory import keep_what_rules_read
+from pathways.lumbosacral_radiculopathy.urgency import urgency
 
 # Each phase, the timing (days from onset) it starts at, the chart event and its rule.
 PHASE_STARTS = (
@@ -93,9 +94,9 @@ def open_episode(
         state,
         ctx.step,
         now,
-        defaults,
         key="first_follow_up",
         rule="FU-FIRST",
+        urgency=urgency("FU-FIRST", defaults),
         due_at=first_due,
         window_start=first_window,
     )
@@ -105,9 +106,9 @@ def open_episode(
         state,
         ctx.step,
         now,
-        defaults,
         key="six_week_review",
         rule="FU-6W",
+        urgency=urgency("FU-6W", defaults),
         due_at=review_opens + timedelta(days=defaults.review_days_to_complete),
         window_start=review_opens,
     )

@@ -42,10 +42,11 @@ def test_a_coordinator_works_the_list_from_the_page(
     assert stored == digest(session_id)
 
     page = client.get("/").text
-    rows = re.findall(r'<tr class="(\w+)" data-task="(\d+)">', page)
-    assert rows[0][0] == "escalated"  # the overdue referral, escalated, on top
+    rows = re.findall(r'<tr class="(\w+) (\w+)" data-task="(\d+)">', page)
+    assert rows[0][:2] == ("escalated", "referral")  # the missed referral, on top
     assert "P-31" in page
-    task = rows[0][1]
+    assert re.search(r"overdue by \d+ d( \d+ h)?</span>", page)
+    task = rows[0][2]
     acked = post_form(client, f"/pages/tasks/{task}/ack")
     assert acked.status_code == 200
     assert "escalated (seen)" in acked.text

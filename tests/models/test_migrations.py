@@ -115,3 +115,32 @@ def test_a_naive_datetime_is_refused_by_the_column(db_engine: Engine) -> None:
                 set_at=datetime(2025, 3, 3, 9, 0, tzinfo=UTC),
             )
         )
+
+
+def test_items_written_before_severity_are_ranked_as_the_pathway_ranks_them(
+    db_engine: Engine,
+) -> None:
+    """Revision 0017 ranks the items already stored: the same ranks the pathway gives."""
+    from sqlalchemy import select
+
+    from engine.events import parse_event, parse_opening
+    from models.repository import EpisodeRepository
+    from models.tables import Task
+
+    repo = EpisodeRepository(db_engine)
+    now = datetime(2026, 1, 19, 10, tzinfo=UTC)
+    for ref, flag in (("P-ces", "ces"), ("P-prog", "progressive_deficit"), ("P-routine", None)):
+        opened = repo.open(parse_opening({"patient": {"ref": ref}, "onset": "2026-01-05"}), now)
+        if flag:
+            event = {"type": "red_flag", "data": {"kind": flag}, "actor": "dr-a"}
+            repo.apply_parsed(opened["id"], parse_event(event), now)
+    query = select(Task.key, Task.rule, Task.severity).order_by(Task.id)
+    with db_engine.connect() as connection:
+        ranked = connection.execute(query).all()
+    assert {(key, severity) for key, _, severity in ranked} >= {
+        ("ces_emergency", 0), ("urgent_workup", 1), ("first_follow_up", 4),
+    }  # fmt: skip
+    downgrade(db_engine, "0016")
+    upgrade(db_engine)
+    with db_engine.connect() as connection:
+        assert connection.execute(query).all() == ranked

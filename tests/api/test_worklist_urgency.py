@@ -1,0 +1,167 @@
+"""The worklist in urgency order: an emergency above weeks-old routine work, how late each
+item is, its assignee and its times in the clinic's zone; filters; due order on request."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from engine.clinic_time import FakeClock
+from engine.settings import PathwayDefaults
+from models.repository import EpisodeRepository
+from models.worklist import iso_duration
+from schedulers.worker import Worker
+
+CHICAGO = "America/Chicago"
+
+
+def listed(client: TestClient, tokens: dict[str, str], **params: Any) -> dict[str, Any]:
+    answer = client.get(
+        "/worklist", params=params, headers={"Authorization": tokens["coordinator"]}
+    )
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+@pytest.fixture
+def morning(
+    client: TestClient, tokens: dict[str, str], late_referral: str, clock: FakeClock,
+    engine: Engine,
+) -> str:  # fmt: skip
+    """Beside the escalated referral, a routine first follow-up days overdue, and a Chicago
+    patient with cauda equina flagged just now."""
+    service = {"Authorization": tokens["service"]}
+    old = {"patient": {"ref": "P-old"}, "onset": "2025-12-01", "coordinator": "coordinator-1",
+           "enrolled_at": "2025-12-02T15:00:00Z", "clinic_timezone": CHICAGO}  # fmt: skip
+    assert client.post("/episodes", json=old, headers=service).status_code == 201
+    clock.set(clock.now() + timedelta(days=3))  # its follow-up, due by the end of that day, missed
+    Worker(EpisodeRepository(engine, PathwayDefaults()), clock).sweep()
+    ces = {"patient": {"ref": "P-ces"}, "onset": "2026-01-20", "coordinator": "coordinator-1",
+           "clinic_timezone": CHICAGO}  # fmt: skip
+    episode = client.post("/episodes", json=ces, headers=service).json()["id"]
+    flag = {"type": "red_flag", "data": {"kind": "ces"}, "actor": "dr-a"}
+    assert client.post(f"/episodes/{episode}/events", json=flag, headers=service).status_code == 200
+    return str(episode)
+
+
+def test_the_emergency_comes_first_then_the_referral_then_routine_work(
+    client: TestClient, tokens: dict[str, str], morning: str, clock: FakeClock
+) -> None:
+    body = listed(client, tokens)
+    assert body["sort"] == "urgency"
+    items = body["items"]
+    first = items[0]
+    assert (first["episode_id"], first["key"], first["severity"]) == (morning, "ces_emergency",
+                                                                      "emergency")  # fmt: skip
+    assert first["overdue_by"] is None
+    assert first["due_in"] == "PT6H"  # RF-CES: due six hours after the flag
+    assert first["assignee"] == "coordinator-1"
+    severities = [i["severity"] for i in items]
+    order = ["emergency", "urgent", "referral", "review", "routine"]
+    assert [order.index(s) for s in severities] == sorted(order.index(s) for s in severities)
+    assert (items[1]["key"], items[1]["status"]) == ("referral", "escalated")
+    routine = [i for i in items if i["severity"] == "routine" and i["overdue_by"]]
+    assert routine, "the missed follow-up is listed, below"
+    lateness = [datetime.fromisoformat(i["due_at"]) for i in routine]
+    assert lateness == sorted(lateness)  # the most overdue first, within a severity
+
+
+def test_times_are_the_clinics_and_how_late_is_said(
+    client: TestClient, tokens: dict[str, str], morning: str, clock: FakeClock
+) -> None:
+    ces = listed(client, tokens, patient_ref="P-ces")["items"]
+    assert {i["key"] for i in ces} >= {"ces_emergency"}
+    item = next(i for i in ces if i["key"] == "ces_emergency")
+    assert item["time_zone"] == CHICAGO
+    due = datetime.fromisoformat(item["due_at"])
+    assert due.utcoffset() == ZoneInfo(CHICAGO).utcoffset(due.replace(tzinfo=None))
+    assert due == clock.now() + timedelta(hours=6)
+    clock.set(clock.now() + timedelta(hours=8, minutes=30))
+    late = next(i for i in listed(client, tokens, patient_ref="P-ces")["items"]
+                if i["key"] == "ces_emergency")  # fmt: skip
+    assert (late["overdue_by"], late["due_in"]) == ("PT2H30M", None)
+
+
+def test_filters_narrow_the_list(client: TestClient, tokens: dict[str, str], morning: str) -> None:
+    everything = listed(client, tokens, window="60d")["items"]
+    for params, keep in (
+        ({"patient_ref": "P-old"}, lambda i: i["patient_ref"] == "P-old"),
+        ({"severity": "referral"}, lambda i: i["severity"] == "referral"),
+        ({"rule": "RF-CES"}, lambda i: i["rule"] == "RF-CES"),
+        ({"status": "escalated"}, lambda i: i["status"] == "escalated"),
+    ):
+        narrowed = listed(client, tokens, window="60d", **params)["items"]
+        assert narrowed, params
+        assert narrowed == [i for i in everything if keep(i)], params
+    assert listed(client, tokens, patient_ref="P-nobody")["items"] == []
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"severity": "severe"}, {"status": "done"}, {"rule": "not a rule"}, {"sort": "name"},
+     {"patient_ref": "P" * 129}],
+)  # fmt: skip
+def test_a_bad_filter_is_refused_naming_it(
+    client: TestClient, tokens: dict[str, str], params: dict[str, str]
+) -> None:
+    answer = client.get(
+        "/worklist", params=params, headers={"Authorization": tokens["coordinator"]}
+    )
+    assert answer.status_code == 422
+    assert next(iter(params)) in answer.text
+
+
+def test_due_order_is_by_deadline_alone_and_pages_keep_to_their_order(
+    client: TestClient, tokens: dict[str, str], morning: str
+) -> None:
+    by_due = listed(client, tokens, sort="due", window="60d")
+    deadlines = [datetime.fromisoformat(i["due_at"]) for i in by_due["items"]]
+    assert deadlines == sorted(deadlines)
+    assert by_due["items"][0]["severity"] != "emergency"  # older deadlines first
+    paged: list[Any] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"sort": "due", "window": "60d", "limit": 2}
+        if cursor:
+            params["cursor"] = cursor
+        page = listed(client, tokens, **params)
+        paged += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert paged == by_due["items"]
+    urgent_page = listed(client, tokens, limit=1)
+    crossed = client.get(
+        "/worklist", params={"sort": "due", "cursor": urgent_page["next_cursor"]},
+        headers={"Authorization": tokens["coordinator"]},
+    )  # fmt: skip
+    assert (crossed.status_code, crossed.json()["field"]) == (422, "cursor")
+
+
+def test_an_iso_duration_counts_days_hours_and_minutes() -> None:
+    assert iso_duration(timedelta(days=2, hours=3, minutes=15, seconds=59)) == "P2DT3H15M"
+    assert iso_duration(timedelta(hours=6)) == "PT6H"
+    assert iso_duration(timedelta(days=1)) == "P1D"
+    assert iso_duration(timedelta(seconds=30)) == "PT0M"
+
+
+def test_the_page_puts_the_emergency_first_in_the_clinics_time(
+    client: TestClient, tokens: dict[str, str], morning: str, clock: FakeClock
+) -> None:
+    from tests.api.page_forms import sign_in
+
+    assert sign_in(client, tokens["coordinator"]).status_code == 303
+    page = client.get("/").text
+    rows = re.findall(r'<tr class="(\w+) (\w+)" data-task="\d+">', page)
+    assert rows[0] == ("due", "emergency")
+    assert rows[1] == ("escalated", "referral")
+    due = (clock.now() + timedelta(hours=6)).astimezone(ZoneInfo(CHICAGO))
+    assert due.strftime("%a %d %b %H:%M %Z") in page  # e.g. "Tue 20 Jan 04:00 CST"
+    assert "due in 6 h" in page
