@@ -81,6 +81,9 @@ def seed(engine: Engine, episodes: int, audit_rows: int) -> str:
                 "UPDATE task SET owner = e.coordinator FROM episode e WHERE e.id = task.episode_id"
             ),
         )
+        # A clinic's mix of severities, so that urgency order has ranks to order by (the
+        # clones would otherwise all share the template's).
+        connection.execute(text("UPDATE task SET severity = abs(hashtext(episode_id || key)) % 5"))
         connection.execute(
             text(
                 "INSERT INTO audit_log (seq, episode_id, trigger, type, actor, occurred_at, "
@@ -267,10 +270,20 @@ def main() -> None:
         port = free_port()
         server = start_server(url, port, access_log=True)
         base = f"http://127.0.0.1:{port}"
-        worklist = latencies(f"{base}/worklist?window=7d", coordinator, 200)
-        items = len(json.loads(get(f"{base}/worklist?window=7d", coordinator)[1])["items"])
-        print(f"GET /worklist (a page of {items} items): p50 {worklist['p50_ms']:.1f} ms, "
-              f"p95 {worklist['p95_ms']:.1f} ms", flush=True)  # fmt: skip
+        with engine.connect() as connection:
+            patient = connection.execute(
+                text("SELECT patient_ref FROM episode WHERE coordinator = 'c-7' LIMIT 1")
+            ).scalar_one()
+        for label, query in (
+            ("urgency order", "window=7d"),
+            ("due order", "window=7d&sort=due"),
+            ("one patient, by reference", f"window=7d&patient_ref={patient}"),
+        ):
+            worklist = latencies(f"{base}/worklist?{query}", coordinator, 200)
+            items = len(json.loads(get(f"{base}/worklist?{query}", coordinator)[1])["items"])
+            print(f"GET /worklist, {label} (a page of {items} items): "
+                  f"p50 {worklist['p50_ms']:.1f} ms, p95 {worklist['p95_ms']:.1f} ms",
+                  flush=True)  # fmt: skip
         listed = latencies(f"{base}/episodes?phase=subacute&limit=50", service, 200)
         print(f"GET /episodes?phase=subacute&limit=50: p50 {listed['p50_ms']:.1f} ms, "
               f"p95 {listed['p95_ms']:.1f} ms", flush=True)  # fmt: skip

@@ -45,9 +45,9 @@ CLONE = {
         "created_at, updated_at",
     ),
     "task": (
-        "episode_id, key, rule, window_start, due_at, escalate_at, status, owner, "
+        "episode_id, key, rule, window_start, due_at, escalate_at, status, owner, severity, "
         "created_at, updated_at, completed_at",
-        "'{p}' || g, key, rule, window_start, due_at, escalate_at, status, owner, "
+        "'{p}' || g, key, rule, window_start, due_at, escalate_at, status, owner, severity, "
         "created_at, updated_at, completed_at",
     ),
     "due_timer": (

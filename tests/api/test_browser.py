@@ -163,7 +163,7 @@ def test_a_coordinator_signs_in_acknowledges_the_escalation_and_sees_the_diagram
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     sign_in(browser, served)
     rows = browser.find_elements(By.CSS_SELECTOR, "tbody tr")
-    assert rows[0].get_attribute("class") == "escalated"
+    assert rows[0].get_attribute("class") == "escalated referral"  # status, then severity
     assert "referral" in rows[0].text
     assert "P-31" in rows[0].text
     # The stylesheet is the service's own file, and applied: statuses shown in capitals.
