@@ -110,15 +110,15 @@ def test_calendar_links_open_the_episode_page_at_the_base_url_whatever_the_host(
             answer = configured.get(
                 "/calendar/coordinator-1.ics", params={"token": feed}, headers={"Host": host}
             )
-            (todo, *_) = Calendar.from_ical(answer.content).walk("VTODO")
-            expected = f"https://carepath.clinic.example/pages/episodes/{late_referral}"
-            assert str(todo["url"]) == expected, host
+            (event, *_) = Calendar.from_ical(answer.content).walk("VEVENT")
+            page = f"https://carepath.clinic.example/pages/episodes/{late_referral}"
+            assert str(event["url"]) == f"{page}#task-referral", host
     # With no base URL configured there is no address to link to: no link, not a guess.
     answer = client.get(
         "/calendar/coordinator-1.ics", params={"token": feed}, headers={"Host": "evil.example"}
     )
     assert b"evil.example" not in answer.content
-    assert "url" not in Calendar.from_ical(answer.content).walk("VTODO")[0]
+    assert "url" not in Calendar.from_ical(answer.content).walk("VEVENT")[0]
 
 
 @pytest.mark.parametrize(

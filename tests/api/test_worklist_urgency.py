@@ -43,7 +43,7 @@ def morning(
     assert client.post("/episodes", json=old, headers=service).status_code == 201
     clock.set(clock.now() + timedelta(days=3))  # its follow-up, due by the end of that day, missed
     Worker(EpisodeRepository(engine, PathwayDefaults()), clock).sweep()
-    ces = {"patient": {"ref": "P-ces"}, "onset": "2026-01-20", "coordinator": "coordinator-1",
+    ces = {"patient": {"ref": "P-flag"}, "onset": "2026-01-20", "coordinator": "coordinator-1",
            "clinic_timezone": CHICAGO}  # fmt: skip
     episode = client.post("/episodes", json=ces, headers=service).json()["id"]
     flag = {"type": "red_flag", "data": {"kind": "ces"}, "actor": "dr-a"}
@@ -76,7 +76,7 @@ def test_the_emergency_comes_first_then_the_referral_then_routine_work(
 def test_times_are_the_clinics_and_how_late_is_said(
     client: TestClient, tokens: dict[str, str], morning: str, clock: FakeClock
 ) -> None:
-    ces = listed(client, tokens, patient_ref="P-ces")["items"]
+    ces = listed(client, tokens, patient_ref="P-flag")["items"]
     assert {i["key"] for i in ces} >= {"ces_emergency"}
     item = next(i for i in ces if i["key"] == "ces_emergency")
     assert item["time_zone"] == CHICAGO
@@ -84,7 +84,7 @@ def test_times_are_the_clinics_and_how_late_is_said(
     assert due.utcoffset() == ZoneInfo(CHICAGO).utcoffset(due.replace(tzinfo=None))
     assert due == clock.now() + timedelta(hours=6)
     clock.set(clock.now() + timedelta(hours=8, minutes=30))
-    late = next(i for i in listed(client, tokens, patient_ref="P-ces")["items"]
+    late = next(i for i in listed(client, tokens, patient_ref="P-flag")["items"]
                 if i["key"] == "ces_emergency")  # fmt: skip
     assert (late["overdue_by"], late["due_in"]) == ("PT2H30M", None)
 
@@ -165,3 +165,38 @@ def test_the_page_puts_the_emergency_first_in_the_clinics_time(
     due = (clock.now() + timedelta(hours=6)).astimezone(ZoneInfo(CHICAGO))
     assert due.strftime("%a %d %b %H:%M %Z") in page  # e.g. "Tue 20 Jan 04:00 CST"
     assert "due in 6 h" in page
+
+
+def test_the_calendar_shows_all_day_events_a_client_displays_with_neutral_names(
+    client: TestClient, tokens: dict[str, str], morning: str, clock: FakeClock, engine: Engine
+) -> None:
+    from icalendar import Calendar
+
+    from api.tokens import create_token
+
+    feed = create_token(engine, "calendar", "coordinator-1", clock.now())[1]
+    answer = client.get("/calendar/coordinator-1.ics", params={"token": feed})
+    assert answer.status_code == 200
+    calendar = Calendar.from_ical(answer.content)
+    assert calendar.walk("VTODO") == []
+    assert str(calendar["refresh-interval"].to_ical().decode()) == "PT1H"
+    events = calendar.walk("VEVENT")
+    listed_items = listed(client, tokens, window="90d")["items"]
+    assert len(events) == len(listed_items)
+    today = clock.now().astimezone(ZoneInfo(CHICAGO)).date()
+    for event in events:
+        start, end = event.decoded("dtstart"), event.decoded("dtend")
+        assert not isinstance(start, datetime)  # all-day: a date, no time
+        assert end - start == timedelta(days=1)
+        (alarm,) = event.walk("VALARM")
+        assert alarm["action"] == "DISPLAY"
+        summary = str(event["summary"])
+        if summary.startswith("Overdue: "):
+            assert start == today  # moved to today in the clinic's calendar
+        said = (summary + " " + str(event["description"])).lower()
+        assert not re.search(r"ces|cauda|opioid|rf-|ref-|fu-|med-|_|workup|review_", said)
+    summaries = {str(e["summary"]) for e in events}
+    assert "Emergency item: P-flag" in summaries
+    assert "Overdue: Follow-up: P-old" in summaries
+    old = next(e for e in events if str(e["summary"]) == "Overdue: Follow-up: P-old")
+    assert old.decoded("dtstart") == today
