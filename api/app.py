@@ -23,6 +23,7 @@ from api import (
     episodes,
     incidents,
     ops,
+    page_errors,
     pages,
     pathway_versions,
     problems,
@@ -133,6 +134,8 @@ def create_app(
     problems.install(app)
     app.include_router(episodes.router)
     pages.install(app)
+    # Last of the handlers: a problem on a page route, to a browser, becomes a page.
+    page_errors.install(app)
     app.include_router(assets.router)
     app.include_router(worklist.router)
     app.include_router(calendar_feed.router)
