@@ -17,21 +17,25 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+import pathways
 from api.access import ACCESS_LOGGED, reads
 from api.deps import CHALLENGE, NotSignedIn, ServicesDep, require
 from api.problems import problem
 from api.security import FormRefused, WebSettings, checked_form, cookie_is_secure, form_token
 from api.sessions import SESSION_COOKIE, SIGNIN_COOKIE
 from api.tokens import Principal, principal_for
+from api.wording import RED_FLAGS, clinic_time, how_late, standing
 from api.worklist import TaskId
+from engine.definition import rules_for
+from engine.episode import OPEN_TASK_STATUSES, EpisodeState
+from engine.settings import PathwayDefaults
 from models.history import timeline_page
-from models.worklist import acknowledge, find_task, worklist
+from models.worklist import acknowledge, find_task, iso_duration, worklist
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -81,8 +85,8 @@ def home(request: Request, parts: ServicesDep) -> Response:
     items = worklist(parts.engine, who.subject, now, timedelta(days=WINDOW_DAYS))
     reads(request, (item["episode_id"] for item in items))
     for item in items:
-        item["when"] = _when(item)
-        item["due_local"] = _clinic_time(item["due_at"], item["time_zone"])
+        item["when"] = how_late(item["overdue_by"], item["due_in"])
+        item["due_local"] = clinic_time(item["due_at"], item["time_zone"])
     context = {
         "who": who,
         "coordinator": who.subject,
@@ -91,28 +95,6 @@ def home(request: Request, parts: ServicesDep) -> Response:
         "items": items,
     }
     return _render(request, "worklist.html", context, session_id)
-
-
-DURATION = re.compile(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?)?")
-
-
-def _when(item: dict[str, Any]) -> str:
-    """How late or how soon an item is, in words: ``overdue by 2 d 3 h``, ``due in 45 min``."""
-    late = item["overdue_by"]
-    duration = late if late is not None else item["due_in"]
-    match = DURATION.fullmatch(duration)
-    assert match is not None, duration
-    days, hours, minutes = (int(part) if part else 0 for part in match.groups())
-    # Minutes matter only within the day: an item days late is late by days and hours.
-    parts = [f"{days} d" if days else "", f"{hours} h" if hours else "",
-             f"{minutes} min" if minutes and not days else ""]  # fmt: skip
-    words = " ".join(part for part in parts if part) or "less than a minute"
-    return f"overdue by {words}" if late is not None else f"due in {words}"
-
-
-def _clinic_time(instant: str, zone: str) -> str:
-    """An instant as the clinic reads it, its zone named: ``Tue 20 Jan 04:00 CST``."""
-    return datetime.fromisoformat(instant).astimezone(ZoneInfo(zone)).strftime("%a %d %b %H:%M %Z")
 
 
 @router.post("/signin", dependencies=[SignInForm])
@@ -182,9 +164,45 @@ def episode_page(
     else:
         episode = parts.repo.view(episode_id)
         timeline, earlier = timeline_page(parts.engine, episode_id, cursor, TIMELINE_STEPS)
-    context: dict[str, Any] = {"who": who, "episode": episode, "timeline": timeline,
-                               "earlier": earlier, "newest": cursor is None}  # fmt: skip
+    state = parts.repo.load(episode_id)
+    now = parts.clock.now()
+    for item in episode["due"]:
+        item["due_local"] = clinic_time(item["due_at"], state.clinic_timezone)
+        if item["status"] in OPEN_TASK_STATUSES:
+            item["when"] = _how_late(datetime.fromisoformat(item["due_at"]), now)
+    context: dict[str, Any] = {
+        "who": who, "episode": episode, "timeline": timeline, "earlier": earlier,
+        "newest": cursor is None, "standing": standing(episode),
+        "flag": _flag(episode, state, parts.repo.defaults), "zone": state.clinic_timezone,
+    }  # fmt: skip
     return _render(request, "episode.html", context, request.cookies.get(SESSION_COOKIE))
+
+
+def _how_late(due_at: datetime, now: datetime) -> str:
+    late = now - due_at
+    if late >= timedelta(0):
+        return how_late(iso_duration(late), None)
+    return how_late(None, iso_duration(-late))
+
+
+def _flag(
+    episode: dict[str, Any], state: EpisodeState, defaults: PathwayDefaults
+) -> dict[str, Any] | None:
+    """Under a red flag, what the page leads with: the flag in words, what its rule says
+    to do, and the work-up's deadline in the clinic's time with what remains of it."""
+    flag = episode["red_flag"]
+    if not flag:
+        return None
+    rule = rules_for(pathways.of_episode(state), defaults).get(flag["rule"])
+    work_up = next((d for d in episode["due"] if d["rule"] == flag["rule"]
+                    and d["status"] in OPEN_TASK_STATUSES), None)  # fmt: skip
+    return {
+        "name": RED_FLAGS.get(flag["kind"], flag["kind"]),
+        "level": flag["level"],
+        "rule": flag["rule"],
+        "instruction": rule.text if rule else None,
+        "work_up": work_up,
+    }
 
 
 def _render(

@@ -315,3 +315,29 @@ def test_a_page_elsewhere_cannot_post_the_forms_nor_frame_the_page(
         assert browser.current_url == f"{served.url}/pages/episodes/{served.episode}"
     finally:
         attacker.close()
+
+
+def test_on_a_phone_the_list_and_the_episode_fit_the_screen(
+    browser: Any, served: Served, db_url: str
+) -> None:
+    """At 390 px wide (a phone) nothing scrolls sideways and every action is on screen."""
+    from selenium.webdriver.common.by import By
+
+    browser.set_window_size(390, 844)
+    sign_in(browser, served)
+    width = browser.execute_script("return window.innerWidth")
+    assert width <= 390
+
+    def fits() -> None:
+        scrolled = browser.execute_script("return document.documentElement.scrollWidth")
+        assert scrolled <= width, f"{scrolled} px wide in a {width} px window"
+
+    fits()
+    for button in browser.find_elements(By.CSS_SELECTOR, "tbody button"):
+        right = browser.execute_script("return arguments[0].getBoundingClientRect().right", button)
+        assert right <= width, button.text
+    browser.save_screenshot(str(SCREENSHOTS / f"worklist-phone-{backend(db_url)}.png"))
+    browser.get(f"{served.url}/pages/episodes/{served.episode}")
+    waiting(browser).until(lambda b: b.find_elements(By.CSS_SELECTOR, "h2"))
+    fits()
+    browser.save_screenshot(str(SCREENSHOTS / f"episode-phone-{backend(db_url)}.png"))

@@ -200,3 +200,37 @@ def test_the_calendar_shows_all_day_events_a_client_displays_with_neutral_names(
     assert "Overdue: Follow-up: P-old" in summaries
     old = next(e for e in events if str(e["summary"]) == "Overdue: Follow-up: P-old")
     assert old.decoded("dtstart") == today
+
+
+def test_under_a_red_flag_the_episode_page_leads_with_the_emergency(
+    client: TestClient, tokens: dict[str, str], morning: str, clock: FakeClock
+) -> None:
+    from tests.api.page_forms import sign_in
+
+    assert sign_in(client, tokens["coordinator"]).status_code == 303
+    page = client.get(f"/pages/episodes/{morning}").text
+    main = page.split("<main", 1)[1]
+    flag = main.index('class="red-flag emergency"')
+    assert flag < main.index("<dl>") < main.index("Statechart")  # first, the diagram below
+    assert "Red flag, emergency: Cauda equina syndrome suspected" in main
+    assert "(RF-CES)" in main
+    due = (clock.now() + timedelta(hours=6)).astimezone(ZoneInfo(CHICAGO))
+    assert f"{due.strftime('%a %d %b %H:%M %Z')}</time>: <strong>due in 6 h</strong>" in main
+    # Where routine care stands is said as where it resumes, in a coordinator's words.
+    assert "<dt>Care, when it resumes</dt><dd>Conservative care</dd>" in main
+    assert "<dd>No referral needed</dd>" in main
+    assert "Recommendations for routine care (paused)</summary>" in main
+    assert '<details class="statechart">' in main
+
+
+def test_without_a_red_flag_the_page_says_where_care_stands(
+    client: TestClient, tokens: dict[str, str], late_referral: str
+) -> None:
+    from tests.api.page_forms import sign_in
+
+    sign_in(client, tokens["coordinator"])
+    main = client.get(f"/pages/episodes/{late_referral}").text.split("<main", 1)[1]
+    assert "red-flag" not in main
+    assert "<dt>Red flag</dt><dd>none</dd>" in main
+    assert "<dd>Referral overdue</dd>" in main or "<dd>Referral due</dd>" in main
+    assert "overdue by" in main
