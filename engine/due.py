@@ -21,8 +21,6 @@ from datetime import UTC, datetime, timedelta
 from engine.clinic_time import next_day_start
 from engine.episode import SEVERITIES, EpisodeState, Step, TaskItem, TimerRequest
 
-__all__ = ["SEVERITIES", "Urgency", "open_task"]
-
 
 @dataclass(frozen=True)
 class Urgency:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from engine.due import SEVERITIES, Urgency
+from engine.due import Urgency
+from engine.episode import SEVERITIES
 from engine.settings import PathwayDefaults
 
 SEVERITY_BY_RULE = {
