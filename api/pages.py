@@ -28,6 +28,8 @@ from api.deps import CHALLENGE, NotSignedIn, ServicesDep, require
 from api.problems import problem
 from api.security import FormRefused, WebSettings, checked_form, cookie_is_secure, form_token
 from api.sessions import SESSION_COOKIE, SIGNIN_COOKIE
+from api.sign_in_links import PATH as LINK_PATH
+from api.sign_in_links import redeem
 from api.tokens import Principal, principal_for
 from api.wording import RED_FLAGS, clinic_time, how_late, standing
 from api.worklist import TaskId
@@ -97,16 +99,30 @@ def home(request: Request, parts: ServicesDep) -> Response:
     return _render(request, "worklist.html", context, session_id)
 
 
+@router.get(LINK_PATH + "{code}", response_class=HTMLResponse)
+def sign_in_link(request: Request, code: str) -> Response:
+    """A sign-in link opened: the sign-in button that uses it (nothing is used by opening)."""
+    return _sign_in_page(request, link=code)
+
+
 @router.post("/signin", dependencies=[SignInForm])
 def sign_in(
     request: Request,
     parts: ServicesDep,
     token: Annotated[str, Form()] = "",
+    link: Annotated[str, Form()] = "",
     next_page: Annotated[str, Form(alias="next")] = "",
 ) -> Response:
-    # Looked up afresh, not through the token cache: a token revoked a moment ago opens
-    # no session.
-    who = principal_for(parts.engine, token.strip()) if token.strip() else None
+    if link:
+        who = redeem(parts.engine, link, parts.clock.now())
+        if who is None or who.role not in PAGE_ROLES:
+            error = ("That sign-in link has been used, has expired, or its token was revoked: "
+                     "ask for a new one, or sign in with your token.")  # fmt: skip
+            return _sign_in_page(request, error=error, status_code=401)
+    else:
+        # Looked up afresh, not through the token cache: a token revoked a moment ago opens
+        # no session.
+        who = principal_for(parts.engine, token.strip()) if token.strip() else None
     if who is None or who.role not in PAGE_ROLES:
         error = "That token is not a coordinator's live token."
         return _sign_in_page(request, error=error, status_code=401, next_page=next_page)
@@ -218,14 +234,14 @@ def _render(
 
 def _sign_in_page(
     request: Request, error: str | None = None, notice: str | None = None,
-    status_code: int = 200, next_page: str | None = None,
+    status_code: int = 200, next_page: str | None = None, link: str | None = None,
 ) -> Response:  # fmt: skip
     """The sign-in form, bound to this browser's pre-session cookie (set here if new), and
     leading on to ``next_page`` when that is one of the pages."""
     web: WebSettings = request.app.state.services.web
     presession = request.cookies.get(SIGNIN_COOKIE) or secrets.token_urlsafe(32)
     next_page = next_page if next_page and PAGE_PATH.match(next_page) else None
-    context = {"who": None, "error": error, "notice": notice, "next": next_page}
+    context = {"who": None, "error": error, "notice": notice, "next": next_page, "link": link}
     answer = _render(request, "signin.html", context, presession, status_code)
     if request.cookies.get(SIGNIN_COOKIE) != presession:
         _set_cookie(answer, request, web, SIGNIN_COOKIE, presession)

@@ -141,10 +141,13 @@ def episode_show(episode_id: Annotated[str, typer.Argument(help="Episode id")]) 
     print_json(view)
 
 
-@episode_app.command("replay", help=f"""Re-run an episode's recorded history and compare
+@episode_app.command(
+    "replay",
+    help=f"""Re-run an episode's recorded history and compare
 every step with its audit row: exit 0 when all match, 1 naming the first that differs.
 
-{REPLAY_HELP}""")
+{REPLAY_HELP}""",
+)
 def episode_replay(episode_id: Annotated[str, typer.Argument(help="Episode id")]) -> None:
     from cli.replay import run
 
@@ -221,16 +224,46 @@ def token_create(
     subject: Annotated[
         str | None, typer.Option("--subject", help="Who acts with it (default: the role)")
     ] = None,
+    sign_in_link: Annotated[
+        bool,
+        typer.Option(
+            "--sign-in-link",
+            help="Also a one-time link that signs its holder in "
+            "to the coordinator page (coordinator and admin tokens)",
+        ),
+    ] = False,
+    link_valid_hours: Annotated[
+        int, typer.Option("--link-valid-hours", min=1, max=24 * 14, help="How long the link works")
+    ] = 24,
 ) -> None:
-    """Create a token and print it once: only its hash is kept."""
+    """Create a token and print it once: only its hash is kept. With ``--sign-in-link`` also
+    a link that signs its holder in once (at ``CAREPATH_BASE_URL``; a path without it)."""
+    from datetime import timedelta
+
+    from api.pages import PAGE_ROLES
+    from api.security import WebSettingError, WebSettings
+    from api.sign_in_links import PATH, create_link
     from api.tokens import create_token
 
+    if sign_in_link and role not in PAGE_ROLES:
+        fail(f"invalid: --sign-in-link: a {role} token does not sign in to the page", 2)
+    try:
+        base = WebSettings.from_env().base_url or ""
+    except WebSettingError as exc:
+        fail(f"invalid: {exc}", 2)
+    now = common.CLOCK.now()
     with database() as engine:
         try:
-            token_id, token = create_token(engine, role, subject or role, common.CLOCK.now())
+            token_id, token = create_token(engine, role, subject or role, now)
         except ValueError as exc:
             fail(f"invalid: --role/--subject: {exc}", 2)
-    print_json({"id": token_id, "role": role, "subject": subject or role, "token": token})
+        made: dict[str, Any] = {"id": token_id, "role": role, "subject": subject or role,
+                                "token": token}  # fmt: skip
+        if sign_in_link:
+            code = create_link(engine, token_id, now, timedelta(hours=link_valid_hours))
+            made["sign_in_link"] = f"{base}{PATH}{code}"
+            made["link_expires_at"] = (now + timedelta(hours=link_valid_hours)).isoformat()
+    print_json(made)
     typer.echo("store it now: it cannot be shown again", err=True)
 
 

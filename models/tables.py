@@ -450,6 +450,23 @@ class WebSession(Base):
     ended_at: Mapped[datetime | None]
 
 
+class SignInLink(Base):
+    """A one-time link that signs a person in with a token, so nobody pastes a secret.
+
+    Only the SHA-256 of the link's code is kept. A link opens one session, once
+    (``used_at``), before ``expires_at``, and only while its token is live.
+    """
+
+    __tablename__ = "sign_in_link"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_token.id"), index=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
 class IdempotencyKey(Base):
     """A write's ``Idempotency-Key`` and the answer it was given (CONTRACT.md section 8).
 
