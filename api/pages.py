@@ -31,13 +31,13 @@ from api.sessions import SESSION_COOKIE, SIGNIN_COOKIE
 from api.sign_in_links import PATH as LINK_PATH
 from api.sign_in_links import redeem
 from api.tokens import Principal, principal_for
-from api.wording import RED_FLAGS, clinic_time, how_late, standing
-from api.worklist import TaskId
+from api.wording import CONTACT_WORDS, RED_FLAGS, clinic_time, how_late, standing
+from api.worklist import TaskId, parse_contact
 from engine.definition import rules_for
 from engine.episode import OPEN_TASK_STATUSES, EpisodeState
 from engine.settings import PathwayDefaults
 from models.history import timeline_page
-from models.worklist import acknowledge, find_task, iso_duration, worklist
+from models.worklist import acknowledge, find_task, iso_duration, log_contact, worklist
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -89,6 +89,10 @@ def home(request: Request, parts: ServicesDep) -> Response:
     for item in items:
         item["when"] = how_late(item["overdue_by"], item["due_in"])
         item["due_local"] = clinic_time(item["due_at"], item["time_zone"])
+        if item["last_contact"]:
+            contact = item["last_contact"]
+            contact["when"] = clinic_time(contact["at"], item["time_zone"])
+            contact["said"] = CONTACT_WORDS[contact["outcome"]]
     context = {
         "who": who,
         "coordinator": who.subject,
@@ -146,7 +150,10 @@ def sign_out(request: Request, parts: ServicesDep) -> Response:
 
 
 @router.post("/pages/tasks/{task_id}/{action}", dependencies=[SignedInForm])
-def task_action(task_id: TaskId, action: str, parts: ServicesDep, who: Coordinator) -> Response:
+def task_action(
+    task_id: TaskId, action: str, parts: ServicesDep, who: Coordinator,
+    outcome: Annotated[str, Form()] = "", note: Annotated[str, Form()] = "",
+) -> Response:  # fmt: skip
     task = find_task(parts.engine, task_id)
     if task is None:
         raise HTTPException(404, f"no due item with id {task_id}")
@@ -157,6 +164,9 @@ def task_action(task_id: TaskId, action: str, parts: ServicesDep, who: Coordinat
         acknowledge(parts.engine, task_id, who.subject, now)
     elif action == "done":
         parts.repo.complete_task(task["episode_id"], task["key"], who.subject, now)
+    elif action == "contact":
+        given = parse_contact({"outcome": outcome, "note": note or None})
+        log_contact(parts.engine, task_id, who.subject, given.outcome, given.note, now)
     else:
         raise HTTPException(404, f"no action {action!r}")
     return RedirectResponse("/", status_code=303)

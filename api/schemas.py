@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 EPISODE_ID = "583dab66-f42c-419e-bcac-4411bd0d0469"
 HASH = "4824222657aba96412c72cbf7c1aa6e2d9aabf9c2b0b8b195c87c21f97a98fbb"
@@ -284,6 +284,7 @@ WORKLIST_ITEM = {
     "escalate_at": "2026-02-10T00:00:00-06:00",
     "acknowledged_at": None,
     "acknowledged": False,
+    "last_contact": None,
 }
 
 
@@ -307,6 +308,7 @@ class WorklistItem(BaseModel):
     escalate_at: datetime | None
     acknowledged_at: datetime | None
     acknowledged: bool
+    last_contact: LastContact | None
 
 
 class Worklist(BaseModel):
@@ -319,6 +321,42 @@ class Worklist(BaseModel):
     sort: Literal["urgency", "due"]
     items: list[WorklistItem]
     next_cursor: str | None
+
+
+ContactOutcome = Literal["reached", "no_answer", "left_message", "wrong_number"]
+
+
+class LastContact(BaseModel):
+    outcome: ContactOutcome
+    note: str | None
+    by: str
+    at: datetime
+
+
+class ContactIn(BaseModel):
+    """A contact attempt on an item: its outcome, and a note (no NUL, at most 1,000)."""
+
+    model_config = ConfigDict(extra="forbid")
+    outcome: ContactOutcome
+    note: str | None = Field(default=None, max_length=1000)
+
+    @field_validator("note")
+    @classmethod
+    def _storable(cls, note: str | None) -> str | None:
+        if note is None:
+            return None
+        if "\x00" in note or any(0xD800 <= ord(c) <= 0xDFFF for c in note):
+            raise ValueError("must not hold a NUL character or a lone surrogate")
+        return note.strip() or None
+
+
+class Contacted(BaseModel):
+    model_config = _example({"task_id": 1, "logged": True, "last_contact": {
+        "outcome": "no_answer", "note": "rang twice", "by": "alex",
+        "at": "2026-02-05T09:00:00+00:00"}})  # fmt: skip
+    task_id: int
+    logged: Literal[True]
+    last_contact: LastContact
 
 
 class Acknowledged(BaseModel):

@@ -30,6 +30,12 @@ REFERRAL = {
     "referred": "Referred",
     "seen": "Seen by the specialist",
 }
+CONTACT_WORDS = {
+    "reached": "reached",
+    "no_answer": "no answer",
+    "left_message": "left a message",
+    "wrong_number": "wrong number",
+}
 RED_FLAGS = {
     "ces": "Cauda equina syndrome suspected",
     "progressive_deficit": "Progressive neurological deficit",

@@ -9,18 +9,35 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from pydantic import ValidationError
 
 from api.access import ACCESS_LOGGED, reads
 from api.deps import ServicesDep, require
 from api.problems import documented
-from api.schemas import Acknowledged, Completed, Severity, Worklist
+from api.schemas import Acknowledged, Completed, Contacted, ContactIn, Severity, Worklist
 from api.tokens import Principal
-from api.writes import KeyHeader, answer, keyed_answer, keyed_write, send
+from api.writes import (
+    JsonBody,
+    KeyHeader,
+    answer,
+    documented_body,
+    json_object,
+    keyed_answer,
+    keyed_write,
+    send,
+)
 from engine.definition import RULE_ID
 from engine.episode import SEVERITIES
 from engine.errors import InvalidEvent
 from models.idempotency import Answer
-from models.worklist import Filters, Position, acknowledge, find_task, worklist_page
+from models.worklist import (
+    Filters,
+    Position,
+    acknowledge,
+    find_task,
+    log_contact,
+    worklist_page,
+)
 
 router = APIRouter(tags=["worklist"])
 Coordinator = Annotated[Principal, Depends(require("coordinator"))]
@@ -45,8 +62,10 @@ def read_worklist(
     window: Annotated[str, Query(description="how far ahead upcoming items show, e.g. 7d")] = "7d",
     sort: Annotated[
         Literal["urgency", "due"],
-        Query(description="urgency: the most severe first, then the nearest deadline; due: by "
-              "deadline alone"),
+        Query(
+            description="urgency: the most severe first, then the nearest deadline; due: by "
+            "deadline alone"
+        ),
     ] = "urgency",  # fmt: skip
     status: Annotated[OpenStatus | None, Query(description="only items in this status")] = None,
     rule: Annotated[
@@ -164,3 +183,45 @@ def complete(
     now = parts.clock.now()
     view = parts.repo.complete_task(task["episode_id"], task["key"], who.subject, now, keyed)
     return send(keyed_answer(keyed, view, respond))
+
+
+@router.post(
+    "/tasks/{task_id}/contact",
+    summary="Log a contact attempt on an item: its outcome and a note, with who and when",
+    response_model=None,
+    responses={200: {"model": Contacted}, **documented(401, 403, 404, 413, 415, 422, 503)},
+    openapi_extra=documented_body({"no answer": {"summary": "Rang, no answer",
+                                   "value": {"outcome": "no_answer", "note": "rang twice"}}}),
+)  # fmt: skip
+def contact(
+    task_id: TaskId,
+    request: Request,
+    parts: ServicesDep,
+    who: Coordinator,
+    body: JsonBody,
+    idempotency_key: KeyHeader = None,
+) -> Response:
+    """``outcome``: ``reached``, ``no_answer``, ``left_message`` or ``wrong_number``; the
+    item shows its latest contact (outcome, note, who, when) in the worklist."""
+    _own_task(parts, who, task_id)
+    given = parse_contact(body)
+    now = parts.clock.now()
+    last = {"outcome": given.outcome, "note": given.note, "by": who.subject,
+            "at": now.isoformat()}  # fmt: skip
+
+    def respond(_: None) -> Answer:
+        return answer(200, {"task_id": task_id, "logged": True, "last_contact": last})
+
+    keyed = keyed_write(request, who, idempotency_key, body, respond)
+    log_contact(parts.engine, task_id, who.subject, given.outcome, given.note, now, keyed)
+    return send(keyed_answer(keyed, None, respond))
+
+
+def parse_contact(body: Any) -> ContactIn:
+    """The body as a contact attempt, or 422 naming the field."""
+    try:
+        return ContactIn.model_validate(json_object(body, "body"))
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        field = ".".join(str(part) for part in problem["loc"]) or "body"
+        raise InvalidEvent(field, problem["msg"]) from None

@@ -450,6 +450,30 @@ class WebSession(Base):
     ended_at: Mapped[datetime | None]
 
 
+CONTACT_OUTCOMES = ("reached", "no_answer", "left_message", "wrong_number")
+
+
+class TaskAction(Base):
+    """What a coordinator did on a due item, with who and when: today a contact attempt
+    (``kind`` ``contact``: its outcome and a note). Rows are only added."""
+
+    __tablename__ = "task_action"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", ("contact",)), name="kind"),
+        CheckConstraint(_one_of("outcome", CONTACT_OUTCOMES), name="outcome"),
+        # An item's actions, the latest first.
+        Index("ix_task_action_task_id_at", "task_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("task.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime]
+    outcome: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(String(1000))
+
+
 class SignInLink(Base):
     """A one-time link that signs a person in with a token, so nobody pastes a secret.
 

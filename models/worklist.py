@@ -16,17 +16,29 @@ from functools import cache
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Dialect, Engine, Table, and_, bindparam, literal, or_, select, update
+from sqlalchemy import (
+    Dialect,
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 
 from engine.episode import OPEN_TASK_STATUSES, SEVERITIES
 from models.db import read_only
 from models.idempotency import KeyedWrite, answered, keyed_read
 from models.statements import Prepared
 from models.store import Store, run_step
-from models.tables import Episode, Task
+from models.tables import Episode, Task, TaskAction
 
 TASK = cast(Table, Task.__table__)
 EPISODE = cast(Table, Episode.__table__)
+ACTION = cast(Table, TaskAction.__table__)
 SORTS = ("urgency", "due")
 _TIMES = ("window_start", "due_at", "escalate_at", "acknowledged_at")
 
@@ -149,7 +161,28 @@ def _items(
         query = query.limit(limit)
     with read_only(engine) as connection:
         rows = [dict(row) for row in connection.execute(query).mappings()]
-    return [_item(row, sort, now) for row in rows]
+        contacts = _last_contacts(connection, [row["task_id"] for row in rows])
+    items = [_item(row, sort, now) for row in rows]
+    for item in items:
+        item["last_contact"] = contacts.get(item["task_id"])
+    return items
+
+
+def _last_contacts(connection: Any, task_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Each item's latest contact attempt: outcome, note, who and when (UTC)."""
+    if not task_ids:
+        return {}
+    query = (
+        select(ACTION.c.task_id, ACTION.c.outcome, ACTION.c.note, ACTION.c.actor, ACTION.c.at)
+        .where(ACTION.c.task_id.in_(task_ids), ACTION.c.kind == "contact")
+        .order_by(ACTION.c.task_id, ACTION.c.at.desc(), ACTION.c.id.desc())
+    )
+    latest: dict[int, dict[str, Any]] = {}
+    for row in connection.execute(query).mappings():
+        if row["task_id"] not in latest:
+            latest[row["task_id"]] = {"outcome": row["outcome"], "note": row["note"],
+                                      "by": row["actor"], "at": row["at"].isoformat()}  # fmt: skip
+    return latest
 
 
 def _item(row: dict[str, Any], sort: str, now: datetime) -> dict[str, Any]:
@@ -181,6 +214,32 @@ def iso_duration(span: timedelta) -> str:
     if minutes or not (days or hours):
         time += f"{minutes}M"
     return "P" + (f"{days}D" if days else "") + (f"T{time}" if time else "")
+
+
+def log_contact(
+    engine: Engine, task_id: int, actor: str, outcome: str, note: str | None, now: datetime,
+    keyed: KeyedWrite | None = None,
+) -> None:  # fmt: skip
+    """Record a contact attempt on the item (with ``keyed``, once per idempotency key).
+
+    Raises:
+        Replayed: ``keyed`` was answered before (nothing is written).
+    """
+
+    def logged(store: Store) -> None:
+        keyed_read(store, keyed, now, lambda: None)
+        values = {"task_id": task_id, "kind": "contact", "actor": actor, "at": now,
+                  "outcome": outcome, "note": note}  # fmt: skip
+        store.cursor.run(_log_action(store.sql.dialect), values)
+        answered(store, keyed, None)
+
+    run_step(engine, logged)
+
+
+@cache
+def _log_action(dialect: Dialect) -> Prepared:
+    names = ("task_id", "kind", "actor", "at", "outcome", "note")
+    return Prepared(insert(ACTION).values({n: bindparam(n) for n in names}), dialect)
 
 
 def find_task(engine: Engine, task_id: int) -> dict[str, Any] | None:

@@ -338,6 +338,7 @@ def test_auditors_list_the_access_log_by_time_actor_and_episode(
 
 def test_every_route_that_shows_episode_data_is_access_logged(client: TestClient) -> None:
     shows_nothing = {"/healthz", "/metrics", "/audit/verify", "/audit/access/verify",
+                     "/signin/link/{code}",
                      "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}  # fmt: skip
     unmarked = [
         route.path
