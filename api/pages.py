@@ -32,9 +32,9 @@ from api.sign_in_links import PATH as LINK_PATH
 from api.sign_in_links import redeem
 from api.tokens import Principal, principal_for
 from api.wording import CONTACT_WORDS, RED_FLAGS, clinic_time, how_late, standing
-from api.worklist import TaskId, parse_contact
+from api.worklist import NEEDS_OUTCOME, TaskId, mark_done, parse_contact, parse_done
 from engine.definition import rules_for
-from engine.episode import OPEN_TASK_STATUSES, EpisodeState
+from engine.episode import OPEN_TASK_STATUSES, SEVERITIES, EpisodeState
 from engine.settings import PathwayDefaults
 from models.history import timeline_page
 from models.worklist import acknowledge, find_task, iso_duration, log_contact, worklist
@@ -163,13 +163,34 @@ def task_action(
     if action == "ack":
         acknowledge(parts.engine, task_id, who.subject, now)
     elif action == "done":
-        parts.repo.complete_task(task["episode_id"], task["key"], who.subject, now)
+        done = parse_done({"outcome": outcome or None, "note": note or None})
+        mark_done(parts, who, task_id, task, done)
     elif action == "contact":
         given = parse_contact({"outcome": outcome, "note": note or None})
         log_contact(parts.engine, task_id, who.subject, given.outcome, given.note, now)
     else:
         raise HTTPException(404, f"no action {action!r}")
     return RedirectResponse("/", status_code=303)
+
+
+@router.get("/pages/tasks/{task_id}/done", response_class=HTMLResponse, openapi_extra=ACCESS_LOGGED)
+def confirm_done(
+    task_id: TaskId, request: Request, parts: ServicesDep, who: Coordinator
+) -> Response:
+    """Marking an item done, confirmed: what came of it (required where it matters)."""
+    task = find_task(parts.engine, task_id)
+    if task is None:
+        raise HTTPException(404, f"no due item with id {task_id}")
+    if who.role != "admin" and task["owner"] != who.subject:
+        raise HTTPException(403, "the item is on another coordinator's list")
+    reads(request, [task["episode_id"]])
+    severity = SEVERITIES[task["severity"]]
+    context = {
+        "who": who, "task_id": task_id, "task": task, "severity": severity,
+        "needs_outcome": severity in NEEDS_OUTCOME,
+        "due_local": clinic_time(task["due_at"].isoformat(), task["clinic_timezone"]),
+    }  # fmt: skip
+    return _render(request, "confirm_done.html", context, request.cookies.get(SESSION_COOKIE))
 
 
 @router.get(

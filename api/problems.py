@@ -120,7 +120,11 @@ def refusal(
     }
 
 
-_TITLES = {413: "Request body too large", 415: "Unsupported media type"}
+_TITLES = {
+    409: "The item cannot be closed yet",
+    413: "Request body too large",
+    415: "Unsupported media type",
+}
 
 
 def _field(location: tuple[Any, ...]) -> str:

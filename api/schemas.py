@@ -323,6 +323,16 @@ class Worklist(BaseModel):
     next_cursor: str | None
 
 
+def _storable_text(text: str | None) -> str | None:
+    """A coordinator's words as both databases keep them: no NUL, no lone surrogate; blank
+    is none."""
+    if text is None:
+        return None
+    if "\x00" in text or any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+        raise ValueError("must not hold a NUL character or a lone surrogate")
+    return text.strip() or None
+
+
 ContactOutcome = Literal["reached", "no_answer", "left_message", "wrong_number"]
 
 
@@ -343,11 +353,21 @@ class ContactIn(BaseModel):
     @field_validator("note")
     @classmethod
     def _storable(cls, note: str | None) -> str | None:
-        if note is None:
-            return None
-        if "\x00" in note or any(0xD800 <= ord(c) <= 0xDFFF for c in note):
-            raise ValueError("must not hold a NUL character or a lone surrogate")
-        return note.strip() or None
+        return _storable_text(note)
+
+
+class DoneIn(BaseModel):
+    """What came of an item marked done, in words (required for an emergency, urgent or
+    referral item), and a note."""
+
+    model_config = ConfigDict(extra="forbid")
+    outcome: str | None = Field(default=None, max_length=200)
+    note: str | None = Field(default=None, max_length=1000)
+
+    @field_validator("outcome", "note")
+    @classmethod
+    def _storable(cls, text: str | None) -> str | None:
+        return _storable_text(text)
 
 
 class Contacted(BaseModel):

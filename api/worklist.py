@@ -6,19 +6,28 @@ import base64
 import binascii
 import re
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from api.access import ACCESS_LOGGED, reads
 from api.deps import ServicesDep, require
 from api.problems import documented
-from api.schemas import Acknowledged, Completed, Contacted, ContactIn, Severity, Worklist
+from api.schemas import (
+    Acknowledged,
+    Completed,
+    Contacted,
+    ContactIn,
+    DoneIn,
+    Severity,
+    Worklist,
+)
 from api.tokens import Principal
 from api.writes import (
     JsonBody,
     KeyHeader,
+    OptionalJsonBody,
     answer,
     documented_body,
     json_object,
@@ -29,13 +38,15 @@ from api.writes import (
 from engine.definition import RULE_ID
 from engine.episode import SEVERITIES
 from engine.errors import InvalidEvent
-from models.idempotency import Answer
+from models.idempotency import Answer, KeyedWrite
+from models.store import Store
 from models.worklist import (
     Filters,
     Position,
     acknowledge,
     find_task,
     log_contact,
+    record_action,
     worklist_page,
 )
 
@@ -45,6 +56,11 @@ WINDOW = re.compile(r"([1-9]\d?)d")
 # Ids are 32-bit integers in the database: a larger number cannot name an item.
 TaskId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 OpenStatus = Literal["upcoming", "due", "overdue", "escalated"]
+# Items a coordinator says the outcome of when marking them done.
+NEEDS_OUTCOME = ("emergency", "urgent", "referral")
+# Where an episode's referral stands while it is still to be made.
+PENDING_REFERRAL = ("due", "overdue")
+Body = TypeVar("Body", bound=BaseModel)
 
 
 @router.get(
@@ -163,26 +179,71 @@ def ack_task(
 
 @router.post(
     "/tasks/{task_id}/done",
-    summary="Mark an item done (audited)",
+    summary="Mark an item done, saying what came of it (audited)",
     response_model=None,
-    responses={200: {"model": Completed}, **documented(401, 403, 404, 422, 503)},
+    responses={200: {"model": Completed}, **documented(401, 403, 404, 409, 413, 415, 422, 503)},
 )
 def complete(
     task_id: TaskId,
     request: Request,
     parts: ServicesDep,
     who: Coordinator,
+    body: OptionalJsonBody,
     idempotency_key: KeyHeader = None,
 ) -> Response:
+    """The body, ``{"outcome", "note"}``, says what came of the item: required for an
+    emergency, urgent or referral item, optional otherwise. A referral item is not done
+    while its episode's referral is still due or overdue (409): recording the referral
+    (``referral_sent``) closes it; until then it stays on the list."""
     task = _own_task(parts, who, task_id)
+    given = parse_done(body)
 
     def respond(view: dict[str, Any]) -> Answer:
         return answer(200, {"task_id": task_id, "status": "done", "episode": view})
 
-    keyed = keyed_write(request, who, idempotency_key, None, respond)
-    now = parts.clock.now()
-    view = parts.repo.complete_task(task["episode_id"], task["key"], who.subject, now, keyed)
+    keyed = keyed_write(request, who, idempotency_key, body, respond)
+    view = mark_done(parts, who, task_id, task, given, keyed)
     return send(keyed_answer(keyed, view, respond))
+
+
+def mark_done(
+    parts: ServicesDep, who: Principal, task_id: int, task: dict[str, Any], given: DoneIn,
+    keyed: KeyedWrite | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Close the item, with what came of it, in one transaction; refused (nothing changes)
+    where closing it would silence a deadline the episode still shows.
+
+    Raises:
+        InvalidEvent: on ``outcome``, an emergency, urgent or referral item without one.
+        HTTPException: 409, a referral item whose episode's referral is still pending.
+    """
+    severity = SEVERITIES[task["severity"]]
+    if severity in NEEDS_OUTCOME and not given.outcome:
+        raise InvalidEvent(
+            "outcome", f"required for {'an' if severity[0] in 'aeiu' else 'a'} {severity} "
+            "item: say what came of it (for example: seen in the emergency department)",
+        )  # fmt: skip
+    if severity == "referral" and task["referral"] in PENDING_REFERRAL:
+        raise HTTPException(
+            409, f"the episode's referral is still {task['referral']}: record the referral "
+            "(referral_sent) when it is made, which closes this item; it stays on the list "
+            "until then",
+        )  # fmt: skip
+    now = parts.clock.now()
+
+    def outcome(store: Store) -> None:
+        if given.outcome or given.note:
+            record_action(store, task_id, "done", who.subject, given.outcome or "done",
+                          given.note, now)  # fmt: skip
+
+    return parts.repo.complete_task(
+        task["episode_id"], task["key"], who.subject, now, keyed, also=outcome
+    )
+
+
+def parse_done(body: Any) -> DoneIn:
+    """The body as what came of a done item (none: nothing said), or 422 naming the field."""
+    return _parsed(DoneIn, {} if body is None else body)
 
 
 @router.post(
@@ -219,8 +280,12 @@ def contact(
 
 def parse_contact(body: Any) -> ContactIn:
     """The body as a contact attempt, or 422 naming the field."""
+    return _parsed(ContactIn, body)
+
+
+def _parsed(model: type[Body], body: Any) -> Body:
     try:
-        return ContactIn.model_validate(json_object(body, "body"))
+        return model.model_validate(json_object(body, "body"))
     except ValidationError as exc:
         problem = exc.errors()[0]
         field = ".".join(str(part) for part in problem["loc"]) or "body"

@@ -72,6 +72,16 @@ async def json_body(request: Request) -> Any:
 JsonBody = Annotated[Any, Depends(json_body)]
 
 
+async def optional_json_body(request: Request) -> Any:
+    """:func:`json_body`, or None when the request has no body at all."""
+    if not await request.body():
+        return None
+    return await json_body(request)
+
+
+OptionalJsonBody = Annotated[Any, Depends(optional_json_body)]
+
+
 def json_object(body: Any, field: str) -> dict[str, Any]:
     """The body as an object, or 422 naming ``field``."""
     if not isinstance(body, dict):

@@ -16,7 +16,7 @@ committed is run again on a fresh one (:func:`models.store.run_step`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -245,9 +245,11 @@ class EpisodeRepository:
         now: datetime,
         keyed: KeyedWrite | None = None,
         answer_view: bool = True,
+        also: Callable[[Store], None] | None = None,
     ) -> dict[str, Any]:
         """A coordinator marks a due item done; audited like an event. Returns the view
-        (without ``answer_view``, an empty dict: see :meth:`open`).
+        (without ``answer_view``, an empty dict: see :meth:`open`). ``also`` writes what
+        goes with it (what came of the item) in the same transaction.
 
         Raises:
             InvalidEvent: the item is not open, or the episode has ended.
@@ -261,6 +263,8 @@ class EpisodeRepository:
             decision = decide_task_done(code, loaded.state, key, actor, now, self.defaults)
             store.save_step(loaded, decision.step, now)
             store.append_audit(**decision.audit)
+            if also is not None:
+                also(store)
             return answered(store, keyed, decision.view if answer_view else {})
 
         return run_step(self.engine, complete)

@@ -454,13 +454,15 @@ CONTACT_OUTCOMES = ("reached", "no_answer", "left_message", "wrong_number")
 
 
 class TaskAction(Base):
-    """What a coordinator did on a due item, with who and when: today a contact attempt
-    (``kind`` ``contact``: its outcome and a note). Rows are only added."""
+    """What a coordinator did on a due item, with who and when: a contact attempt (``kind``
+    ``contact``: one of :data:`CONTACT_OUTCOMES` and a note) or the item marked done
+    (``done``: what came of it, in words, and a note). Rows are only added."""
 
     __tablename__ = "task_action"
     __table_args__ = (
-        CheckConstraint(_one_of("kind", ("contact",)), name="kind"),
-        CheckConstraint(_one_of("outcome", CONTACT_OUTCOMES), name="outcome"),
+        CheckConstraint(_one_of("kind", ("contact", "done")), name="kind"),
+        CheckConstraint(f"kind <> 'contact' OR {_one_of('outcome', CONTACT_OUTCOMES)}",
+                        name="outcome"),  # fmt: skip
         # An item's actions, the latest first.
         Index("ix_task_action_task_id_at", "task_id", "at"),
     )
@@ -470,7 +472,7 @@ class TaskAction(Base):
     kind: Mapped[str] = mapped_column(String(16))
     actor: Mapped[str] = mapped_column(String(128))
     at: Mapped[datetime]
-    outcome: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str] = mapped_column(String(200))
     note: Mapped[str | None] = mapped_column(String(1000))
 
 

@@ -228,12 +228,20 @@ def log_contact(
 
     def logged(store: Store) -> None:
         keyed_read(store, keyed, now, lambda: None)
-        values = {"task_id": task_id, "kind": "contact", "actor": actor, "at": now,
-                  "outcome": outcome, "note": note}  # fmt: skip
-        store.cursor.run(_log_action(store.sql.dialect), values)
+        record_action(store, task_id, "contact", actor, outcome, note, now)
         answered(store, keyed, None)
 
     run_step(engine, logged)
+
+
+def record_action(
+    store: Store, task_id: int, kind: str, actor: str, outcome: str, note: str | None,
+    now: datetime,
+) -> None:  # fmt: skip
+    """One row of what a coordinator did on an item, in the store's transaction."""
+    values = {"task_id": task_id, "kind": kind, "actor": actor, "at": now,
+              "outcome": outcome, "note": note}  # fmt: skip
+    store.cursor.run(_log_action(store.sql.dialect), values)
 
 
 @cache
@@ -243,7 +251,13 @@ def _log_action(dialect: Dialect) -> Prepared:
 
 
 def find_task(engine: Engine, task_id: int) -> dict[str, Any] | None:
-    query = select(TASK.c.episode_id, TASK.c.key, TASK.c.owner, TASK.c.status)
+    """The item's episode, key, owner, status and severity, and where its episode's
+    referral stands."""
+    query = select(
+        TASK.c.episode_id, TASK.c.key, TASK.c.owner, TASK.c.status, TASK.c.severity,
+        TASK.c.rule, TASK.c.due_at, EPISODE.c.referral, EPISODE.c.patient_ref,
+        EPISODE.c.clinic_timezone,
+    ).join(EPISODE, EPISODE.c.id == TASK.c.episode_id)
     with read_only(engine) as connection:
         row = connection.execute(query.where(TASK.c.id == task_id)).mappings().first()
     return dict(row) if row else None

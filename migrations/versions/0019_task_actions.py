@@ -1,8 +1,9 @@
-"""What coordinators do on a due item, with who and when: first, contact attempts.
+"""What coordinators do on a due item, with who and when: contact attempts, and what came of
+an item marked done.
 
 ``task_action`` rows are only added: a contact attempt's outcome (``reached``,
-``no_answer``, ``left_message``, ``wrong_number``) and note, by whom and when, shown on the
-item (CONTRACT.md section 9).
+``no_answer``, ``left_message``, ``wrong_number``) and note, or a done item's outcome in
+words and note, by whom and when, shown on the item (CONTRACT.md section 9).
 
 Revision ID: 0019
 Revises: 0018
@@ -36,10 +37,13 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("actor", sa.String(128), nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("outcome", sa.String(16), nullable=False),
+        sa.Column("outcome", sa.String(200), nullable=False),
         sa.Column("note", sa.String(1000), nullable=True),
-        sa.CheckConstraint(_one_of("kind", ["contact"]), name=op.f("ck_task_action_kind")),
-        sa.CheckConstraint(_one_of("outcome", OUTCOMES), name=op.f("ck_task_action_outcome")),
+        sa.CheckConstraint(_one_of("kind", ["contact", "done"]), name=op.f("ck_task_action_kind")),
+        sa.CheckConstraint(
+            f"kind <> 'contact' OR {_one_of('outcome', OUTCOMES)}",
+            name=op.f("ck_task_action_outcome"),
+        ),
         sa.ForeignKeyConstraint(
             ["task_id"], ["task.id"], name=op.f("fk_task_action_task_id_task")
         ),

@@ -218,7 +218,7 @@ def test_a_coordinator_signs_in_acknowledges_the_escalation_and_sees_the_diagram
     assert browser.find_elements(By.CSS_SELECTOR, "tbody tr")
     served.clock.advance(timedelta(minutes=30))
     row = browser.find_elements(By.CSS_SELECTOR, "tbody tr")[0]
-    row.find_element(By.XPATH, ".//button[starts-with(@aria-label, 'Mark')]").click()
+    row.find_element(By.XPATH, ".//a[starts-with(@aria-label, 'Mark')]").click()
     wait.until(lambda b: b.find_elements(By.ID, "token"))
     assert "Your session has ended" in browser.page_source
     served.escalated_task()  # found: the referral is still escalated, not marked done

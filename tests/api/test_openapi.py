@@ -74,7 +74,13 @@ def test_real_answers_match_the_documented_models(
     conforms(schemas.Worklist, worklist.json())
     task_id = worklist.json()["items"][0]["task_id"]
     conforms(schemas.Acknowledged, client.post(f"/tasks/{task_id}/ack", headers=admin).json())
-    conforms(schemas.Completed, client.post(f"/tasks/{task_id}/done", headers=admin).json())
+    contact = {"outcome": "no_answer", "note": "rang twice"}
+    answer = client.post(f"/tasks/{task_id}/contact", json=contact, headers=admin)
+    conforms(schemas.Contacted, answer.json())
+    routine = client.get("/worklist", params={"coordinator": "coordinator-1", "window": "60d",
+                                              "severity": "routine"}, headers=admin)  # fmt: skip
+    routine_id = routine.json()["items"][0]["task_id"]
+    conforms(schemas.Completed, client.post(f"/tasks/{routine_id}/done", headers=admin).json())
     conforms(schemas.AuditPage, client.get("/audit/transitions", headers=admin).json())
     conforms(schemas.ChainCheck, client.get("/audit/verify", headers=admin).json())
     conforms(schemas.Health, client.get("/healthz").json())

@@ -8,7 +8,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.page_forms import ORIGIN, form_token, post_form, sign_in
+from tests.api.page_forms import ORIGIN, form_token, sign_in
 
 HTML = {"Accept": "text/html,application/xhtml+xml"}
 
@@ -32,10 +32,15 @@ def test_done_on_a_stale_page_says_reload_and_changes_nothing(
 ) -> None:
     sign_in(client, tokens["coordinator"])
     task = re.findall(r'data-task="(\d+)"', client.get("/").text)[0]
-    assert post_form(client, f"/pages/tasks/{task}/done").status_code == 200
-    token = form_token(client.get("/").text)
+    confirm = client.get(f"/pages/tasks/{task}/done").text
+    # Meanwhile the referral is recorded, which closes the item.
+    sent = {"type": "referral_sent", "data": {"service": "spine clinic"}}
+    service = {"Authorization": tokens["service"]}
+    assert client.post(f"/episodes/{late_referral}/events", json=sent,
+                       headers=service).status_code == 200  # fmt: skip
     again = client.post(
-        f"/pages/tasks/{task}/done", data={"csrf_token": token},
+        f"/pages/tasks/{task}/done",
+        data={"csrf_token": form_token(confirm), "outcome": "referral faxed"},
         headers={"Origin": ORIGIN, **HTML},
     )  # fmt: skip
     assert again.status_code == 422

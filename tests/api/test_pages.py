@@ -61,8 +61,15 @@ def test_a_coordinator_works_the_list_from_the_page(
     assert diagram.status_code == 200
     assert 'class="node active"' in diagram.text
 
-    done = post_form(client, f"/pages/tasks/{task}/done")
-    assert f'data-task="{task}"' not in done.text
+    # Done asks what came of it, and a referral still to be made is not silenced.
+    confirm = client.get(f"/pages/tasks/{task}/done")
+    assert confirm.status_code == 200
+    assert "The episode's referral is still overdue" in confirm.text
+    assert 'name="outcome" maxlength="200" size="40" required' in confirm.text
+    refused = post_form(client, f"/pages/tasks/{task}/done", page=f"/pages/tasks/{task}/done",
+                        outcome="phoned the spine clinic")  # fmt: skip
+    assert refused.status_code == 409
+    assert f'data-task="{task}"' in client.get("/").text  # still on the list
     signed_out = post_form(client, "/signout")
     assert '<label for="token">' in signed_out.text
     assert "carepath_session" not in client.cookies

@@ -165,7 +165,8 @@ def test_task_actions_take_keys_too(
     client: TestClient, tokens: dict[str, str], late_referral: str, engine: Engine
 ) -> None:
     admin = {"Authorization": tokens["admin"]}
-    items = client.get("/worklist", params={"coordinator": "coordinator-1"}, headers=admin)
+    routine = {"coordinator": "coordinator-1", "window": "60d", "severity": "routine"}
+    items = client.get("/worklist", params=routine, headers=admin)
     task = items.json()["items"][0]["task_id"]
     for action in ("ack", "done"):
         first = client.post(f"/tasks/{task}/{action}", headers=keyed(admin, f"{action}-1"))

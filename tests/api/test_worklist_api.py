@@ -25,28 +25,70 @@ def test_escalations_come_first_and_ack_and_done_work(
     listed = items(client, tokens)
     assert (listed[0]["key"], listed[0]["status"]) == ("referral", "escalated")
     assert listed[0]["patient_ref"] == "P-31"
-    ranks = ["escalated", "overdue", "due", "upcoming"]
-    assert [ranks.index(i["status"]) for i in listed] == sorted(
-        ranks.index(i["status"]) for i in listed
-    )
     coordinator = {"Authorization": tokens["coordinator"]}
 
     top = listed[0]["task_id"]
     assert client.post(f"/tasks/{top}/ack", headers=coordinator).status_code == 200
     assert items(client, tokens)[0]["acknowledged"] is True
 
-    done = client.post(f"/tasks/{top}/done", headers=coordinator)
-    assert done.status_code == 200, done.text
+    # A referral item is not done while the referral is still to be made: nothing changes.
+    without = client.post(f"/tasks/{top}/done", headers=coordinator)
+    assert (without.status_code, without.json()["field"]) == (422, "outcome")
+    pending = client.post(f"/tasks/{top}/done", json={"outcome": "phoned the spine clinic"},
+                          headers=coordinator)  # fmt: skip
+    assert pending.status_code == 409, pending.text
+    assert "still overdue" in pending.json()["detail"]
+    assert "referral_sent" in pending.json()["detail"]
+    assert items(client, tokens)[0]["task_id"] == top  # still on the list, escalated
+    with engine.connect() as connection:
+        assert connection.execute(
+            select(AuditEntry.seq).where(AuditEntry.type == "task_done")
+        ).all() == []
+    # Recording the referral closes the item.
+    sent = {"type": "referral_sent", "data": {"service": "spine clinic"}}
+    service = {"Authorization": tokens["service"]}
+    assert client.post(f"/episodes/{late_referral}/events", json=sent,
+                       headers=service).status_code == 200  # fmt: skip
     assert "referral" not in [i["key"] for i in items(client, tokens)]
+
+    routine = items(client, tokens, window="60d", severity="routine")[0]
+    done = client.post(f"/tasks/{routine['task_id']}/done", headers=coordinator)
+    assert done.status_code == 200, done.text
     due = {d["key"]: d["status"] for d in done.json()["episode"]["due"]}
-    assert due["referral"] == "done"
+    assert due[routine["key"]] == "done"
     with engine.connect() as connection:
         audited = connection.execute(
             select(AuditEntry.actor, AuditEntry.rules).where(AuditEntry.type == "task_done")
         ).one()
     assert audited.actor == "coordinator-1"
-    again = client.post(f"/tasks/{top}/done", headers=coordinator)
+    again = client.post(f"/tasks/{routine['task_id']}/done", headers=coordinator)
     assert (again.status_code, again.json()["field"]) == (422, "task")
+
+
+def test_an_emergency_item_is_done_with_what_came_of_it(
+    client: TestClient, tokens: dict[str, str], engine: Engine
+) -> None:
+    from models.tables import TaskAction
+
+    service = {"Authorization": tokens["service"]}
+    coordinator = {"Authorization": tokens["coordinator"]}
+    opening = {"patient": {"ref": "P-50"}, "onset": "2026-01-05", "coordinator": "coordinator-1"}
+    episode = client.post("/episodes", json=opening, headers=service).json()["id"]
+    flag = {"type": "red_flag", "data": {"kind": "ces"}}
+    assert client.post(f"/episodes/{episode}/events", json=flag, headers=service).status_code == 200
+    item = items(client, tokens, severity="emergency")[0]
+    url = f"/tasks/{item['task_id']}/done"
+    refused = client.post(url, json={"note": "done"}, headers=coordinator)
+    assert (refused.status_code, refused.json()["field"]) == (422, "outcome")
+    done = client.post(url, json={"outcome": "seen in the emergency department",
+                                  "note": "MRI the same night"}, headers=coordinator)  # fmt: skip
+    assert done.status_code == 200, done.text
+    with engine.connect() as connection:
+        (logged,) = connection.execute(
+            select(TaskAction.kind, TaskAction.outcome, TaskAction.note, TaskAction.actor)
+        ).all()
+    assert tuple(logged) == ("done", "seen in the emergency department", "MRI the same night",
+                             "coordinator-1")  # fmt: skip
 
 
 def test_a_short_window_hides_what_is_further_off(
