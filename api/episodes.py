@@ -11,7 +11,7 @@ import base64
 import binascii
 from typing import Annotated, Any, Literal, cast
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import Table, select
 from starlette.concurrency import run_in_threadpool
@@ -34,7 +34,7 @@ from api.writes import (
 )
 from engine.episode import Step
 from engine.errors import InvalidEvent
-from engine.events import parse_event, parse_opening
+from engine.events import ClinicalEvent, parse_event, parse_opening
 from models.db import read_only
 from models.history import MAX_PAGE_SIZE, PAGE_SIZE, due_page, timeline_page
 from models.idempotency import Answer
@@ -43,7 +43,12 @@ from models.tables import Episode
 
 EPISODE = cast(Table, Episode.__table__)
 router = APIRouter(tags=["episodes"])
-Clinical = Annotated[Principal, Depends(require("service", "coordinator"))]
+Clinical = Annotated[Principal, Depends(require("service", "coordinator", "clinician"))]
+# A clinician's decisions, which a coordinator's token may not record (our default, as
+# CONTRACT.md section 9 lists them): orders, clearing or confirming a red flag, and any
+# event that asks for an override. Coordinators record the rest (coordination events,
+# assessments as the patient reports them, a red flag raised: escalating is always safe).
+CLINICIAN_EVENTS = frozenset({"order", "red_flag_cleared", "red_flag_confirmed"})
 
 OPENING_EXAMPLE = {
     "patient": {"ref": "P-17", "age": 52, "sex": "female", "prior_lbp": True},
@@ -241,6 +246,7 @@ def post_event(
     A refusal is recorded and answered 409 with the rules, whether a documented override
     would let it through, and when time lifts it."""
     event = parse_event({**json_object(body, "event"), "actor": who.subject})
+    _may_record(who, event)
     now = parts.clock.now()
 
     def respond(result: tuple[Step, dict[str, Any]]) -> Answer:
@@ -279,3 +285,15 @@ def _after(cursor: str) -> str:
     if not after:
         raise InvalidEvent("cursor", "not a cursor this API gave out")
     return after
+
+
+def _may_record(who: Principal, event: ClinicalEvent) -> None:
+    """Refuse a coordinator's token a clinician's decision (403, nothing recorded)."""
+    if who.role != "coordinator":
+        return
+    if event.type in CLINICIAN_EVENTS:
+        raise HTTPException(403, f"{event.type} is a clinician's decision: a clinician's token "
+                                 "records it")  # fmt: skip
+    if getattr(event.data, "override_reason", None):
+        raise HTTPException(403, "an override is a clinician's decision: a clinician's token "
+                                 "records it")  # fmt: skip

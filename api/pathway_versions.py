@@ -18,7 +18,7 @@ from pathways.plan_definition import plan_definition
 from pathways.review import as_document
 
 router = APIRouter(prefix="/pathways", tags=["pathways"])
-Reader = Annotated[Principal, Depends(require("service", "coordinator", "auditor"))]
+Reader = Annotated[Principal, Depends(require("service", "coordinator", "clinician", "auditor"))]
 PathwayId = Annotated[str, Path(max_length=64, examples=["lumbosacral-radiculopathy"])]
 VersionNumber = Annotated[str, Path(max_length=16, examples=["1.0.0"])]
 FHIR_JSON = "application/fhir+json"

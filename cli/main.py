@@ -219,7 +219,9 @@ def simulate_command(
 def token_create(
     role: Annotated[
         str,
-        typer.Option("--role", help="coordinator, service, auditor, admin, or calendar (one feed)"),
+        typer.Option(
+            "--role", help="coordinator, clinician, service, auditor, admin, or calendar (one feed)"
+        ),
     ],
     subject: Annotated[
         str | None, typer.Option("--subject", help="Who acts with it (default: the role)")

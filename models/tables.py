@@ -412,7 +412,7 @@ class AccessHead(Base):
 
 # "calendar" opens one coordinator's calendar feed and nothing else: feed URLs end up in
 # calendar apps, so they carry a token of their own, revocable on its own.
-TOKEN_ROLES = ("coordinator", "service", "auditor", "admin", "calendar")
+TOKEN_ROLES = ("coordinator", "service", "auditor", "admin", "calendar", "clinician")
 
 
 class ApiToken(Base):

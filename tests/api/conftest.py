@@ -42,7 +42,7 @@ def client(engine: Engine, clock: FakeClock) -> Iterator[TestClient]:
 def tokens(engine: Engine) -> dict[str, str]:
     """A bearer header value per role, one revoked, and none."""
     made = {role: create_token(engine, role, f"{role}-1", NOW) for role in
-            ("coordinator", "service", "auditor", "admin")}  # fmt: skip
+            ("coordinator", "service", "auditor", "admin", "clinician")}  # fmt: skip
     revoked_id, revoked = create_token(engine, "admin", "gone", NOW)
     revoke_token(engine, revoked_id, NOW)
     headers = {role: f"Bearer {token}" for role, (_, token) in made.items()}

@@ -43,10 +43,10 @@ ROUTES = [
     ("GET", "/incidents", None),
 ]
 ALLOWED = {
-    "/episodes": {"coordinator", "service", "admin"},
-    "/episodes/{id}": {"coordinator", "service", "admin"},
-    "/episodes/{id}/diagram.svg": {"coordinator", "service", "admin"},
-    "/episodes/{id}/events": {"coordinator", "service", "admin"},
+    "/episodes": {"coordinator", "clinician", "service", "admin"},
+    "/episodes/{id}": {"coordinator", "clinician", "service", "admin"},
+    "/episodes/{id}/diagram.svg": {"coordinator", "clinician", "service", "admin"},
+    "/episodes/{id}/events": {"coordinator", "clinician", "service", "admin"},
     "/metrics": {"service", "admin"},
     "/incidents": {"service", "admin"},
 }
@@ -54,7 +54,8 @@ ALLOWED = {
 
 @pytest.mark.parametrize(("method", "path", "body"), ROUTES, ids=lambda v: str(v)[:24])
 @pytest.mark.parametrize(
-    "role", ["coordinator", "service", "auditor", "admin", "revoked", "forged", "none"]
+    "role", ["coordinator", "clinician", "service", "auditor", "admin", "revoked", "forged",
+             "none"]
 )
 def test_every_route_admits_its_roles_and_no_one_else(
     client: TestClient, tokens: dict[str, str], method: str, path: str, body: Any, role: str
@@ -239,3 +240,49 @@ def test_the_diagram_highlights_this_episodes_active_states(
     assert active == set(episode["configuration"])
     assert {"acute", "conservative", "not_indicated"} <= active
     assert "chronic" not in active
+
+
+@pytest.mark.parametrize(
+    ("event", "coordinator_may"),
+    [
+        ({"type": "order", "data": {"kind": "mri"}}, False),
+        ({"type": "red_flag", "data": {"kind": "progressive_deficit"}}, True),
+        ({"type": "referral_sent", "data": {"service": "spine clinic"}}, True),
+        ({"type": "assessment", "data": {"vas_leg": 6, "odi": 40}}, True),
+        ({"type": "order", "data": {"kind": "mri", "override_reason": "radiologist advised"}},
+         False),
+    ],
+)  # fmt: skip
+def test_orders_overrides_and_red_flag_decisions_are_a_clinicians(
+    client: TestClient, tokens: dict[str, str], event: dict[str, Any], coordinator_may: bool
+) -> None:
+    episode = opened(client, tokens)["id"]
+    by_coordinator = client.post(f"/episodes/{episode}/events", json=event,
+                                 headers=auth(tokens, "coordinator"))  # fmt: skip
+    if coordinator_may:
+        assert by_coordinator.status_code in (200, 409), by_coordinator.text
+    else:
+        assert by_coordinator.status_code == 403
+        assert "a clinician's decision" in by_coordinator.json()["detail"]
+        timeline = client.get(f"/episodes/{episode}", headers=auth(tokens, "service")).json()
+        assert len(timeline["timeline"]) == 1  # nothing recorded: the opening only
+    by_clinician = client.post(f"/episodes/{episode}/events", json=event,
+                               headers=auth(tokens, "clinician"))  # fmt: skip
+    assert by_clinician.status_code in (200, 409), by_clinician.text  # decided by the rules
+
+
+def test_clearing_a_red_flag_is_a_clinicians_decision(
+    client: TestClient, tokens: dict[str, str]
+) -> None:
+    episode = opened(client, tokens)["id"]
+    raised = {"type": "red_flag", "data": {"kind": "progressive_deficit"}}
+    assert client.post(f"/episodes/{episode}/events", json=raised,
+                       headers=auth(tokens, "coordinator")).status_code == 200  # fmt: skip
+    cleared = {"type": "red_flag_cleared", "data": {"kind": "progressive_deficit"}}
+    url = f"/episodes/{episode}/events"
+    assert client.post(url, json=cleared, headers=auth(tokens, "coordinator")).status_code == 403
+    view = client.get(f"/episodes/{episode}", headers=auth(tokens, "service")).json()
+    assert view["red_flag"] is not None  # the colleague's urgent work-up stays
+    answer = client.post(url, json=cleared, headers=auth(tokens, "clinician"))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["episode"]["red_flag"] is None
