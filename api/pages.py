@@ -77,25 +77,30 @@ def install(app: FastAPI) -> None:
 
 
 @router.get("/", response_class=HTMLResponse, openapi_extra=ACCESS_LOGGED)
-def home(request: Request, parts: ServicesDep) -> Response:
+def home(
+    request: Request, parts: ServicesDep,
+    coordinator: Annotated[str | None, Query(max_length=128)] = None,
+) -> Response:  # fmt: skip
+    """The worklist: the coordinator's own (an admin's: any coordinator's, by name), then
+    the unassigned queue, which every coordinator sees."""
     session_id = request.cookies.get(SESSION_COOKIE)
     who = parts.sessions.resolve(session_id) if session_id else None
     if session_id is None or who is None:
         return _sign_in_page(request, notice=ENDED if session_id else None)
     request.state.principal = who  # the actor of the page's access-log record
+    if coordinator is not None and who.role != "admin" and coordinator != who.subject:
+        raise HTTPException(403, "a coordinator sees their own worklist only")
+    name = coordinator or who.subject
     now = parts.clock.now()
-    items = worklist(parts.engine, who.subject, now, timedelta(days=WINDOW_DAYS))
-    reads(request, (item["episode_id"] for item in items))
-    for item in items:
-        item["when"] = how_late(item["overdue_by"], item["due_in"])
-        item["due_local"] = clinic_time(item["due_at"], item["time_zone"])
-        if item["last_contact"]:
-            contact = item["last_contact"]
-            contact["when"] = clinic_time(contact["at"], item["time_zone"])
-            contact["said"] = CONTACT_WORDS[contact["outcome"]]
+    window = timedelta(days=WINDOW_DAYS)
+    items = _shown(worklist(parts.engine, name, now, window))
+    unassigned = _shown(worklist(parts.engine, None, now, window))
+    reads(request, (item["episode_id"] for item in items + unassigned))
     context = {
         "who": who,
-        "coordinator": who.subject,
+        "admin": who.role == "admin",
+        "unassigned": unassigned,
+        "coordinator": name,
         "as_of": now.strftime("%Y-%m-%d %H:%M UTC"),
         "window": WINDOW_DAYS,
         "items": items,
@@ -107,6 +112,18 @@ def home(request: Request, parts: ServicesDep) -> Response:
 def sign_in_link(request: Request, code: str) -> Response:
     """A sign-in link opened: the sign-in button that uses it (nothing is used by opening)."""
     return _sign_in_page(request, link=code)
+
+
+def _shown(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Worklist items with their times and lateness in the clinic's words."""
+    for item in items:
+        item["when"] = how_late(item["overdue_by"], item["due_in"])
+        item["due_local"] = clinic_time(item["due_at"], item["time_zone"])
+        if item["last_contact"]:
+            contact = item["last_contact"]
+            contact["when"] = clinic_time(contact["at"], item["time_zone"])
+            contact["said"] = CONTACT_WORDS[contact["outcome"]]
+    return items
 
 
 @router.post("/signin", dependencies=[SignInForm])

@@ -316,7 +316,7 @@ class Worklist(BaseModel):
         {"coordinator": "alex", "as_of": "2026-02-05T09:00:00+00:00", "sort": "urgency",
          "items": [WORKLIST_ITEM], "next_cursor": None}
     )  # fmt: skip
-    coordinator: str
+    coordinator: str | None = Field(description="null: the unassigned queue")
     as_of: datetime
     sort: Literal["urgency", "due"]
     items: list[WorklistItem]

@@ -75,6 +75,13 @@ def read_worklist(
     parts: ServicesDep,
     who: Coordinator,
     coordinator: Annotated[str | None, Query(description="default: the token's subject")] = None,
+    unassigned: Annotated[
+        bool,
+        Query(
+            description="the unassigned queue instead: items of episodes enrolled "
+            "without a coordinator, open to every coordinator"
+        ),
+    ] = False,  # fmt: skip
     window: Annotated[str, Query(description="how far ahead upcoming items show, e.g. 7d")] = "7d",
     sort: Annotated[
         Literal["urgency", "due"],
@@ -100,8 +107,10 @@ def read_worklist(
     due within ``window``, a page at a time. Each item carries its severity, ``overdue_by``
     or ``due_in`` (ISO 8601 durations), its assignee, and its times in the clinic's time
     zone (``time_zone``). A coordinator sees their own list only."""
-    name = coordinator or who.subject
-    if who.role != "admin" and name != who.subject:
+    name = None if unassigned else coordinator or who.subject
+    if unassigned and coordinator is not None:
+        raise InvalidEvent("unassigned", "the unassigned queue is nobody's: leave coordinator out")
+    if who.role != "admin" and name not in (who.subject, None):
         raise HTTPException(403, "a coordinator sees their own worklist only")
     match = WINDOW.fullmatch(window)
     if match is None:

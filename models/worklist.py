@@ -66,9 +66,11 @@ class Position:
 
 
 def worklist(
-    engine: Engine, coordinator: str, now: datetime, window: timedelta, sort: str = "urgency"
-) -> list[dict[str, Any]]:
-    """The coordinator's open items: all that are due or late, and upcoming ones whose due
+    engine: Engine, coordinator: str | None, now: datetime, window: timedelta,
+    sort: str = "urgency",
+) -> list[dict[str, Any]]:  # fmt: skip
+    """The coordinator's open items (``None``: the unassigned queue, items of episodes
+    enrolled without a coordinator): all that are due or late, and upcoming ones whose due
     date falls within ``window``."""
     rows = _items(engine, coordinator, now, window, sort, Filters(), None, None)
     for row in rows:
@@ -78,7 +80,7 @@ def worklist(
 
 def worklist_page(
     engine: Engine,
-    coordinator: str,
+    coordinator: str | None,
     now: datetime,
     window: timedelta,
     limit: int,
@@ -105,7 +107,7 @@ def worklist_page(
 
 def _items(
     engine: Engine,
-    coordinator: str,
+    coordinator: str | None,
     now: datetime,
     window: timedelta,
     sort: str,
@@ -135,7 +137,7 @@ def _items(
         )
         .join(EPISODE, EPISODE.c.id == TASK.c.episode_id)
         .where(
-            TASK.c.owner == coordinator,
+            TASK.c.owner == coordinator if coordinator is not None else TASK.c.owner.is_(None),
             TASK.c.status.in_(OPEN_TASK_STATUSES),
             or_(TASK.c.status != "upcoming", TASK.c.due_at <= now + window),
         )
@@ -254,8 +256,15 @@ def find_task(engine: Engine, task_id: int) -> dict[str, Any] | None:
     """The item's episode, key, owner, status and severity, and where its episode's
     referral stands."""
     query = select(
-        TASK.c.episode_id, TASK.c.key, TASK.c.owner, TASK.c.status, TASK.c.severity,
-        TASK.c.rule, TASK.c.due_at, EPISODE.c.referral, EPISODE.c.patient_ref,
+        TASK.c.episode_id,
+        TASK.c.key,
+        TASK.c.owner,
+        TASK.c.status,
+        TASK.c.severity,
+        TASK.c.rule,
+        TASK.c.due_at,
+        EPISODE.c.referral,
+        EPISODE.c.patient_ref,
         EPISODE.c.clinic_timezone,
     ).join(EPISODE, EPISODE.c.id == TASK.c.episode_id)
     with read_only(engine) as connection:

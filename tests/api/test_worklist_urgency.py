@@ -234,3 +234,45 @@ def test_without_a_red_flag_the_page_says_where_care_stands(
     assert "<dt>Red flag</dt><dd>none</dd>" in main
     assert "<dd>Referral overdue</dd>" in main or "<dd>Referral due</dd>" in main
     assert "overdue by" in main
+
+
+def test_an_episode_without_a_coordinator_is_on_the_unassigned_queue(
+    client: TestClient, tokens: dict[str, str], late_referral: str
+) -> None:
+    from tests.api.page_forms import sign_in
+
+    service = {"Authorization": tokens["service"]}
+    nobodys = {"patient": {"ref": "P-nobody"}, "onset": "2026-01-05"}
+    episode = client.post("/episodes", json=nobodys, headers=service).json()["id"]
+    flag = {"type": "red_flag", "data": {"kind": "ces"}}
+    assert client.post(f"/episodes/{episode}/events", json=flag, headers=service).status_code == 200
+    queue = listed(client, tokens, unassigned="true", window="60d")
+    assert queue["coordinator"] is None
+    assert {i["patient_ref"] for i in queue["items"]} == {"P-nobody"}
+    assert queue["items"][0]["severity"] == "emergency"  # an emergency on nobody's list no more
+    assert all(i["assignee"] is None for i in queue["items"])
+    own = listed(client, tokens, window="60d")["items"]
+    assert "P-nobody" not in {i["patient_ref"] for i in own}
+    mixed = client.get("/worklist", params={"unassigned": "true", "coordinator": "x"},
+                       headers={"Authorization": tokens["coordinator"]})  # fmt: skip
+    assert (mixed.status_code, mixed.json()["field"]) == (422, "unassigned")
+    sign_in(client, tokens["coordinator"])
+    page = client.get("/").text
+    unassigned = page.split("<h2>Unassigned</h2>", 1)[1]
+    assert "P-nobody" in unassigned
+    assert "P-nobody" not in page.split("<h2>Unassigned</h2>", 1)[0]
+    assert client.get("/", params={"coordinator": "coordinator-2"}).status_code == 403
+
+
+def test_an_admin_opens_any_coordinators_list_on_the_page(
+    client: TestClient, tokens: dict[str, str], late_referral: str
+) -> None:
+    from tests.api.page_forms import sign_in
+
+    sign_in(client, tokens["admin"])
+    own = client.get("/").text
+    assert "Worklist for admin-1" in own
+    assert '<label for="coordinator">Open a coordinator' in own
+    theirs = client.get("/", params={"coordinator": "coordinator-1"}).text
+    assert "Worklist for coordinator-1" in theirs
+    assert "P-31" in theirs.split("<h2>Unassigned</h2>", 1)[0]
