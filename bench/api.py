@@ -71,11 +71,13 @@ def seed(engine: Engine, episodes: int, audit_rows: int) -> str:
                 ),
                 {"n": episodes, "template": template},
             )
-        # Spread the episodes and their due items over the coordinators.
+        # Spread the episodes and their due items over the coordinators; one in a thousand
+        # was enrolled without one (the unassigned queue).
         connection.execute(
-            text("UPDATE episode SET coordinator = 'c-' || (abs(hashtext(id)) % :k)"),
+            text("UPDATE episode SET coordinator = CASE WHEN abs(hashtext(id)) % 1000 = 999 "
+                 "THEN NULL ELSE 'c-' || (abs(hashtext(id)) % :k) END"),
             {"k": COORDINATORS},
-        )
+        )  # fmt: skip
         connection.execute(
             text(
                 "UPDATE task SET owner = e.coordinator FROM episode e WHERE e.id = task.episode_id"
@@ -278,6 +280,7 @@ def main() -> None:
             ("urgency order", "window=7d"),
             ("due order", "window=7d&sort=due"),
             ("one patient, by reference", f"window=7d&patient_ref={patient}"),
+            ("the unassigned queue", "window=7d&unassigned=true"),
         ):
             worklist = latencies(f"{base}/worklist?{query}", coordinator, 200)
             items = len(json.loads(get(f"{base}/worklist?{query}", coordinator)[1])["items"])
