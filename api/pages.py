@@ -32,12 +32,19 @@ from api.sign_in_links import PATH as LINK_PATH
 from api.sign_in_links import redeem
 from api.tokens import Principal, principal_for
 from api.wording import CONTACT_WORDS, RED_FLAGS, clinic_time, how_late, standing
-from api.worklist import NEEDS_OUTCOME, TaskId, mark_done, parse_contact, parse_done
+from api.worklist import (
+    NEEDS_OUTCOME,
+    TaskId,
+    mark_done,
+    own_task,
+    parse_contact,
+    parse_done,
+)
 from engine.definition import rules_for
 from engine.episode import OPEN_TASK_STATUSES, SEVERITIES, EpisodeState
 from engine.settings import PathwayDefaults
 from models.history import timeline_page
-from models.worklist import acknowledge, find_task, iso_duration, log_contact, worklist
+from models.worklist import acknowledge, iso_duration, log_contact, worklist
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -171,11 +178,7 @@ def task_action(
     task_id: TaskId, action: str, parts: ServicesDep, who: Coordinator,
     outcome: Annotated[str, Form()] = "", note: Annotated[str, Form()] = "",
 ) -> Response:  # fmt: skip
-    task = find_task(parts.engine, task_id)
-    if task is None:
-        raise HTTPException(404, f"no due item with id {task_id}")
-    if who.role != "admin" and task["owner"] != who.subject:
-        raise HTTPException(403, "the item is on another coordinator's list")
+    task = own_task(parts, who, task_id)
     now = parts.clock.now()
     if action == "ack":
         acknowledge(parts.engine, task_id, who.subject, now)
@@ -195,11 +198,7 @@ def confirm_done(
     task_id: TaskId, request: Request, parts: ServicesDep, who: Coordinator
 ) -> Response:
     """Marking an item done, confirmed: what came of it (required where it matters)."""
-    task = find_task(parts.engine, task_id)
-    if task is None:
-        raise HTTPException(404, f"no due item with id {task_id}")
-    if who.role != "admin" and task["owner"] != who.subject:
-        raise HTTPException(403, "the item is on another coordinator's list")
+    task = own_task(parts, who, task_id)
     reads(request, [task["episode_id"]])
     severity = SEVERITIES[task["severity"]]
     context = {

@@ -154,7 +154,12 @@ def _position(cursor: str | None, sort: str) -> Position | None:
     return position
 
 
-def _own_task(parts: ServicesDep, who: Principal, task_id: int) -> dict[str, Any]:
+def own_task(parts: ServicesDep, who: Principal, task_id: int) -> dict[str, Any]:
+    """The item, if it is on ``who``'s list (an admin: any list).
+
+    Raises:
+        HTTPException: 404 no such item, 403 another coordinator's.
+    """
     task = find_task(parts.engine, task_id)
     if task is None:
         raise HTTPException(404, f"no due item with id {task_id}")
@@ -176,7 +181,7 @@ def ack_task(
     who: Coordinator,
     idempotency_key: KeyHeader = None,
 ) -> Response:
-    task = _own_task(parts, who, task_id)
+    task = own_task(parts, who, task_id)
 
     def respond(_: None) -> Answer:
         return answer(200, {"task_id": task_id, "status": task["status"], "acknowledged": True})
@@ -204,7 +209,7 @@ def complete(
     emergency, urgent or referral item, optional otherwise. A referral item is not done
     while its episode's referral is still due or overdue (409): recording the referral
     (``referral_sent``) closes it; until then it stays on the list."""
-    task = _own_task(parts, who, task_id)
+    task = own_task(parts, who, task_id)
     given = parse_done(body)
 
     def respond(view: dict[str, Any]) -> Answer:
@@ -273,7 +278,7 @@ def contact(
 ) -> Response:
     """``outcome``: ``reached``, ``no_answer``, ``left_message`` or ``wrong_number``; the
     item shows its latest contact (outcome, note, who, when) in the worklist."""
-    _own_task(parts, who, task_id)
+    own_task(parts, who, task_id)
     given = parse_contact(body)
     now = parts.clock.now()
     last = {"outcome": given.outcome, "note": given.note, "by": who.subject,
