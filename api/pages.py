@@ -44,7 +44,7 @@ from engine.definition import rules_for
 from engine.episode import OPEN_TASK_STATUSES, SEVERITIES, EpisodeState
 from engine.settings import PathwayDefaults
 from models.history import timeline_page
-from models.worklist import acknowledge, iso_duration, log_contact, worklist
+from models.worklist import acknowledge, find_task, iso_duration, log_contact, worklist
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -87,6 +87,8 @@ def install(app: FastAPI) -> None:
 def home(
     request: Request, parts: ServicesDep,
     coordinator: Annotated[str | None, Query(max_length=128)] = None,
+    did: Annotated[str | None, Query(max_length=16)] = None,
+    item: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> Response:  # fmt: skip
     """The worklist: the coordinator's own (an admin's: any coordinator's, by name), then
     the unassigned queue, which every coordinator sees."""
@@ -105,6 +107,7 @@ def home(
     reads(request, (item["episode_id"] for item in items + unassigned))
     context = {
         "who": who,
+        "confirmation": _confirmation(parts, who, did, item),
         "admin": who.role == "admin",
         "unassigned": unassigned,
         "coordinator": name,
@@ -119,6 +122,25 @@ def home(
 def sign_in_link(request: Request, code: str) -> Response:
     """A sign-in link opened: the sign-in button that uses it (nothing is used by opening)."""
     return _sign_in_page(request, link=code)
+
+
+DONE_WORDS = {"ack": "acknowledged", "done": "marked done", "contact": "contact logged for"}
+
+
+def _confirmation(
+    parts: ServicesDep, who: Principal, did: str | None, item: int | None
+) -> str | None:
+    """What the last action did, said in the list's words: ``referral for P-31 marked
+    done``; nothing for an action or item this coordinator could not have taken."""
+    if did not in DONE_WORDS or item is None:
+        return None
+    task = find_task(parts.engine, item)
+    if task is None or (who.role != "admin" and task["owner"] != who.subject):
+        return None
+    name = task["key"].replace("_", " ")
+    if did == "contact":
+        return f"Contact logged for {name}, {task['patient_ref']}."
+    return f"{name.capitalize()} for {task['patient_ref']} {DONE_WORDS[did]}."
 
 
 def _shown(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -190,7 +212,8 @@ def task_action(
         log_contact(parts.engine, task_id, who.subject, given.outcome, given.note, now)
     else:
         raise HTTPException(404, f"no action {action!r}")
-    return RedirectResponse("/", status_code=303)
+    # Back to the list, which says what was done (by code: the page writes the words).
+    return RedirectResponse(f"/?did={action}&item={task_id}", status_code=303)
 
 
 @router.get("/pages/tasks/{task_id}/done", response_class=HTMLResponse, openapi_extra=ACCESS_LOGGED)

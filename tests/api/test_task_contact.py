@@ -88,3 +88,17 @@ def test_the_page_logs_a_call_and_shows_it(
     assert page.status_code == 200
     assert re.search(r"Contact: no answer, coordinator-1, \w{3} \d\d \w{3} \d\d:\d\d \w+: "
                      r"rang twice", page.text)  # fmt: skip
+
+
+def test_after_an_action_the_list_says_what_was_done(
+    client: TestClient, tokens: dict[str, str], late_referral: str
+) -> None:
+    sign_in(client, tokens["coordinator"])
+    task = re.findall(r'data-task="(\d+)"', client.get("/").text)[0]
+    acked = post_form(client, f"/pages/tasks/{task}/ack")
+    assert '<p class="notice" role="status">Referral for P-31 acknowledged.</p>' in acked.text
+    logged = post_form(client, f"/pages/tasks/{task}/contact", outcome="reached")
+    assert "Contact logged for referral, P-31." in logged.text
+    # A crafted address says nothing it did not do.
+    assert 'class="notice"' not in client.get("/", params={"did": "hacked", "item": task}).text
+    assert 'class="notice"' not in client.get("/", params={"did": "done", "item": 999999}).text
