@@ -323,14 +323,10 @@ class Worklist(BaseModel):
     next_cursor: str | None
 
 
-def _storable_text(text: str | None) -> str | None:
-    """A coordinator's words as both databases keep them: no NUL, no lone surrogate; blank
-    is none."""
-    if text is None:
-        return None
-    if "\x00" in text or any(0xD800 <= ord(c) <= 0xDFFF for c in text):
-        raise ValueError("must not hold a NUL character or a lone surrogate")
-    return text.strip() or None
+def _words(text: str | None) -> str | None:
+    """A coordinator's words, trimmed; blank is none (what both databases can store is
+    checked before: :func:`engine.events.check_payload_text`)."""
+    return None if text is None else text.strip() or None
 
 
 ContactOutcome = Literal["reached", "no_answer", "left_message", "wrong_number"]
@@ -344,7 +340,7 @@ class LastContact(BaseModel):
 
 
 class ContactIn(BaseModel):
-    """A contact attempt on an item: its outcome, and a note (no NUL, at most 1,000)."""
+    """A contact attempt on an item: its outcome, and a note (at most 1,000 characters)."""
 
     model_config = ConfigDict(extra="forbid")
     outcome: ContactOutcome
@@ -352,8 +348,8 @@ class ContactIn(BaseModel):
 
     @field_validator("note")
     @classmethod
-    def _storable(cls, note: str | None) -> str | None:
-        return _storable_text(note)
+    def _trimmed(cls, note: str | None) -> str | None:
+        return _words(note)
 
 
 class DoneIn(BaseModel):
@@ -366,8 +362,8 @@ class DoneIn(BaseModel):
 
     @field_validator("outcome", "note")
     @classmethod
-    def _storable(cls, text: str | None) -> str | None:
-        return _storable_text(text)
+    def _trimmed(cls, text: str | None) -> str | None:
+        return _words(text)
 
 
 class Contacted(BaseModel):

@@ -38,6 +38,7 @@ from api.writes import (
 from engine.definition import RULE_ID
 from engine.episode import SEVERITIES
 from engine.errors import InvalidEvent
+from engine.events import check_payload_text
 from models.idempotency import Answer, KeyedWrite
 from models.store import Store
 from models.worklist import (
@@ -298,8 +299,10 @@ def parse_contact(body: Any) -> ContactIn:
 
 
 def _parsed(model: type[Body], body: Any) -> Body:
+    # Held to what both databases can store, as every event is.
+    check_payload_text(json_object(body, "body"))
     try:
-        return model.model_validate(json_object(body, "body"))
+        return model.model_validate(body)
     except ValidationError as exc:
         problem = exc.errors()[0]
         field = ".".join(str(part) for part in problem["loc"]) or "body"

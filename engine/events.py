@@ -695,7 +695,7 @@ def _plain_ascii(payload: Any) -> bool:
 _SCALARS = frozenset({int, float, bool, type(None)})
 
 
-def _check_payload_text(payload: Any) -> None:
+def check_payload_text(payload: Any) -> None:
     """Refuse a NUL character or a lone surrogate anywhere in a payload, naming the field.
 
     PostgreSQL refuses both (text and JSONB hold neither) and UTF-8 cannot encode a lone
@@ -813,7 +813,7 @@ def parse_event(payload: Mapping[str, Any]) -> ClinicalEvent:
     """
     if not isinstance(payload, Mapping):
         raise InvalidEvent("event", f"must be an object, got {_show(payload)}")
-    _check_payload_text(payload)
+    check_payload_text(payload)
     for key in payload:
         if key not in _EVENT_KEYS:
             raise InvalidEvent(
@@ -993,7 +993,7 @@ def parse_opening(payload: Mapping[str, Any]) -> Opening:
     """
     if not isinstance(payload, Mapping):
         raise InvalidEvent("opening", f"must be an object, got {_show(payload)}")
-    _check_payload_text(payload)
+    check_payload_text(payload)
     parsed = _validate(_OpeningIn, dict(payload), "", "opening")
     if parsed.enrolled_at is not None:
         tz = ZoneInfo(parsed.clinic_timezone)
