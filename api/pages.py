@@ -41,10 +41,10 @@ from api.worklist import (
     parse_done,
 )
 from engine.definition import rules_for
-from engine.episode import OPEN_TASK_STATUSES, SEVERITIES, EpisodeState
+from engine.episode import OPEN_TASK_STATUSES, SEVERITIES
 from engine.settings import PathwayDefaults
-from models.history import timeline_page
-from models.worklist import acknowledge, find_task, iso_duration, log_contact, worklist
+from models.history import clinic_timezone, timeline_page
+from models.worklist import acknowledge, find_task, log_contact, worklist
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -102,8 +102,8 @@ def home(
     name = coordinator or who.subject
     now = parts.clock.now()
     window = timedelta(days=WINDOW_DAYS)
-    items = _shown(worklist(parts.engine, name, now, window))
-    unassigned = _shown(worklist(parts.engine, None, now, window))
+    items = _shown(worklist(parts.engine, name, now, window), now)
+    unassigned = _shown(worklist(parts.engine, None, now, window), now)
     reads(request, (item["episode_id"] for item in items + unassigned))
     context = {
         "who": who,
@@ -143,10 +143,10 @@ def _confirmation(
     return f"{name.capitalize()} for {task['patient_ref']} {DONE_WORDS[did]}."
 
 
-def _shown(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _shown(items: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
     """Worklist items with their times and lateness in the clinic's words."""
     for item in items:
-        item["when"] = how_late(item["overdue_by"], item["due_in"])
+        item["when"] = how_late(item["due_at"], now)
         item["due_local"] = clinic_time(item["due_at"], item["time_zone"])
         if item["last_contact"]:
             contact = item["last_contact"]
@@ -250,36 +250,28 @@ def episode_page(
     else:
         episode = parts.repo.view(episode_id)
         timeline, earlier = timeline_page(parts.engine, episode_id, cursor, TIMELINE_STEPS)
-    state = parts.repo.load(episode_id)
+    zone = clinic_timezone(parts.engine, episode_id)
     now = parts.clock.now()
     for item in episode["due"]:
-        item["due_local"] = clinic_time(item["due_at"], state.clinic_timezone)
+        item["due_local"] = clinic_time(item["due_at"], zone)
         if item["status"] in OPEN_TASK_STATUSES:
-            item["when"] = _how_late(datetime.fromisoformat(item["due_at"]), now)
+            item["when"] = how_late(item["due_at"], now)
     context: dict[str, Any] = {
         "who": who, "episode": episode, "timeline": timeline, "earlier": earlier,
         "newest": cursor is None, "standing": standing(episode),
-        "flag": _flag(episode, state, parts.repo.defaults), "zone": state.clinic_timezone,
+        "flag": _flag(episode, parts.repo.defaults), "zone": zone,
     }  # fmt: skip
     return _render(request, "episode.html", context, request.cookies.get(SESSION_COOKIE))
 
 
-def _how_late(due_at: datetime, now: datetime) -> str:
-    late = now - due_at
-    if late >= timedelta(0):
-        return how_late(iso_duration(late), None)
-    return how_late(None, iso_duration(-late))
-
-
-def _flag(
-    episode: dict[str, Any], state: EpisodeState, defaults: PathwayDefaults
-) -> dict[str, Any] | None:
+def _flag(episode: dict[str, Any], defaults: PathwayDefaults) -> dict[str, Any] | None:
     """Under a red flag, what the page leads with: the flag in words, what its rule says
     to do, and the work-up's deadline in the clinic's time with what remains of it."""
     flag = episode["red_flag"]
     if not flag:
         return None
-    rule = rules_for(pathways.of_episode(state), defaults).get(flag["rule"])
+    pinned = pathways.definition(episode["pathway"]["id"], episode["pathway"]["version"])
+    rule = rules_for(pinned, defaults).get(flag["rule"])
     work_up = next((d for d in episode["due"] if d["rule"] == flag["rule"]
                     and d["status"] in OPEN_TASK_STATUSES), None)  # fmt: skip
     return {

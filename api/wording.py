@@ -3,12 +3,10 @@ them: what the pages show in place of state ids and UTC instants."""
 
 from __future__ import annotations
 
-import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-DURATION = re.compile(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?)?")
 PHASES = {
     "acute": "Acute (under 6 weeks from onset)",
     "subacute": "Subacute (6 to 12 weeks)",
@@ -46,18 +44,18 @@ RED_FLAGS = {
 }
 
 
-def how_late(overdue_by: str | None, due_in: str | None) -> str:
-    """``overdue by 2 d 3 h``, ``due in 45 min``: from the worklist's ISO 8601 durations."""
-    duration = overdue_by if overdue_by is not None else due_in
-    match = DURATION.fullmatch(duration or "")
-    if match is None:
-        raise ValueError(f"not a duration the worklist gives: {duration!r}")
-    days, hours, minutes = (int(part) if part else 0 for part in match.groups())
+def how_late(due_at: str, now: datetime) -> str:
+    """``overdue by 2 d 3 h``, ``due in 45 min``: an item due at ``due_at`` (ISO 8601), as
+    of ``now``, to the minute as the worklist counts."""
+    late = now - datetime.fromisoformat(due_at)
+    span = late if late >= timedelta(0) else -late
+    days, rest = divmod(int(span.total_seconds() // 60), 24 * 60)
+    hours, minutes = divmod(rest, 60)
     # Minutes matter only within the day: an item days late is late by days and hours.
     parts = [f"{days} d" if days else "", f"{hours} h" if hours else "",
              f"{minutes} min" if minutes and not days else ""]  # fmt: skip
     words = " ".join(part for part in parts if part) or "less than a minute"
-    return f"overdue by {words}" if overdue_by is not None else f"due in {words}"
+    return f"overdue by {words}" if late >= timedelta(0) else f"due in {words}"
 
 
 def clinic_time(instant: str, zone: str) -> str:

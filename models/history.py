@@ -349,3 +349,17 @@ def due_page(
     ]
     more = len(rows) > limit
     return items, (cursor_for(rows[limit - 1]["id"]) if more else None)
+
+
+def clinic_timezone(engine: Engine, episode_id: str) -> str:
+    """The time zone the episode's clinic reads its times in (what a page shows them in).
+
+    Raises:
+        EpisodeNotFound: no such episode.
+    """
+    query = select(EPISODE.c.clinic_timezone).where(EPISODE.c.id == episode_id)
+    with read_only(engine, single_statement=True) as connection:
+        zone = connection.execute(query).scalar_one_or_none()
+    if zone is None:
+        raise EpisodeNotFound(episode_id)
+    return str(zone)
