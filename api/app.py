@@ -21,6 +21,7 @@ from api import (
     audit,
     calendar_feed,
     episodes,
+    handover,
     incidents,
     ops,
     page_errors,
@@ -138,6 +139,7 @@ def create_app(
     page_errors.install(app)
     app.include_router(assets.router)
     app.include_router(worklist.router)
+    app.include_router(handover.router)
     app.include_router(calendar_feed.router)
     app.include_router(audit.router)
     app.include_router(access.router)

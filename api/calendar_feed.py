@@ -28,7 +28,8 @@ from icalendar import Alarm, Calendar, Event, Todo
 from api.access import ACCESS_LOGGED, reads
 from api.deps import ServicesDep
 from api.problems import documented
-from models.worklist import worklist
+from models.teams import scope_of
+from models.worklist import Queue, worklist
 
 router = APIRouter(tags=["worklist"])
 EXAMPLE = (
@@ -93,7 +94,9 @@ def calendar_feed(
     feed.add("x-wr-calname", f"carepath: {coordinator}")
     feed.add("refresh-interval", REFRESH, parameters={"VALUE": "DURATION"})
     feed.add("x-published-ttl", REFRESH)
-    items = worklist(parts.engine, coordinator, now, HORIZON)
+    # The coordinator's list with those they cover, as their worklist holds them.
+    covering = scope_of(parts.engine, coordinator, now).covering
+    items = worklist(parts.engine, Queue((coordinator, *sorted(covering))), now, HORIZON)
     reads(request, (item["episode_id"] for item in items))
     for item in items:
         component = _event(item, now) if kind == "events" else _todo(item)

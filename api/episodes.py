@@ -17,6 +17,7 @@ from sqlalchemy import Table, select
 from starlette.concurrency import run_in_threadpool
 
 from api.access import ACCESS_LOGGED, reads
+from api.care_team import check_episode, episodes_within, scope
 from api.deps import ServicesDep, require
 from api.diagram import highlighted
 from api.problems import documented, refusal
@@ -34,12 +35,14 @@ from api.writes import (
 )
 from engine.episode import Step
 from engine.errors import InvalidEvent
-from engine.events import ClinicalEvent, parse_event, parse_opening
+from engine.events import ClinicalEvent, HandoverData, Opening, parse_event, parse_opening
+from engine.handover import HANDOVER
 from models.db import read_only
 from models.history import MAX_PAGE_SIZE, PAGE_SIZE, due_page, timeline_page
 from models.idempotency import Answer
 from models.repository import timeline_entry
 from models.tables import Episode
+from models.teams import known_coordinator, with_care_team
 
 EPISODE = cast(Table, Episode.__table__)
 router = APIRouter(tags=["episodes"])
@@ -69,7 +72,7 @@ EVENT_EXAMPLES = {
 }
 SUMMARY_COLUMNS = (
     "id", "patient_ref", "status", "phase", "management", "referral", "red_flag",
-    "coordinator", "version", "updated_at", "pathway_version",
+    "coordinator", "team", "version", "updated_at", "pathway_version",
 )  # fmt: skip
 
 
@@ -93,6 +96,10 @@ def open_episode(
     """The simulation's ``patient``, ``onset``, ``enrolled_at`` and ``coordinator``; answers
     the episode view. Timers and due items are set in the same transaction."""
     opening = parse_opening(json_object(body, "opening"))
+    reach = scope(parts, who)
+    if reach is not None and not reach.sees(*_care_team(parts, opening)):
+        raise HTTPException(403, "a coordinator enrols patients for their own care team: name "
+                                 "yourself, a colleague you cover, or your team")  # fmt: skip
 
     def respond(view: dict[str, Any]) -> Answer:
         headers = {"Location": f"/episodes/{view['id']}", "ETag": f'"{view["version"]}"'}
@@ -111,11 +118,13 @@ def open_episode(
                **documented(401, 403, 404, 422, 500, 503)},
     openapi_extra=ACCESS_LOGGED,
 )  # fmt: skip
-async def read_episode(episode_id: str, parts: ServicesDep, _: Clinical) -> JSONResponse:
+async def read_episode(episode_id: str, parts: ServicesDep, who: Clinical) -> JSONResponse:
     """The episode view (CONTRACT.md section 3) and its 10 most recent steps, newest first;
     ``timeline_next_cursor`` pages through the rest (``/episodes/{id}/timeline``)."""
     # The busiest route: async, so the database read is the request's only hop to a thread,
     # and the view (plain JSON already) is written out as it is.
+    if who.role == "coordinator":
+        await run_in_threadpool(check_episode, parts, who, episode_id)
     view = await run_in_threadpool(parts.repo.view_with_timeline, episode_id)
     return JSONResponse(view, headers={"ETag": f'"{view["version"]}"'})
 
@@ -132,10 +141,11 @@ PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
     openapi_extra=ACCESS_LOGGED,
 )
 def episode_timeline(
-    episode_id: str, parts: ServicesDep, _: Clinical, cursor: Cursor = None,
+    episode_id: str, parts: ServicesDep, who: Clinical, cursor: Cursor = None,
     limit: PageSize = PAGE_SIZE,
 ) -> dict[str, Any]:  # fmt: skip
     """Every step from the audit log: events accepted and refused, timers, the opening."""
+    check_episode(parts, who, episode_id)
     items, next_cursor = timeline_page(parts.engine, episode_id, cursor, limit)
     return {"items": items, "next_cursor": next_cursor}
 
@@ -150,7 +160,7 @@ def episode_timeline(
 def episode_due(
     episode_id: str,
     parts: ServicesDep,
-    _: Clinical,
+    who: Clinical,
     status: Annotated[
         Literal["open", "closed"] | None,
         Query(description="open, or closed (done or cancelled); every item when left out"),
@@ -160,6 +170,7 @@ def episode_due(
 ) -> dict[str, Any]:
     """Every due item the episode has had, newest first: the view lists only the open ones
     and the last closed one of each kind."""
+    check_episode(parts, who, episode_id)
     items, next_cursor = due_page(parts.engine, episode_id, status, cursor, limit)
     return {"items": items, "next_cursor": next_cursor}
 
@@ -179,7 +190,8 @@ def episode_due(
     },
     openapi_extra=ACCESS_LOGGED,
 )
-def episode_diagram(episode_id: str, parts: ServicesDep, _: Clinical) -> Response:
+def episode_diagram(episode_id: str, parts: ServicesDep, who: Clinical) -> Response:
+    check_episode(parts, who, episode_id)
     view = parts.repo.view(episode_id)
     return Response(highlighted(view["configuration"]), media_type="image/svg+xml")
 
@@ -194,7 +206,7 @@ def episode_diagram(episode_id: str, parts: ServicesDep, _: Clinical) -> Respons
 def list_episodes(
     request: Request,
     parts: ServicesDep,
-    _: Clinical,
+    who: Clinical,
     status: Annotated[str | None, Query(examples=["active"])] = None,
     phase: Annotated[str | None, Query(examples=["subacute"])] = None,
     referral: Annotated[str | None, Query(examples=["overdue"])] = None,
@@ -203,8 +215,12 @@ def list_episodes(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> dict[str, Any]:
-    """Summaries in a stable order; ``next_cursor`` fetches the page after (null: the end)."""
+    """Summaries in a stable order; ``next_cursor`` fetches the page after (null: the end).
+    A coordinator's list holds their care team's episodes only."""
     query = select(*(EPISODE.c[name] for name in SUMMARY_COLUMNS)).order_by(EPISODE.c.id)
+    within = episodes_within(scope(parts, who))
+    if within is not None:
+        query = query.where(within)
     filters = {"status": status, "phase": phase, "referral": referral,
                "coordinator": coordinator, "red_flag": red_flag}  # fmt: skip
     for name, value in filters.items():
@@ -247,6 +263,9 @@ def post_event(
     would let it through, and when time lifts it."""
     event = parse_event({**json_object(body, "event"), "actor": who.subject})
     _may_record(who, event)
+    check_episode(parts, who, episode_id)
+    if event.type == HANDOVER:
+        check_handover(parts, episode_id, event)
     now = parts.clock.now()
 
     def respond(result: tuple[Step, dict[str, Any]]) -> Answer:
@@ -297,3 +316,22 @@ def _may_record(who: Principal, event: ClinicalEvent) -> None:
     if getattr(event.data, "override_reason", None):
         raise HTTPException(403, "an override is a clinician's decision: a clinician's token "
                                  "records it")  # fmt: skip
+
+
+def _care_team(parts: ServicesDep, opening: Opening) -> tuple[str | None, str | None]:
+    """Whom the opening puts in charge, and the team it puts the episode among."""
+    resolved = with_care_team(parts.engine, opening)
+    return resolved.coordinator, resolved.team
+
+
+def check_handover(parts: ServicesDep, episode_id: str, event: ClinicalEvent) -> None:
+    """Refuse a handover to someone who cannot take the episode (422 on ``data.to``)."""
+    data = event.data
+    assert isinstance(data, HandoverData)
+    with read_only(parts.engine, single_statement=True) as connection:
+        team = connection.execute(
+            select(EPISODE.c.team).where(EPISODE.c.id == episode_id)
+        ).scalar()
+    why_not = None if data.to is None else known_coordinator(parts.engine, data.to, team)
+    if why_not is not None:
+        raise InvalidEvent("data.to", why_not)

@@ -27,8 +27,8 @@ NEXT_STEP = {
     403: ("Back to your worklist", "This is not on your list, or your role may not do it."),
     404: ("Back to your worklist", "It may have been closed or removed since the page was "
           "loaded."),  # fmt: skip
-    409: ("Back to your worklist", "The guideline refused it; the reason is above, and "
-          "nothing was changed."),  # fmt: skip
+    409: ("Back to your worklist", "It was refused, for the reason above; nothing was "
+          "changed. The list shows where the item stands now."),  # fmt: skip
     412: ("Reload the list", "The item changed since the page was loaded; nothing was "
           "changed. Reload it and look again."),  # fmt: skip
     422: ("Reload the list", "The item changed since the page was loaded (it may have been "

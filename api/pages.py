@@ -24,8 +24,11 @@ from fastapi.templating import Jinja2Templates
 
 import pathways
 from api.access import ACCESS_LOGGED, reads
+from api.care_team import check_episode, check_item, scope
 from api.deps import CHALLENGE, NotSignedIn, ServicesDep, require
+from api.handover import hand_over
 from api.problems import problem
+from api.schemas import AssignIn
 from api.security import FormRefused, WebSettings, checked_form, cookie_is_secure, form_token
 from api.sessions import SESSION_COOKIE, SIGNIN_COOKIE
 from api.sign_in_links import PATH as LINK_PATH
@@ -39,12 +42,15 @@ from api.worklist import (
     own_task,
     parse_contact,
     parse_done,
+    parsed_body,
+    queue_for,
 )
 from engine.definition import rules_for
 from engine.episode import OPEN_TASK_STATUSES, SEVERITIES
 from engine.settings import PathwayDefaults
 from models.history import clinic_timezone, timeline_page
-from models.worklist import acknowledge, find_task, log_contact, worklist
+from models.teams import members, teams_of
+from models.worklist import Queue, acknowledge, find_task, log_contact, worklist
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -90,32 +96,46 @@ def home(
     did: Annotated[str | None, Query(max_length=16)] = None,
     item: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> Response:  # fmt: skip
-    """The worklist: the coordinator's own (an admin's: any coordinator's, by name), then
-    the unassigned queue, which every coordinator sees."""
+    """The worklist: the coordinator's own with the lists they cover (an admin's: any
+    coordinator's, by name), then the unassigned queues of their teams and the clinic's."""
     session_id = request.cookies.get(SESSION_COOKIE)
     who = parts.sessions.resolve(session_id) if session_id else None
     if session_id is None or who is None:
         return _sign_in_page(request, notice=ENDED if session_id else None)
     request.state.principal = who  # the actor of the page's access-log record
-    if coordinator is not None and who.role != "admin" and coordinator != who.subject:
-        raise HTTPException(403, "a coordinator sees their own worklist only")
-    name = coordinator or who.subject
+    queue = queue_for(parts, who, coordinator, None, False)
+    name = queue.owners[0]
     now = parts.clock.now()
     window = timedelta(days=WINDOW_DAYS)
-    items = _shown(worklist(parts.engine, name, now, window), now)
-    unassigned = _shown(worklist(parts.engine, None, now, window), now)
-    reads(request, (item["episode_id"] for item in items + unassigned))
+    items = _shown(worklist(parts.engine, queue, now, window), now)
+    teams = teams_of(parts.engine, name)
+    queues: list[tuple[str | None, list[dict[str, Any]]]] = [
+        (team, _shown(worklist(parts.engine, Queue(team=team), now, window), now))
+        for team in teams
+    ]
+    queues.append((None, _shown(worklist(parts.engine, Queue(), now, window), now)))
+    shown = items + [entry for _, listed in queues for entry in listed]
+    reads(request, (entry["episode_id"] for entry in shown))
     context = {
         "who": who,
         "confirmation": _confirmation(parts, who, did, item),
         "admin": who.role == "admin",
-        "unassigned": unassigned,
+        "queues": queues,
         "coordinator": name,
+        "covering": queue.owners[1:],
+        "colleagues": _colleagues(parts, teams, name),
         "as_of": now.strftime("%Y-%m-%d %H:%M UTC"),
         "window": WINDOW_DAYS,
         "items": items,
     }
     return _render(request, "worklist.html", context, session_id)
+
+
+def _colleagues(parts: ServicesDep, teams: list[str], name: str) -> list[str]:
+    """Whom an item may be handed to from this list: the members of the coordinator's
+    teams but themselves."""
+    names = {m["coordinator"] for team in teams for m in members(parts.engine, team)}
+    return sorted(names - {name})
 
 
 @router.get(LINK_PATH + "{code}", response_class=HTMLResponse)
@@ -124,7 +144,8 @@ def sign_in_link(request: Request, code: str) -> Response:
     return _sign_in_page(request, link=code)
 
 
-DONE_WORDS = {"ack": "acknowledged", "done": "marked done", "contact": "contact logged for"}
+DONE_WORDS = {"ack": "acknowledged", "done": "marked done", "contact": "contact logged for",
+              "claim": "claimed: now on your list", "assign": "handed over"}  # fmt: skip
 
 
 def _confirmation(
@@ -135,11 +156,17 @@ def _confirmation(
     if did not in DONE_WORDS or item is None:
         return None
     task = find_task(parts.engine, item)
-    if task is None or (who.role != "admin" and task["owner"] != who.subject):
+    if task is None:
+        return None
+    try:
+        check_item(scope(parts, who), task)
+    except HTTPException:
         return None
     name = task["key"].replace("_", " ")
     if did == "contact":
         return f"Contact logged for {name}, {task['patient_ref']}."
+    if did == "assign":
+        return f"{name.capitalize()} for {task['patient_ref']} handed over to {task['owner']}."
     return f"{name.capitalize()} for {task['patient_ref']} {DONE_WORDS[did]}."
 
 
@@ -199,6 +226,7 @@ def sign_out(request: Request, parts: ServicesDep) -> Response:
 def task_action(
     task_id: TaskId, action: str, parts: ServicesDep, who: Coordinator,
     outcome: Annotated[str, Form()] = "", note: Annotated[str, Form()] = "",
+    assignee: Annotated[str, Form()] = "",
 ) -> Response:  # fmt: skip
     task = own_task(parts, who, task_id)
     now = parts.clock.now()
@@ -210,6 +238,13 @@ def task_action(
     elif action == "contact":
         given = parse_contact({"outcome": outcome, "note": note or None})
         log_contact(parts.engine, task_id, who.subject, given.outcome, given.note, now)
+    elif action in ("claim", "assign"):
+        to = who.subject if action == "claim" else parsed_body(AssignIn, {"to": assignee}).to
+        if action == "claim" and task["owner"] is not None:
+            raise HTTPException(409, f"the item is already on {task['owner']}'s list")
+        step, _ = hand_over(parts, who, task, to, note or None)
+        if not step.accepted:
+            raise HTTPException(409, step.reason or "the item changed hands meanwhile")
     else:
         raise HTTPException(404, f"no action {action!r}")
     # Back to the list, which says what was done (by code: the page writes the words).
@@ -244,6 +279,7 @@ def episode_page(
 ) -> Response:
     """The episode, its most recent steps (``TIMELINE_STEPS``, newest first), and a link
     to the steps before them (``cursor``)."""
+    check_episode(parts, who, episode_id)
     if cursor is None:
         episode = parts.repo.view_with_timeline(episode_id, TIMELINE_STEPS)
         timeline, earlier = episode.pop("timeline"), episode.pop("timeline_next_cursor")

@@ -109,8 +109,9 @@ def refusal(
 ) -> dict[str, Any]:
     """The 409 problem of an event the guideline refused (recorded in the audit log)."""
     return {
-        "type": PROBLEM_TYPES + "refused-by-rule",
-        "title": "Refused by the guideline",
+        # No rule: refused by the engine itself (a handover from someone no longer in charge).
+        "type": PROBLEM_TYPES + ("refused-by-rule" if rules else "refused"),
+        "title": "Refused by the guideline" if rules else "Refused",
         "status": 409,
         "detail": reason or ", ".join(rules),
         "rules": rules,
@@ -121,7 +122,7 @@ def refusal(
 
 
 _TITLES = {
-    409: "The item cannot be closed yet",
+    409: "Not done: it conflicts with where the item stands",
     413: "Request body too large",
     415: "Unsupported media type",
 }

@@ -100,6 +100,7 @@ EPISODE = {
     "onset": "2026-01-05",
     "enrolled_at": "2026-01-06T09:00:00Z",
     "coordinator": "alex",
+    "team": "spine-north",
 }
 
 
@@ -127,6 +128,7 @@ class EpisodeView(BaseModel):
     onset: date
     enrolled_at: datetime
     coordinator: str | None
+    team: str | None = Field(description="its care team, whose coordinators see it")
 
 
 TIMELINE_STEP = {
@@ -240,6 +242,7 @@ SUMMARY = {
     "referral": "not_indicated",
     "red_flag": False,
     "coordinator": "alex",
+    "team": "spine-north",
     "version": 3,
     "updated_at": "2026-03-20T10:00:00+00:00",
     "pathway_version": "1.0.0",
@@ -256,6 +259,7 @@ class EpisodeSummary(BaseModel):
     referral: str | None
     red_flag: bool
     coordinator: str | None
+    team: str | None
     version: int
     updated_at: datetime
     pathway_version: str = Field(description="the pathway version the episode runs on")
@@ -276,6 +280,7 @@ WORKLIST_ITEM = {
     "status": "overdue",
     "severity": "routine",
     "assignee": "alex",
+    "team": "spine-north",
     "time_zone": "America/Chicago",
     "overdue_by": "P2DT6H",
     "due_in": None,
@@ -300,6 +305,7 @@ class WorklistItem(BaseModel):
     status: TaskStatus
     severity: Severity
     assignee: str | None
+    team: str | None = Field(description="the episode's care team")
     time_zone: str = Field(description="the clinic's: every time of the item is given in it")
     overdue_by: str | None = Field(description="ISO 8601 duration past the deadline")
     due_in: str | None = Field(description="ISO 8601 duration until the deadline")
@@ -313,10 +319,13 @@ class WorklistItem(BaseModel):
 
 class Worklist(BaseModel):
     model_config = _example(
-        {"coordinator": "alex", "as_of": "2026-02-05T09:00:00+00:00", "sort": "urgency",
+        {"coordinator": "alex", "covering": [], "team": None,
+         "as_of": "2026-02-05T09:00:00+00:00", "sort": "urgency",
          "items": [WORKLIST_ITEM], "next_cursor": None}
     )  # fmt: skip
-    coordinator: str | None = Field(description="null: the unassigned queue")
+    coordinator: str | None = Field(description="null: a team's list or an unassigned queue")
+    covering: list[str] = Field(description="the colleagues' lists held in this one (cover)")
+    team: str | None = Field(description="the care team whose list or queue this is")
     as_of: datetime
     sort: Literal["urgency", "due"]
     items: list[WorklistItem]
@@ -364,6 +373,33 @@ class DoneIn(BaseModel):
     @classmethod
     def _trimmed(cls, text: str | None) -> str | None:
         return _words(text)
+
+
+class AssignIn(BaseModel):
+    """Whom to hand the item's episode to (a coordinator of its team), and why."""
+
+    model_config = ConfigDict(extra="forbid")
+    to: str = Field(min_length=1, max_length=128)
+    note: str | None = Field(default=None, max_length=1000)
+
+    @field_validator("to")
+    @classmethod
+    def _named(cls, name: str) -> str:
+        if not name.strip():
+            raise ValueError("name a coordinator")
+        return name.strip()
+
+    @field_validator("note")
+    @classmethod
+    def _trimmed(cls, text: str | None) -> str | None:
+        return _words(text)
+
+
+class HandedOver(BaseModel):
+    model_config = _example({"task_id": 1, "assignee": "sam", "episode": EPISODE})
+    task_id: int
+    assignee: str
+    episode: EpisodeView
 
 
 class Contacted(BaseModel):

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 from pydantic import BaseModel, ValidationError
 
 from api.access import ACCESS_LOGGED, reads
+from api.care_team import check_item, scope
 from api.deps import ServicesDep, require
 from api.problems import documented
 from api.schemas import (
@@ -44,6 +45,7 @@ from models.store import Store
 from models.worklist import (
     Filters,
     Position,
+    Queue,
     acknowledge,
     find_task,
     log_contact,
@@ -75,12 +77,21 @@ def read_worklist(
     request: Request,
     parts: ServicesDep,
     who: Coordinator,
-    coordinator: Annotated[str | None, Query(description="default: the token's subject")] = None,
+    coordinator: Annotated[
+        str | None,
+        Query(description="whose list (default: the token's subject, with the lists they "
+                          "cover); another's: an admin, or the colleague covering it"),
+    ] = None,  # fmt: skip
+    team: Annotated[
+        str | None,
+        Query(description="a care team's list: every item of its episodes, or with "
+                          "unassigned=true its unassigned queue", max_length=128),
+    ] = None,  # fmt: skip
     unassigned: Annotated[
         bool,
         Query(
-            description="the unassigned queue instead: items of episodes enrolled "
-            "without a coordinator, open to every coordinator"
+            description="the unassigned queue instead: items of episodes in nobody's charge, "
+            "of the team named or, without one, of no team's (open to every coordinator)"
         ),
     ] = False,  # fmt: skip
     window: Annotated[str, Query(description="how far ahead upcoming items show, e.g. 7d")] = "7d",
@@ -107,12 +118,9 @@ def read_worklist(
     deadline, the most overdue first; escalated, overdue and due items, and those falling
     due within ``window``, a page at a time. Each item carries its severity, ``overdue_by``
     or ``due_in`` (ISO 8601 durations), its assignee, and its times in the clinic's time
-    zone (``time_zone``). A coordinator sees their own list only."""
-    name = None if unassigned else coordinator or who.subject
-    if unassigned and coordinator is not None:
-        raise InvalidEvent("unassigned", "the unassigned queue is nobody's: leave coordinator out")
-    if who.role != "admin" and name not in (who.subject, None):
-        raise HTTPException(403, "a coordinator sees their own worklist only")
+    zone (``time_zone``). A coordinator's own list holds the lists they cover too; they
+    open their teams' lists and unassigned queues, and no other coordinator's list."""
+    queue = queue_for(parts, who, coordinator, team, unassigned)
     match = WINDOW.fullmatch(window)
     if match is None:
         raise InvalidEvent("window", f"must be a number of days such as 7d, not {window!r}")
@@ -121,11 +129,42 @@ def read_worklist(
     filters = Filters(status, rule, None if severity is None else SEVERITIES.index(severity),
                       patient_ref)  # fmt: skip
     after = _position(cursor, sort)
-    items, last = worklist_page(parts.engine, name, now, days, limit, after, sort, filters)
+    items, last = worklist_page(parts.engine, queue, now, days, limit, after, sort, filters)
     next_cursor = _cursor(last) if last else None
     reads(request, (item["episode_id"] for item in items))
-    return {"coordinator": name, "as_of": now.isoformat(), "sort": sort, "items": items,
+    name = queue.owners[0] if queue.owners else None
+    return {"coordinator": name, "covering": list(queue.owners[1:]), "team": team,
+            "as_of": now.isoformat(), "sort": sort, "items": items,
             "next_cursor": next_cursor}  # fmt: skip
+
+
+def queue_for(
+    parts: ServicesDep, who: Principal, coordinator: str | None, team: str | None,
+    unassigned: bool,
+) -> Queue:  # fmt: skip
+    """The list asked for, if ``who`` may open it.
+
+    Raises:
+        InvalidEvent: on ``unassigned``, asked with a coordinator.
+        HTTPException: 403, another coordinator's list or another team's.
+    """
+    if unassigned and coordinator is not None:
+        raise InvalidEvent("unassigned", "the unassigned queue is nobody's: leave coordinator out")
+    reach = scope(parts, who)
+    if team is not None and reach is not None and team not in reach.teams:
+        raise HTTPException(403, f"you are not in team {team!r}: an admin opens its list")
+    if unassigned:
+        return Queue(team=team)
+    if coordinator is None and team is not None:
+        return Queue(team=team, whole_team=True)
+    name = coordinator or who.subject
+    if reach is None:  # an admin: any coordinator's list, as it is
+        return Queue((name,), team)
+    if name == who.subject:
+        return Queue((name, *sorted(reach.covering)), team)
+    if name in reach.covering:
+        return Queue((name,), team)
+    raise HTTPException(403, "a coordinator opens their own list and those they cover only")
 
 
 def _cursor(position: Position) -> str:
@@ -156,16 +195,16 @@ def _position(cursor: str | None, sort: str) -> Position | None:
 
 
 def own_task(parts: ServicesDep, who: Principal, task_id: int) -> dict[str, Any]:
-    """The item, if it is on ``who``'s list (an admin: any list).
+    """The item, if ``who`` may work it: on their list, a list they cover, their team's
+    or the clinic-wide unassigned queue (an admin: any).
 
     Raises:
-        HTTPException: 404 no such item, 403 another coordinator's.
+        HTTPException: 404 no such item, 403 one outside their care team.
     """
     task = find_task(parts.engine, task_id)
     if task is None:
         raise HTTPException(404, f"no due item with id {task_id}")
-    if who.role != "admin" and task["owner"] != who.subject:
-        raise HTTPException(403, "the item is on another coordinator's list")
+    check_item(scope(parts, who), task)
     return task
 
 
@@ -258,7 +297,7 @@ def mark_done(
 
 def parse_done(body: Any) -> DoneIn:
     """The body as what came of a done item (none: nothing said), or 422 naming the field."""
-    return _parsed(DoneIn, {} if body is None else body)
+    return parsed_body(DoneIn, {} if body is None else body)
 
 
 @router.post(
@@ -295,10 +334,11 @@ def contact(
 
 def parse_contact(body: Any) -> ContactIn:
     """The body as a contact attempt, or 422 naming the field."""
-    return _parsed(ContactIn, body)
+    return parsed_body(ContactIn, body)
 
 
-def _parsed(model: type[Body], body: Any) -> Body:
+def parsed_body(model: type[Body], body: Any) -> Body:
+    """The body as ``model``, or 422 naming the field (nothing is written)."""
     # Held to what both databases can store, as every event is.
     check_payload_text(json_object(body, "body"))
     try:

@@ -52,6 +52,7 @@ CAREPATH = Path(sys.executable).parent / "carepath"
 HISTORY_EVENTS = 12
 VISIT = {"type": "assessment", "data": {"vas_leg": 6, "odi": 40}}
 COORDINATORS = 1000
+TEAMS = 20  # of 50 coordinators each
 SERVE_WORKERS = 2  # one per core of the machines the figures come from
 
 
@@ -71,18 +72,27 @@ def seed(engine: Engine, episodes: int, audit_rows: int) -> str:
                 ),
                 {"n": episodes, "template": template},
             )
-        # Spread the episodes and their due items over the coordinators; one in a thousand
-        # was enrolled without one (the unassigned queue).
+        # Spread the episodes and their due items over the coordinators and their teams
+        # (coordinator c-k in team t-(k mod TEAMS)); one in a thousand was enrolled with a
+        # team but no coordinator (its team's unassigned queue).
         connection.execute(
             text("UPDATE episode SET coordinator = CASE WHEN abs(hashtext(id)) % 1000 = 999 "
-                 "THEN NULL ELSE 'c-' || (abs(hashtext(id)) % :k) END"),
-            {"k": COORDINATORS},
+                 "THEN NULL ELSE 'c-' || (abs(hashtext(id)) % :k) END, "
+                 "team = 't-' || (abs(hashtext(id)) % :k % :teams)"),
+            {"k": COORDINATORS, "teams": TEAMS},
         )  # fmt: skip
         connection.execute(
             text(
-                "UPDATE task SET owner = e.coordinator FROM episode e WHERE e.id = task.episode_id"
+                "UPDATE task SET owner = e.coordinator, team = e.team FROM episode e "
+                "WHERE e.id = task.episode_id"
             ),
         )
+        connection.execute(
+            text("INSERT INTO team_member (team, coordinator, added_at) "
+                 "SELECT 't-' || (g % :teams), 'c-' || g, now() "
+                 "FROM generate_series(0, :k - 1) AS g"),
+            {"k": COORDINATORS, "teams": TEAMS},
+        )  # fmt: skip
         # A clinic's mix of severities, so that urgency order has ranks to order by (the
         # clones would otherwise all share the template's).
         connection.execute(text("UPDATE task SET severity = abs(hashtext(episode_id || key)) % 5"))
@@ -283,7 +293,7 @@ def main() -> None:
             ("urgency order", "window=7d"),
             ("due order", "window=7d&sort=due"),
             ("one patient, by reference", f"window=7d&patient_ref={patient}"),
-            ("the unassigned queue", "window=7d&unassigned=true"),
+            ("a team's unassigned queue", "window=7d&team=t-7&unassigned=true"),
         ):
             worklist = latencies(f"{base}/worklist?{query}", coordinator, 200)
             items = len(json.loads(get(f"{base}/worklist?{query}", coordinator)[1])["items"])

@@ -16,11 +16,12 @@ from typing import Annotated, Any
 import typer
 
 import pathways
-from cli import common, service
+from cli import common, service, teams
 from cli.audit import audit_app
 from cli.common import OPTIONS, database, fail, parse_time, print_json, reported, repository
 from cli.pathway import pathway_app
 from cli.replay import REPLAY_HELP
+from cli.teams import team_app
 from engine.errors import CarepathError, InvalidEvent
 from engine.events import parse_opening
 from models.db import upgrade
@@ -40,6 +41,8 @@ app.add_typer(episode_app, name="episode")
 app.add_typer(audit_app, name="audit")
 app.add_typer(token_app, name="token")
 app.add_typer(pathway_app, name="pathway")
+app.add_typer(team_app, name="team")
+app.command("cover")(teams.cover)
 # The service and its operators' commands (cli/service.py).
 app.command("worker")(service.worker)
 app.command("serve")(service.serve)
@@ -90,6 +93,10 @@ def episode_open(
         list[str] | None, typer.Option("--flag", help="Repeatable patient flag")
     ] = None,
     coordinator: Annotated[str | None, typer.Option("--coordinator")] = None,
+    team: Annotated[
+        str | None,
+        typer.Option("--team", help="Its care team (default: the coordinator's, if only one)"),
+    ] = None,
     clinic_timezone: Annotated[str | None, typer.Option("--clinic-timezone")] = None,
     pathway_version: Annotated[
         str | None,
@@ -110,6 +117,8 @@ def episode_open(
         payload["enrolled_at"] = enrolled_at
     if coordinator is not None:
         payload["coordinator"] = coordinator
+    if team is not None:
+        payload["team"] = team
     if clinic_timezone is not None:
         payload["clinic_timezone"] = clinic_timezone
     if pathway_version is not None:

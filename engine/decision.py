@@ -26,6 +26,7 @@ from engine.events import (
     check_opening_time,
     event_payload_json,
 )
+from engine.handover import HANDOVER, hand_over
 from engine.pathway import PathwayCode
 from engine.settings import PathwayDefaults
 from engine.view import episode_view
@@ -96,6 +97,8 @@ def opening_json(opening: Opening) -> dict[str, Any]:
         "enrolled_at": iso(opening.enrolled_at),
         "coordinator": opening.coordinator,
         "clinic_timezone": opening.clinic_timezone,
+        # Named only when given, so that an opening recorded before teams keeps its digest.
+        **({"team": opening.team} if opening.team is not None else {}),
     }
 
 
@@ -125,14 +128,21 @@ def decide_event(
     """Apply one clinical event; a refusal is a decision too (the episode unchanged, the
     refusal on record).
 
+    A handover is the engine's own (:mod:`engine.handover`): the pathway has no part in who
+    is in charge.
+
     Raises:
         InvalidEvent: bad input (an override reason too short to document anything), or an
             ``occurred_at`` before onset or in the future.
     """
-    code.check_event(before, event)
+    if event.type != HANDOVER:
+        code.check_event(before, event)
     occurred = event.occurred_at or now
     check_event_time(occurred, before.onset, now, before.tz)
-    step = code.apply_event(before, event, now, defaults)
+    if event.type == HANDOVER:
+        step = hand_over(before, event)
+    else:
+        step = code.apply_event(before, event, now, defaults)
     payload = event_payload_json(event)
     row = {
         "episode_id": before.id, "type": event.type, "data": payload["data"],

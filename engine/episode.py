@@ -126,6 +126,8 @@ class EpisodeState:
     pathway_id: str
     pathway_version: str
     version: int = 1
+    # The care team the episode is among (its coordinators see it), set at opening.
+    team: str | None = None
 
     @property
     def tz(self) -> ZoneInfo:

@@ -58,6 +58,7 @@ __all__ = [
     "CesScreen",
     "ClinicalEvent",
     "CloseData",
+    "HandoverData",
     "MotorSides",
     "Opening",
     "OrderData",
@@ -514,6 +515,17 @@ class ResolveData(_Data):
     reason: NonBlank | None = None
 
 
+class HandoverData(_Data):
+    """The episode handed from one coordinator to another; left out or None, ``from`` or
+    ``to`` is nobody (the care team's unassigned queue). ``from`` is who the caller saw in
+    charge: a handover from someone no longer in charge is refused, so two people claiming
+    the same patient cannot both have it."""
+
+    from_: Name | None = Field(default=None, alias="from")
+    to: Name | None = None
+    note: Text | None = None
+
+
 class CloseData(_Data):
     """The episode closed without resolution.
 
@@ -541,6 +553,7 @@ EVENT_TYPES: Mapping[str, type[BaseModel]] = MappingProxyType(
         "procedure": ProcedureData,
         "resolve": ResolveData,
         "close": CloseData,
+        "handover": HandoverData,
     }
 )
 
@@ -897,7 +910,7 @@ def event_payload_json(ev: ClinicalEvent) -> dict[str, Any]:
     """
     return {
         "type": ev.type,
-        "data": ev.data.model_dump(mode="json", exclude_none=True),
+        "data": ev.data.model_dump(mode="json", exclude_none=True, by_alias=True),
         "actor": ev.actor,
         "occurred_at": None if ev.occurred_at is None else ev.occurred_at.isoformat(),
     }
@@ -946,6 +959,7 @@ class _OpeningIn(_Data):
     onset: Day
     enrolled_at: Annotated[datetime | None, BeforeValidator(_instant_or_none)] = None
     coordinator: Name | None = None
+    team: Name | None = None
     clinic_timezone: Annotated[
         str, Strict(), AfterValidator(_at_most(ZONE_LENGTH)), AfterValidator(_check_zone)
     ] = "UTC"
@@ -963,6 +977,8 @@ class Opening:
         onset: the symptom onset date.
         enrolled_at: the enrolment instant in UTC; ``None`` means "now" (the caller decides).
         coordinator: the coordinator in charge, if named.
+        team: the care team whose episodes it is among, if named (its coordinators see it,
+            and its unassigned queue holds it while nobody is in charge).
         clinic_timezone: the IANA name of the clinic's time zone (default ``"UTC"``).
         pathway_version: the pathway version asked for, None for the clinic's choice (which
             version it may be is the registry's to say: :func:`pathways.opening_for`).
@@ -974,13 +990,14 @@ class Opening:
     coordinator: str | None
     clinic_timezone: str
     pathway_version: str | None
+    team: str | None = None
 
 
 def parse_opening(payload: Mapping[str, Any]) -> Opening:
     """Validate a request to open an episode.
 
     Args:
-        payload: ``{"patient": {...}, "onset", "enrolled_at"?, "coordinator"?,
+        payload: ``{"patient": {...}, "onset", "enrolled_at"?, "coordinator"?, "team"?,
             "clinic_timezone"?, "pathway_version"?}``.
 
     Returns:
@@ -1012,6 +1029,7 @@ def parse_opening(payload: Mapping[str, Any]) -> Opening:
         coordinator=parsed.coordinator,
         clinic_timezone=parsed.clinic_timezone,
         pathway_version=parsed.pathway_version,
+        team=parsed.team,
     )
 
 

@@ -49,4 +49,5 @@ def episode_view(
         "onset": iso(state.onset),
         "enrolled_at": iso(state.enrolled_at),
         "coordinator": state.coordinator,
+        "team": state.team,
     }

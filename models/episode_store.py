@@ -258,7 +258,7 @@ class EpisodeStore:
             "onset": state.onset,
             "enrolled_at": state.enrolled_at,
             "clinic_timezone": state.clinic_timezone,
-            "coordinator": state.coordinator,
+            "team": state.team,
             "pathway_id": state.pathway_id,
             "pathway_version": state.pathway_version,
             "status": state.status,
@@ -431,12 +431,13 @@ def _episode_values(state: EpisodeState, now: datetime) -> dict[str, Any]:
 
 
 def _where(state: EpisodeState) -> dict[str, Any]:
-    """Where the episode stands, as the columns the API's list filters use."""
+    """Where the episode stands and who has it, as the columns the API's list filters use."""
     return {
         "phase": state.phase,
         "management": state.management,
         "referral": state.referral,
         "red_flag": state.in_red_flag,
+        "coordinator": state.coordinator,
     }
 
 
@@ -475,6 +476,7 @@ def task_changes(
             "escalate_at": item.escalate_at,
             "completed_at": item.completed_at,
             "owner": state.coordinator,
+            "team": state.team,
             "severity": item.severity,
             "updated_at": now,
         }

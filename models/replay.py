@@ -9,7 +9,7 @@ accepted or refused, the rules, the reason, the input's digest, the pathway id a
 version, the actor and the instants. After the last step the episode as the replay leaves
 it must be the episode as stored: configuration, history, facts, current due items,
 status, version, pathway version and what the opening gave (patient, onset, enrolment,
-coordinator, time zone).
+coordinator, team, time zone).
 
 What a replay that matches proves: the stored episode is what the engine makes of the
 recorded inputs under each step's recorded pathway version; neither the state, nor a
@@ -80,7 +80,7 @@ COMPARED = tuple(name for name in HASHED_FIELDS if name != "seq")
 # What the episode as stored must share with the replay's after the last step.
 STATE_FIELDS = ("status", "configuration", "history", "facts", "tasks", "version",
                 "pathway_id", "pathway_version", "patient", "onset", "enrolled_at",
-                "clinic_timezone", "coordinator")  # fmt: skip
+                "clinic_timezone", "coordinator", "team")  # fmt: skip
 BATCH = 100  # episodes read per snapshot
 PRIVATE_EPISODES = 500  # episodes one private database holds before a fresh one
 

@@ -8,9 +8,10 @@ in chain order, its events as received and its timers that fired. Nothing is wri
 Each step's input is rebuilt from what the tables keep, and picked by the audit row's
 payload digest where the stored rows leave a choice:
 
-- the opening, from the episode row (patient, onset, enrolment, coordinator, time zone)
-  and the version of its ``open`` row; the opening either named its enrolment instant or
-  took "now" (its recorded instant), and the digest tells which;
+- the opening, from the episode row (patient, onset, enrolment, coordinator, team, time
+  zone) and the version of its ``open`` row (the coordinator it opened with is the first
+  accepted handover's ``from``, when it was handed over since); the opening either named
+  its enrolment instant or took "now" (its recorded instant), and the digest tells which;
 - an event, from its ``clinical_event`` row (type, data, actor, occurred_at); it either
   named when it happened or took "now", and the digest tells which;
 - a due item marked done (trigger ``event``, type ``task_done``, payload ``{"task": key}``):
@@ -41,6 +42,7 @@ from engine.events import (
     event_payload_json,
     parse_event,
 )
+from engine.handover import HANDOVER
 from models.audit import payload_digest
 from models.db import read_only
 from models.stored import state_from_rows
@@ -187,14 +189,25 @@ def opening_of(history: EpisodeHistory, step: Row) -> Opening:
         patient=patient_in,
         onset=row["onset"],
         enrolled_at=row["enrolled_at"],
-        coordinator=row["coordinator"],
+        coordinator=_opened_with(history),
         clinic_timezone=row["clinic_timezone"],
         pathway_version=step["pathway_version"],
+        team=row["team"],
     )
     candidates = [named]
     if row["enrolled_at"] == step["recorded_at"]:
         candidates.append(replace(named, enrolled_at=None))
     return _by_digest(candidates, opening_json, step)
+
+
+def _opened_with(history: EpisodeHistory) -> str | None:
+    """The coordinator the episode opened with: the one its first accepted handover took it
+    from, or (never handed over) the one it has."""
+    for event in history.events:
+        if event["type"] == HANDOVER and event["accepted"]:
+            data = event["data"] if isinstance(event["data"], Mapping) else {}
+            return cast(str | None, data.get("from"))
+    return cast(str | None, history.episode["coordinator"])
 
 
 def event_of(stored: Row, step: Row) -> ClinicalEvent:

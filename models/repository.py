@@ -37,6 +37,7 @@ from models.history import TIMELINE_STEPS, read_with_timeline
 from models.idempotency import KeyedWrite, answered, keyed_read
 from models.incidents import BatchIncidents, Change, RetryBackoff, log_changes
 from models.store import EpisodeChanges, Store, run_step, transaction
+from models.teams import with_care_team
 
 
 def timeline_entry(
@@ -137,18 +138,19 @@ class EpisodeRepository:
         dict: a replay has nobody to answer, and the view costs a third of a step).
 
         The episode opens on the version the opening asks for, if it may open on it, or on
-        the clinic's choice; ``pinned``: on the version the opening names, as recorded (a
-        replay takes a draft's episode again where drafts no longer open).
+        the clinic's choice, among its care team (:func:`models.teams.with_care_team`);
+        ``pinned``: on the version and team the opening names, as recorded (a replay takes
+        a draft's episode again where drafts no longer open).
 
         Raises:
-            InvalidEvent: onset or enrolment more than a day after ``now``, or a version it
-                may not open on.
+            InvalidEvent: onset or enrolment more than a day after ``now``, a version it
+                may not open on, or a care team nobody is in.
             Replayed: ``keyed`` was answered before (nothing is written).
         """
         now = to_utc(now)
         episode_id = episode_id or str(uuid.uuid4())
         if not pinned:
-            opening = pathways.opening_for(opening)
+            opening = with_care_team(self.engine, pathways.opening_for(opening))
         code = pathways.code(pathways.OPENING_PATHWAY)
         decision = decide_opening(code, opening, episode_id, now, self.defaults, actor)
         state = decision.state

@@ -54,11 +54,13 @@ _REMINDER_COLUMNS = (
     "created_at",
 )
 
-# The episode's indexed summary columns (the API's list filters), status first.
-SUMMARY_COLUMNS = ("status", "phase", "management", "referral", "red_flag")
+# The episode's indexed summary columns (the API's list filters), status first; the
+# coordinator moves with a handover.
+SUMMARY_COLUMNS = ("status", "phase", "management", "referral", "red_flag", "coordinator")
 # What a due item's row says about it; a row is rewritten only when one of these moved.
 TASK_FIELDS = (
-    "rule", "status", "due_at", "window_start", "escalate_at", "completed_at", "owner", "severity",
+    "rule", "status", "due_at", "window_start", "escalate_at", "completed_at", "owner", "team",
+    "severity",
 )  # fmt: skip
 
 
@@ -74,8 +76,8 @@ _EVENT_COLUMNS = tuple(c.key for c in EVENT.columns if c.key != "id")
 # What the engine's state is rebuilt from (models.stored.state_from_rows), and no more: each
 # column read is a value converted on every step.
 _STATE_COLUMNS = (
-    "id", "patient_ref", "patient", "onset", "enrolled_at", "clinic_timezone", "coordinator",
-    "status", "configuration", "history", "facts", "version", "pathway_id", "pathway_version",
+    "id", "patient_ref", "patient", "onset", "enrolled_at", "clinic_timezone", "team",
+    "configuration", "history", "facts", "version", "pathway_id", "pathway_version",
     # Where the episode stands, as the API's list filters index it: read so that a step
     # rewrites only the ones it moved (see Statements.save_episode_moving).
     *SUMMARY_COLUMNS,

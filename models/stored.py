@@ -107,9 +107,11 @@ def _state(
         raise _bad(episode_id, "onset", "a date")
     if not _instant(row["enrolled_at"]):
         raise _bad(episode_id, "enrolled_at", "an instant")
-    coordinator = row["coordinator"]
+    coordinator, team = row["coordinator"], row["team"]
     if not (coordinator is None or type(coordinator) is str):
         raise _bad(episode_id, "coordinator", "text")
+    if not (team is None or type(team) is str):
+        raise _bad(episode_id, "team", "text")
     ZoneInfo(row["clinic_timezone"])  # cached by zoneinfo: a lookup after the first
     return EpisodeState(
         id=episode_id,
@@ -126,6 +128,7 @@ def _state(
         version=row["version"],
         pathway_id=row["pathway_id"],
         pathway_version=row["pathway_version"],
+        team=team,
     )
 
 

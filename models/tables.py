@@ -75,6 +75,8 @@ class Episode(Base):
         String(64), default="UTC", server_default=text("'UTC'")
     )
     coordinator: Mapped[str | None] = mapped_column(String(128), index=True)
+    # The care team the episode is among (team_member): its coordinators see it.
+    team: Mapped[str | None] = mapped_column(String(128), index=True)
     pathway_id: Mapped[str] = mapped_column(String(64))
     pathway_version: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), index=True)
@@ -156,6 +158,8 @@ class Task(Base):
         Index("ix_task_owner_status_due_at", "owner", "status", "due_at"),
         # ... and in urgency order: the most severe first, then the nearest deadline.
         Index("ix_task_owner_severity_due_at", "owner", "severity", "due_at", "id"),
+        # A team's items in the same order, its unassigned queue (owner NULL) first of all.
+        Index("ix_task_team_owner_severity_due_at", "team", "owner", "severity", "due_at", "id"),
         CheckConstraint("severity BETWEEN 0 AND 4", name="severity"),
         # A step's read: the episode's current items (not archived) and no others.
         Index(
@@ -175,6 +179,8 @@ class Task(Base):
     escalate_at: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(16))
     owner: Mapped[str | None] = mapped_column(String(128))
+    # The episode's care team, copied like the owner so that a team's queue reads an index.
+    team: Mapped[str | None] = mapped_column(String(128))
     # How pressing the item is: its rank in engine.episode.SEVERITIES, 0 (an emergency)
     # first; the coordinator's queue reads an index in this order.
     severity: Mapped[int] = mapped_column(SmallInteger)
@@ -474,6 +480,36 @@ class TaskAction(Base):
     at: Mapped[datetime]
     outcome: Mapped[str] = mapped_column(String(200))
     note: Mapped[str | None] = mapped_column(String(1000))
+
+
+class TeamMember(Base):
+    """A coordinator in a care team (``carepath team add``), with the address their mail
+    goes to. A coordinator may be in several teams."""
+
+    __tablename__ = "team_member"
+
+    team: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # Indexed for "which teams is this coordinator in", asked on every coordinator's read.
+    coordinator: Mapped[str] = mapped_column(String(128), primary_key=True, index=True)
+    email: Mapped[str | None] = mapped_column(String(254))
+    added_at: Mapped[datetime]
+
+
+class Cover(Base):
+    """One coordinator covering another's list (``carepath cover``) until the end of a day in
+    the clinic's time zone, the instant ``ends_at`` keeps. Rows are kept when a cover ends
+    (``ended_at``): who covered whom, when, stays on record."""
+
+    __tablename__ = "cover"
+    __table_args__ = (Index("ix_cover_by_ends_at", "by", "ends_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    coordinator: Mapped[str] = mapped_column(String(128))
+    by: Mapped[str] = mapped_column(String(128))
+    ends_at: Mapped[datetime]
+    set_by: Mapped[str] = mapped_column(String(128))
+    set_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
 
 
 class SignInLink(Base):

@@ -44,6 +44,41 @@ _TIMES = ("window_start", "due_at", "escalate_at", "acknowledged_at")
 
 
 @dataclass(frozen=True)
+class Queue:
+    """Whose items a worklist holds.
+
+    ``owners`` named: the items in those coordinators' charge (a coordinator's own and those
+    of the colleagues they cover), within ``team`` when named. None named: the unassigned
+    queue, items of episodes in nobody's charge, of ``team`` or (no team) the clinic-wide
+    queue of episodes among no team's. ``whole_team``: every item of ``team``'s episodes,
+    whoever has them.
+    """
+
+    owners: tuple[str, ...] = ()
+    team: str | None = None
+    whole_team: bool = False
+
+    @classmethod
+    def of(cls, coordinator: str | None) -> Queue:
+        """One coordinator's list, or (None) the clinic-wide unassigned queue."""
+        return cls(() if coordinator is None else (coordinator,))
+
+    def where(self) -> list[Any]:
+        """The conditions on a task row, each served by an index in urgency order (a
+        single owner; a team's unassigned queue; several owners are read and sorted)."""
+        if self.whole_team:
+            return [TASK.c.team == self.team]
+        team = TASK.c.team == self.team if self.team is not None else None
+        if not self.owners:
+            return [TASK.c.owner.is_(None), TASK.c.team.is_(None) if team is None else team]
+        if len(self.owners) == 1:
+            owned = TASK.c.owner == self.owners[0]
+        else:
+            owned = TASK.c.owner.in_(self.owners)
+        return [owned] if team is None else [owned, team]
+
+
+@dataclass(frozen=True)
 class Filters:
     """What a worklist is narrowed to (None: anything): an item status, the rule that set
     the item, its severity's rank, the patient's reference (exact)."""
@@ -66,13 +101,11 @@ class Position:
 
 
 def worklist(
-    engine: Engine, coordinator: str | None, now: datetime, window: timedelta,
-    sort: str = "urgency",
+    engine: Engine, queue: Queue, now: datetime, window: timedelta, sort: str = "urgency",
 ) -> list[dict[str, Any]]:  # fmt: skip
-    """The coordinator's open items (``None``: the unassigned queue, items of episodes
-    enrolled without a coordinator): all that are due or late, and upcoming ones whose due
-    date falls within ``window``."""
-    rows = _items(engine, coordinator, now, window, sort, Filters(), None, None)
+    """The queue's open items: all that are due or late, and upcoming ones whose due date
+    falls within ``window``."""
+    rows = _items(engine, queue, now, window, sort, Filters(), None, None)
     for row in rows:
         del row["position"]
     return rows
@@ -80,7 +113,7 @@ def worklist(
 
 def worklist_page(
     engine: Engine,
-    coordinator: str | None,
+    queue: Queue,
     now: datetime,
     window: timedelta,
     limit: int,
@@ -96,7 +129,7 @@ def worklist_page(
     """
     if after is not None and after.sort != sort:
         raise ValueError(f"the cursor is of the worklist in {after.sort} order, not {sort}")
-    rows = _items(engine, coordinator, now, window, sort, filters, limit + 1, after)
+    rows = _items(engine, queue, now, window, sort, filters, limit + 1, after)
     more = len(rows) > limit
     rows = rows[:limit]
     last = rows[-1]["position"] if more else None
@@ -107,7 +140,7 @@ def worklist_page(
 
 def _items(
     engine: Engine,
-    coordinator: str | None,
+    queue: Queue,
     now: datetime,
     window: timedelta,
     sort: str,
@@ -129,6 +162,7 @@ def _items(
             TASK.c.status,
             TASK.c.severity,
             TASK.c.owner,
+            TASK.c.team,
             TASK.c.window_start,
             TASK.c.due_at,
             TASK.c.escalate_at,
@@ -137,7 +171,7 @@ def _items(
         )
         .join(EPISODE, EPISODE.c.id == TASK.c.episode_id)
         .where(
-            TASK.c.owner == coordinator if coordinator is not None else TASK.c.owner.is_(None),
+            *queue.where(),
             TASK.c.status.in_(OPEN_TASK_STATUSES),
             or_(TASK.c.status != "upcoming", TASK.c.due_at <= now + window),
         )
@@ -253,12 +287,13 @@ def _log_action(dialect: Dialect) -> Prepared:
 
 
 def find_task(engine: Engine, task_id: int) -> dict[str, Any] | None:
-    """The item's episode, key, owner, status and severity, and where its episode's
+    """The item's episode, key, owner, team, status and severity, and where its episode's
     referral stands."""
     query = select(
         TASK.c.episode_id,
         TASK.c.key,
         TASK.c.owner,
+        TASK.c.team,
         TASK.c.status,
         TASK.c.severity,
         TASK.c.rule,

@@ -61,6 +61,7 @@ def open_episode(
         enrolled_at=enrolled,
         clinic_timezone=opening.clinic_timezone,
         coordinator=opening.coordinator,
+        team=opening.team,
         pathway_id=LUMBOSACRAL_RADICULOPATHY,
         # An opening that names no version (the engine called directly) takes the
         # clinic's choice.

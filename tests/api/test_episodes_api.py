@@ -13,6 +13,8 @@ from sqlalchemy import Engine, select
 from models.audit import verify_chain
 from models.db import make_session_factory
 from models.tables import AuditEntry, ClinicalEventRow
+from models.teams import add_member
+from tests.api.conftest import NOW
 
 OPENING = {
     "patient": {"ref": "P-17", "age": 52, "sex": "female"},
@@ -21,6 +23,14 @@ OPENING = {
     "coordinator": "alex",
 }
 ASSESSMENT = {"type": "assessment", "data": {"vas_leg": 6, "odi": 40}}
+
+
+@pytest.fixture(autouse=True)
+def care_team(engine: Engine) -> None:
+    """The coordinator's token holder works in alex's team, so alex's patients are theirs
+    to see (a coordinator outside it is refused: tests/api/test_care_team.py)."""
+    for name in ("alex", "coordinator-1"):
+        add_member(engine, "spine", name, None, NOW)
 
 
 def auth(tokens: dict[str, str], role: str) -> dict[str, str]:

@@ -258,9 +258,9 @@ def test_an_episode_without_a_coordinator_is_on_the_unassigned_queue(
     assert (mixed.status_code, mixed.json()["field"]) == (422, "unassigned")
     sign_in(client, tokens["coordinator"])
     page = client.get("/").text
-    unassigned = page.split("<h2>Unassigned</h2>", 1)[1]
+    unassigned = page.split("<h2>Unassigned: clinic-wide</h2>", 1)[1]
     assert "P-nobody" in unassigned
-    assert "P-nobody" not in page.split("<h2>Unassigned</h2>", 1)[0]
+    assert "P-nobody" not in page.split("<h2>Unassigned: clinic-wide</h2>", 1)[0]
     assert client.get("/", params={"coordinator": "coordinator-2"}).status_code == 403
 
 
@@ -275,4 +275,4 @@ def test_an_admin_opens_any_coordinators_list_on_the_page(
     assert '<label for="coordinator">Open a coordinator' in own
     theirs = client.get("/", params={"coordinator": "coordinator-1"}).text
     assert "Worklist for coordinator-1" in theirs
-    assert "P-31" in theirs.split("<h2>Unassigned</h2>", 1)[0]
+    assert "P-31" in theirs.split("<h2>Unassigned: clinic-wide</h2>", 1)[0]

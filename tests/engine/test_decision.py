@@ -51,3 +51,32 @@ def test_a_timer_and_a_task_done_decide_their_audit_facts() -> None:
     )
     assert (done.audit["type"], done.audit["payload"]) == ("task_done", {"task": "first_follow_up"})
     assert done.state.tasks["first_follow_up"].status == "done"
+
+
+def test_a_handover_moves_the_coordinator_and_nothing_of_the_clinical_state() -> None:
+    opening = parse_opening({"patient": {"ref": "P-1"}, "onset": "2026-01-05",
+                             "coordinator": "alex", "team": "spine-north"})  # fmt: skip
+    opened = decide_opening(CODE, opening, "ep-1", NOW, DEFAULTS, actor=None)
+    assert opened.audit["payload"]["team"] == "spine-north"
+    to_sam = parse_event({"type": "handover", "data": {"from": "alex", "to": "sam"}, "actor": "a"})
+    handed = decide_event(CODE, opened.state, to_sam, NOW, DEFAULTS)
+    assert handed.step.accepted
+    assert handed.step.rules == []
+    assert (handed.state.coordinator, handed.state.team) == ("sam", "spine-north")
+    assert handed.state.configuration == opened.state.configuration
+    assert handed.state.facts == opened.state.facts
+    assert handed.step.timers == []
+    assert handed.view["coordinator"] == "sam"
+    assert handed.audit["payload"]["data"] == {"from": "alex", "to": "sam"}
+    stale = decide_event(CODE, handed.state, to_sam, NOW, DEFAULTS)  # alex no longer has it
+    assert not stale.step.accepted
+    assert "sam's" in (stale.step.reason or "")
+    assert stale.state.coordinator == "sam"
+    release = parse_event({"type": "handover", "data": {"from": "sam"}, "actor": "sam"})
+    assert decide_event(CODE, handed.state, release, NOW, DEFAULTS).state.coordinator is None
+
+
+def test_an_opening_without_a_team_keeps_the_digest_it_had_before_teams() -> None:
+    from engine.decision import opening_json
+
+    assert "team" not in opening_json(OPENING)

@@ -17,6 +17,7 @@ from engine.events import (
     CandidacyData,
     ClinicalEvent,
     CloseData,
+    HandoverData,
     MotorSides,
     OrderData,
     ProcedureData,
@@ -103,6 +104,7 @@ VALID: dict[str, dict[str, Any]] = {
     },
     "resolve": {"reason": "pain free, back at work"},
     "close": {"reason": "transferred"},
+    "handover": {"from": "alex", "to": "sam", "note": "alex on leave"},
 }
 
 MODELS: dict[str, type[Any]] = {
@@ -121,6 +123,7 @@ MODELS: dict[str, type[Any]] = {
     "procedure": ProcedureData,
     "resolve": ResolveData,
     "close": CloseData,
+    "handover": HandoverData,
 }
 
 

@@ -116,12 +116,17 @@ def contents(engine: Engine) -> dict[str, list[str]]:
 Steps = list[tuple[int, int | None, Any, bool]]
 
 
+# A handover among three coordinators: accepted when its "from" is the one in charge.
+_NAMES = st.sampled_from([None, "sam", "robin"])
+HANDOVERS = st.tuples(st.just("handover"), st.fixed_dictionaries({"from": _NAMES, "to": _NAMES}))
+
+
 def random_histories(max_size: int) -> st.SearchStrategy[Steps]:
     return st.lists(
         st.tuples(
             st.integers(0, 12),
             st.one_of(st.none(), st.integers(0, 30)),
-            EVENTS,
+            st.one_of(EVENTS, HANDOVERS),
             st.sampled_from([False] * 6 + [True]),
         ),
         min_size=1,

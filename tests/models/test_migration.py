@@ -420,3 +420,18 @@ def _audit(engine: Engine, episode: str) -> list[Any]:
     query = select(AuditEntry).where(AuditEntry.episode_id == episode).order_by(AuditEntry.seq)
     with read_only(engine) as connection:
         return list(connection.execute(query).mappings())
+
+
+def test_a_migration_keeps_the_coordinator_an_episode_was_handed_to(
+    repo: EpisodeRepository,
+) -> None:
+    episode = opened(repo, "1.0.0", 20)
+    handover = {"type": "handover", "data": {"to": "sam"}, "actor": "lee"}
+    step, _ = repo.apply(episode, handover, NOW + timedelta(hours=1))
+    assert step.accepted
+    [planned], _ = plans(repo.engine, NOW + timedelta(hours=2))
+    assert planned.left is None
+    assert planned.applied
+    view = repo.view(episode)
+    assert (view["pathway"]["version"], view["coordinator"]) == ("1.1.0", "sam")
+    assert replay_episodes(repo.engine, [episode], DEFAULTS).ok

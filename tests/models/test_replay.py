@@ -315,3 +315,26 @@ def test_a_definition_republished_under_another_digest_is_refused_by_the_databas
         f"lumbosacral-radiculopathy 1.0.0: published to this database as {shipped}, but the "
         f"definition shipped has {digest}"
     ) in difference.line()
+
+
+def test_handovers_replay_and_the_opening_is_rebuilt_with_its_first_coordinator(
+    db_engine: Engine, repo: EpisodeRepository
+) -> None:
+    """The episode row keeps the coordinator now in charge; the opening's is the first
+    accepted handover's ``from``, a refused one in between changing nothing."""
+    from engine.events import parse_opening
+
+    opening = {"patient": {"ref": "P-7"}, "onset": "2026-01-05", "coordinator": "alex",
+               "team": None, "enrolled_at": day(1).isoformat()}  # fmt: skip
+    episode = str(repo.open(parse_opening(opening), day(1))["id"])
+    for n, (holder, taker) in enumerate([("alex", "sam"), ("alex", "robin"), ("sam", None)]):
+        handover = {"type": "handover", "data": {"from": holder, "to": taker}, "actor": "lee"}
+        step, _ = repo.apply(episode, handover, day(2 + n))
+        assert step.accepted == (holder != "alex" or taker == "sam")
+    repo.apply(episode, {"type": "handover", "data": {"to": "robin"}}, day(6))
+    assert repo.view(episode)["coordinator"] == "robin"
+    report = replay_episodes(db_engine, [episode], DEFAULTS)
+    assert report.ok, report.differing[0].line()
+    change(db_engine, update(Episode).where(Episode.id == episode).values(coordinator="sam"))
+    [differing] = replay_episodes(db_engine, [episode], DEFAULTS).differing
+    assert "coordinator" in differing.fields
