@@ -14,7 +14,13 @@ $(BIN)/.installed: pyproject.toml
 system-deps:
 	bash scripts/install-system-deps.sh
 
-setup: system-deps $(BIN)/.installed
+# axe-core, which the accessibility test injects into every page (from the npm registry).
+AXE := tests/browser/node_modules/axe-core/axe.min.js
+$(AXE): tests/browser/package.json tests/browser/package-lock.json
+	npm ci --prefix tests/browser --no-audit --no-fund --silent
+	touch $@
+
+setup: system-deps $(BIN)/.installed $(AXE)
 
 # The demo signs its audit log with a key of its own, kept beside the database (a real
 # service keeps it off the database's host: see README, "The audit log").

@@ -28,6 +28,7 @@ from api import (
     pages,
     pathway_versions,
     problems,
+    task_actions,
     worklist,
 )
 from api.access import AccessLogMiddleware
@@ -140,6 +141,7 @@ def create_app(
     app.include_router(assets.router)
     app.include_router(worklist.router)
     app.include_router(handover.router)
+    app.include_router(task_actions.router)
     app.include_router(calendar_feed.router)
     app.include_router(audit.router)
     app.include_router(access.router)

@@ -28,11 +28,12 @@ from api.care_team import check_episode, check_item, scope
 from api.deps import CHALLENGE, NotSignedIn, ServicesDep, require
 from api.handover import hand_over
 from api.problems import problem
-from api.schemas import AssignIn
+from api.schemas import AssignIn, SnoozeIn
 from api.security import FormRefused, WebSettings, checked_form, cookie_is_secure, form_token
 from api.sessions import SESSION_COOKIE, SIGNIN_COOKIE
 from api.sign_in_links import PATH as LINK_PATH
 from api.sign_in_links import redeem
+from api.task_actions import check_reach, check_snooze, take_back
 from api.tokens import Principal, principal_for
 from api.wording import CONTACT_WORDS, RED_FLAGS, clinic_time, how_late, standing
 from api.worklist import (
@@ -47,10 +48,11 @@ from api.worklist import (
 )
 from engine.definition import rules_for
 from engine.episode import OPEN_TASK_STATUSES, SEVERITIES
+from engine.errors import InvalidEvent
 from engine.settings import PathwayDefaults
 from models.history import clinic_timezone, timeline_page
 from models.teams import members, teams_of
-from models.worklist import Queue, acknowledge, find_task, log_contact, worklist
+from models.worklist import Queue, acknowledge, find_task, log_contact, snooze, worklist
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -59,6 +61,7 @@ SignedInForm = Depends(checked_form(SESSION_COOKIE))
 SignInForm = Depends(checked_form(SIGNIN_COOKIE))
 PAGE_ROLES = ("coordinator", "admin")
 WINDOW_DAYS = 7
+SNOOZE_HOURS = (1, 4, 24, 72, 168)  # the page's choices: an hour to a week
 TIMELINE_STEPS = 50  # an episode page's steps; "Earlier steps" shows the 50 before
 ENDED = "Your session has ended: sign in again."
 PAGES = "/pages/"
@@ -95,6 +98,7 @@ def home(
     coordinator: Annotated[str | None, Query(max_length=128)] = None,
     did: Annotated[str | None, Query(max_length=16)] = None,
     item: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    count: Annotated[int, Query(ge=1, le=100)] = 1,
 ) -> Response:  # fmt: skip
     """The worklist: the coordinator's own with the lists they cover (an admin's: any
     coordinator's, by name), then the unassigned queues of their teams and the clinic's."""
@@ -118,7 +122,8 @@ def home(
     reads(request, (entry["episode_id"] for entry in shown))
     context = {
         "who": who,
-        "confirmation": _confirmation(parts, who, did, item),
+        "confirmation": _confirmation(parts, who, did, item, count),
+        "undo": item if did == "done" else None,
         "admin": who.role == "admin",
         "queues": queues,
         "coordinator": name,
@@ -145,16 +150,19 @@ def sign_in_link(request: Request, code: str) -> Response:
 
 
 DONE_WORDS = {"ack": "acknowledged", "done": "marked done", "contact": "contact logged for",
-              "claim": "claimed: now on your list", "assign": "handed over"}  # fmt: skip
+              "claim": "claimed: now on your list", "assign": "handed over",
+              "snooze": "snoozed", "reopen": "reopened: back on the list"}  # fmt: skip
 
 
 def _confirmation(
-    parts: ServicesDep, who: Principal, did: str | None, item: int | None
+    parts: ServicesDep, who: Principal, did: str | None, item: int | None, count: int = 1
 ) -> str | None:
     """What the last action did, said in the list's words: ``referral for P-31 marked
     done``; nothing for an action or item this coordinator could not have taken."""
     if did not in DONE_WORDS or item is None:
         return None
+    if did == "ack" and count > 1:
+        return f"{count} items acknowledged."
     task = find_task(parts.engine, item)
     if task is None:
         return None
@@ -167,6 +175,9 @@ def _confirmation(
         return f"Contact logged for {name}, {task['patient_ref']}."
     if did == "assign":
         return f"{name.capitalize()} for {task['patient_ref']} handed over to {task['owner']}."
+    if did == "snooze" and task["snoozed_until"] is not None:
+        until = clinic_time(task["snoozed_until"].isoformat(), task["clinic_timezone"])
+        return f"{name.capitalize()} for {task['patient_ref']} snoozed until {until}."
     return f"{name.capitalize()} for {task['patient_ref']} {DONE_WORDS[did]}."
 
 
@@ -222,11 +233,25 @@ def sign_out(request: Request, parts: ServicesDep) -> Response:
     return answer
 
 
+@router.post("/pages/tasks/ack", dependencies=[SignedInForm])
+def acknowledge_selected(
+    parts: ServicesDep, who: Coordinator, task: Annotated[list[int] | None, Form()] = None
+) -> Response:
+    """The items ticked on the list, acknowledged together (all or none)."""
+    ids = list(dict.fromkeys(task or []))
+    if not ids or len(ids) > 100:
+        raise InvalidEvent("task", "tick from 1 to 100 items to acknowledge")
+    check_reach(parts, who, ids)
+    acknowledge(parts.engine, ids, who.subject, parts.clock.now())
+    return RedirectResponse(f"/?did=ack&item={ids[0]}&count={len(ids)}", status_code=303)
+
+
 @router.post("/pages/tasks/{task_id}/{action}", dependencies=[SignedInForm])
 def task_action(
     task_id: TaskId, action: str, parts: ServicesDep, who: Coordinator,
     outcome: Annotated[str, Form()] = "", note: Annotated[str, Form()] = "",
-    assignee: Annotated[str, Form()] = "",
+    assignee: Annotated[str, Form()] = "", hours: Annotated[int, Form()] = 0,
+    reason: Annotated[str, Form()] = "",
 ) -> Response:  # fmt: skip
     task = own_task(parts, who, task_id)
     now = parts.clock.now()
@@ -238,6 +263,10 @@ def task_action(
     elif action == "contact":
         given = parse_contact({"outcome": outcome, "note": note or None})
         log_contact(parts.engine, task_id, who.subject, given.outcome, given.note, now)
+    elif action == "snooze":
+        _snooze_for(parts, who, task_id, task, hours, reason)
+    elif action == "reopen":
+        take_back(parts, who, task_id, task, None)
     elif action in ("claim", "assign"):
         to = who.subject if action == "claim" else parsed_body(AssignIn, {"to": assignee}).to
         if action == "claim" and task["owner"] is not None:
@@ -249,6 +278,21 @@ def task_action(
         raise HTTPException(404, f"no action {action!r}")
     # Back to the list, which says what was done (by code: the page writes the words).
     return RedirectResponse(f"/?did={action}&item={task_id}", status_code=303)
+
+
+def _snooze_for(
+    parts: ServicesDep, who: Principal, task_id: int, task: dict[str, Any], hours: int,
+    reason: str,
+) -> None:  # fmt: skip
+    """The page's snooze: one of :data:`SNOOZE_HOURS` from now, held to the API's rules."""
+    if hours not in SNOOZE_HOURS:
+        raise InvalidEvent("hours", f"must be one of {', '.join(map(str, SNOOZE_HOURS))}")
+    now = parts.clock.now()
+    asked = parsed_body(SnoozeIn, {"until": (now + timedelta(hours=hours)).isoformat(),
+                                   "reason": reason})  # fmt: skip
+    check_snooze(task, asked.until, now)
+    snooze(parts.engine, task_id, task["status"], who.subject, asked.until, asked.reason, None,
+           now)  # fmt: skip
 
 
 @router.get("/pages/tasks/{task_id}/done", response_class=HTMLResponse, openapi_extra=ACCESS_LOGGED)

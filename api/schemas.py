@@ -8,9 +8,9 @@ the way out. A test checks real answers against them, so the document cannot dri
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 EPISODE_ID = "583dab66-f42c-419e-bcac-4411bd0d0469"
 HASH = "4824222657aba96412c72cbf7c1aa6e2d9aabf9c2b0b8b195c87c21f97a98fbb"
@@ -289,6 +289,7 @@ WORKLIST_ITEM = {
     "escalate_at": "2026-02-10T00:00:00-06:00",
     "acknowledged_at": None,
     "acknowledged": False,
+    "snoozed_until": None,
     "last_contact": None,
 }
 
@@ -314,6 +315,7 @@ class WorklistItem(BaseModel):
     escalate_at: datetime | None
     acknowledged_at: datetime | None
     acknowledged: bool
+    snoozed_until: datetime | None = Field(description="off the list until then (with_snoozed)")
     last_contact: LastContact | None
 
 
@@ -423,6 +425,67 @@ class Completed(BaseModel):
     task_id: int
     status: Literal["done"]
     episode: EpisodeView
+
+
+class SnoozeIn(BaseModel):
+    """Until when the item leaves the list (an instant with its offset), and why."""
+
+    model_config = ConfigDict(extra="forbid")
+    until: AwareDatetime
+    reason: str = Field(min_length=1, max_length=200)
+    note: str | None = Field(default=None, max_length=1000)
+
+    @field_validator("reason")
+    @classmethod
+    def _said(cls, reason: str) -> str:
+        if not reason.strip():
+            raise ValueError("say why the item waits")
+        return reason.strip()
+
+    @field_validator("note")
+    @classmethod
+    def _trimmed(cls, text: str | None) -> str | None:
+        return _words(text)
+
+
+class Snoozed(BaseModel):
+    model_config = _example({"task_id": 1, "status": "due",
+                             "snoozed_until": "2026-02-05T15:00:00-06:00"})  # fmt: skip
+    task_id: int
+    status: TaskStatus
+    snoozed_until: datetime = Field(description="in the clinic's time zone")
+
+
+class ReopenIn(BaseModel):
+    """Why an item marked done is taken back."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(default=None, max_length=200)
+
+    @field_validator("reason")
+    @classmethod
+    def _trimmed(cls, text: str | None) -> str | None:
+        return _words(text)
+
+
+class Reopened(BaseModel):
+    model_config = _example({"task_id": 1, "status": "overdue", "episode": EPISODE})
+    task_id: int
+    status: TaskStatus
+    episode: EpisodeView
+
+
+class AcknowledgeIn(BaseModel):
+    """The items seen, up to 100 at once: all are acknowledged, or none."""
+
+    model_config = ConfigDict(extra="forbid")
+    task_ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(min_length=1,
+                                                                     max_length=100)
+
+
+class AcknowledgedMany(BaseModel):
+    model_config = _example({"acknowledged": [1, 2]})
+    acknowledged: list[int]
 
 
 AUDIT_ROW = {

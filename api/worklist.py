@@ -110,6 +110,9 @@ def read_worklist(
     patient_ref: Annotated[
         str | None, Query(description="only this patient's items", max_length=128)
     ] = None,
+    with_snoozed: Annotated[
+        bool, Query(description="snoozed items too (each says until when)")
+    ] = False,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> dict[str, Any]:
@@ -127,7 +130,7 @@ def read_worklist(
     now = parts.clock.now()
     days = timedelta(days=int(match.group(1)))
     filters = Filters(status, rule, None if severity is None else SEVERITIES.index(severity),
-                      patient_ref)  # fmt: skip
+                      patient_ref, with_snoozed)  # fmt: skip
     after = _position(cursor, sort)
     items, last = worklist_page(parts.engine, queue, now, days, limit, after, sort, filters)
     next_cursor = _cursor(last) if last else None
@@ -286,9 +289,9 @@ def mark_done(
     now = parts.clock.now()
 
     def outcome(store: Store) -> None:
-        if given.outcome or given.note:
-            record_action(store, task_id, "done", who.subject, given.outcome or "done",
-                          given.note, now)  # fmt: skip
+        # Always on record: reopening takes back only what a coordinator marked done.
+        record_action(store, task_id, "done", who.subject, given.outcome or "done",
+                      given.note, now)  # fmt: skip
 
     return parts.repo.complete_task(
         task["episode_id"], task["key"], who.subject, now, keyed, also=outcome

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from engine.due import reopen_task
 from engine.episode import EpisodeState, Step, iso
 from engine.events import (
     ClinicalEvent,
@@ -30,6 +31,8 @@ from engine.handover import HANDOVER, hand_over
 from engine.pathway import PathwayCode
 from engine.settings import PathwayDefaults
 from engine.view import episode_view
+
+TASK_DONE, TASK_REOPENED = "task_done", "task_reopened"  # the worklist's steps, audited
 
 
 @dataclass
@@ -167,8 +170,26 @@ def decide_task_done(
     """
     step = code.complete_task(before, key, now)
     audit = _audit(
-        before, step.state, step, trigger="event", type_="task_done", actor=actor,
+        before, step.state, step, trigger="event", type_=TASK_DONE, actor=actor,
         occurred_at=now, now=now, payload={"task": key}, reason=None,
+    )  # fmt: skip
+    return Decision(step, audit, code, defaults)
+
+
+def decide_task_reopened(
+    code: PathwayCode, before: EpisodeState, key: str, actor: str, now: datetime,
+    defaults: PathwayDefaults,
+) -> Decision:  # fmt: skip
+    """A coordinator reopens an item they marked done (the worklist's "reopen"), the
+    engine's own step for any pathway (:func:`engine.due.reopen_task`).
+
+    Raises:
+        InvalidEvent: the item is not done, or no longer current, or the episode has ended.
+    """
+    step = reopen_task(before, key, now)
+    audit = _audit(
+        before, step.state, step, trigger="event", type_=TASK_REOPENED, actor=actor,
+        occurred_at=now, now=now, payload={"reopen": key}, reason=None,
     )  # fmt: skip
     return Decision(step, audit, code, defaults)
 

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from engine.clinic_time import next_day_start
 from engine.episode import SEVERITIES, EpisodeState, Step, TaskItem, TimerRequest
+from engine.errors import InvalidEvent
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,29 @@ def finish_task(state: EpisodeState, step: Step, key: str, now: datetime, status
     task.completed_at = now
     step.cancel_refs.append(task_ref(key))
     return True
+
+
+def reopen_task(state: EpisodeState, key: str, now: datetime) -> Step:
+    """A coordinator takes back an item they marked done: it is open again, in the status
+    its dates give it now (overdue or escalated, if its deadline passed meanwhile, which the
+    reminders then say), its timer booked again. Any pathway's items reopen alike.
+
+    Raises:
+        InvalidEvent: the episode has ended, or the item is not one done and still current
+            (a later item of its kind has replaced it).
+    """
+    if state.is_final:
+        raise InvalidEvent("task", f"the episode is {state.status}: its items are closed")
+    task = state.tasks.get(key)
+    if task is None or task.status != "done":
+        raise InvalidEvent("task", f"{key} is not an item marked done that can be reopened")
+    step = Step(state=state.clone(), accepted=True)
+    task = step.state.tasks[key]
+    task.completed_at = None
+    task.status = task.status_at(now)
+    _book_next(task, step, now)
+    step.add_rule(task.rule)
+    return step
 
 
 def open_tasks(state: EpisodeState, prefix: str = "") -> list[TaskItem]:

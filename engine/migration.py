@@ -27,10 +27,12 @@ from typing import Any
 
 from engine.clinic_time import to_utc
 from engine.decision import (
+    TASK_REOPENED,
     Decision,
     decide_event,
     decide_opening,
     decide_task_done,
+    decide_task_reopened,
     decide_timer,
 )
 from engine.due import current_items
@@ -51,7 +53,8 @@ def timer_key(kind: str, ref: str, due_at: datetime) -> TimerKey:
 class RecordedStep:
     """One step of an episode's record after its opening, as a migration takes it again.
 
-    Exactly one of ``event``, ``task`` (a due item marked done) and ``timer`` is set.
+    Exactly one of ``event``, ``task`` (a due item marked done, or reopened: ``type`` says
+    which) and ``timer`` is set.
     """
 
     seq: int
@@ -196,7 +199,8 @@ def _take_again(
     when = f"{step.type} recorded {iso(step.at)} (audit row {step.seq})"
     try:
         if step.task is not None:
-            decided = decide_task_done(code, state, step.task, step.actor, step.at, defaults).step
+            decide = decide_task_reopened if step.type == TASK_REOPENED else decide_task_done
+            decided = decide(code, state, step.task, step.actor, step.at, defaults).step
         else:
             assert step.event is not None
             decided = decide_event(code, state, step.event, step.at, defaults).step

@@ -36,6 +36,7 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 import pathways
 from engine.clinic_time import to_utc
+from engine.decision import TASK_DONE, TASK_REOPENED
 from engine.episode import OPEN_TASK_STATUSES, EpisodeState, TaskItem, TimerRequest
 from engine.errors import CarepathError, EpisodeNotFound, UnreadableEpisode
 from engine.migration import (
@@ -382,7 +383,7 @@ def rerun_record(
             timer = timer_of(history, row)
             key = timer_key(timer["kind"], timer["ref"], timer["due_at"])
             recorded.append(RecordedStep(**common, timer=key))
-        elif type_ == "task_done":
+        elif type_ in (TASK_DONE, TASK_REOPENED):
             recorded.append(RecordedStep(**common, task=task_key_of(history, row)))
         elif trigger == "event":
             stored = next(events, None)

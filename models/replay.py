@@ -51,6 +51,7 @@ from typing import Any, cast
 from sqlalchemy import Engine, Table, select, update
 
 import pathways
+from engine.decision import TASK_DONE, TASK_REOPENED
 from engine.definition import DefinitionError
 from engine.episode import iso
 from engine.errors import CarepathError, InvalidEvent
@@ -339,9 +340,12 @@ def _feed(
             opening_of(history, step), at, episode_id, step["actor"], answer_view=False,
             pinned=True,
         )  # fmt: skip
-    elif trigger == "event" and type_ == "task_done":  # the worklist's "done"
+    elif trigger == "event" and type_ == TASK_DONE:  # the worklist's "done"
         key = task_key_of(history, step)
         repo.complete_task(episode_id, key, step["actor"], at, answer_view=False)
+    elif trigger == "event" and type_ == TASK_REOPENED:  # ... and its "reopen"
+        key = task_key_of(history, step)
+        repo.reopen_task(episode_id, key, step["actor"], at, answer_view=False)
     elif trigger == "event":
         stored = next(events, None)
         if stored is None:

@@ -14,9 +14,9 @@ payload digest where the stored rows leave a choice:
   its enrolment instant or took "now" (its recorded instant), and the digest tells which;
 - an event, from its ``clinical_event`` row (type, data, actor, occurred_at); it either
   named when it happened or took "now", and the digest tells which;
-- a due item marked done (trigger ``event``, type ``task_done``, payload ``{"task": key}``):
-  the key is not stored beside the row, so it is the one of the episode's items whose
-  digest is the row's;
+- a due item marked done (trigger ``event``, type ``task_done``, payload ``{"task": key}``)
+  or reopened (type ``task_reopened``, payload ``{"reopen": key}``): the key is not stored
+  beside the row, so it is the one of the episode's items whose digest is the row's;
 - a timer: its ``due_timer`` row (kind, ref, payload), the one due at the row's
   ``occurred_at``, fired at its ``recorded_at``, whose digest is the row's.
 
@@ -32,7 +32,7 @@ from typing import Any, TypeVar, cast
 from pydantic import ValidationError
 from sqlalchemy import Engine, Table, func, select
 
-from engine.decision import opening_json
+from engine.decision import TASK_REOPENED, opening_json
 from engine.episode import EpisodeState, iso
 from engine.errors import EpisodeNotFound, InvalidEvent
 from engine.events import (
@@ -247,15 +247,17 @@ def _parsed(stored: Row, payload: Mapping[str, Any]) -> ClinicalEvent:
 
 
 def task_key_of(history: EpisodeHistory, step: Row) -> str:
-    """The due item a ``task_done`` audit row marked done.
+    """The due item a ``task_done`` audit row marked done, or a ``task_reopened`` one
+    reopened.
 
     Raises:
         NotReplayable: no item of the episode has the row's digest.
     """
+    name = "reopen" if step["type"] == TASK_REOPENED else "task"
     for key in dict.fromkeys(t["key"] for t in history.tasks):
-        if payload_digest({"task": key}) == step["payload_digest"]:
+        if payload_digest({name: key}) == step["payload_digest"]:
             return str(key)
-    raise NotReplayable("no due item of the episode is the one this row marked done")
+    raise NotReplayable(f"no due item of the episode is the one this row {name}s")
 
 
 def timer_of(history: EpisodeHistory, step: Row) -> Row:

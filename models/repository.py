@@ -27,7 +27,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import pathways
 from engine.clinic_time import to_utc
-from engine.decision import decide_event, decide_opening, decide_task_done, decide_timer
+from engine.decision import (
+    Decision,
+    decide_event,
+    decide_opening,
+    decide_task_done,
+    decide_task_reopened,
+    decide_timer,
+)
 from engine.episode import EpisodeState, Step, iso
 from engine.errors import InvalidConfiguration, StaleEpisode, UnreadableEpisode
 from engine.events import ClinicalEvent, Opening, parse_event
@@ -257,19 +264,47 @@ class EpisodeRepository:
             InvalidEvent: the item is not open, or the episode has ended.
             Replayed: ``keyed`` was answered before (nothing is written).
         """
+        return self._task_step(decide_task_done, episode_id, key, actor, now, keyed,
+                               answer_view, also)  # fmt: skip
+
+    def reopen_task(
+        self,
+        episode_id: str,
+        key: str,
+        actor: str,
+        now: datetime,
+        keyed: KeyedWrite | None = None,
+        answer_view: bool = True,
+        also: Callable[[Store], None] | None = None,
+    ) -> dict[str, Any]:
+        """A coordinator takes back an item they marked done: open again, audited like an
+        event; as :meth:`complete_task` otherwise.
+
+        Raises:
+            InvalidEvent: the item is not done or no longer current, or the episode ended.
+            Replayed: ``keyed`` was answered before (nothing is written).
+        """
+        return self._task_step(decide_task_reopened, episode_id, key, actor, now, keyed,
+                               answer_view, also)  # fmt: skip
+
+    def _task_step(
+        self, decide: Callable[..., Decision], episode_id: str, key: str, actor: str,
+        now: datetime, keyed: KeyedWrite | None, answer_view: bool,
+        also: Callable[[Store], None] | None,
+    ) -> dict[str, Any]:  # fmt: skip
         now = to_utc(now)
 
-        def complete(store: Store) -> dict[str, Any]:
+        def taken(store: Store) -> dict[str, Any]:
             loaded = keyed_read(store, keyed, now, lambda: store.read(episode_id, True))
             code = pathways.code(loaded.state.pathway_id)
-            decision = decide_task_done(code, loaded.state, key, actor, now, self.defaults)
+            decision = decide(code, loaded.state, key, actor, now, self.defaults)
             store.save_step(loaded, decision.step, now)
             store.append_audit(**decision.audit)
             if also is not None:
                 also(store)
             return answered(store, keyed, decision.view if answer_view else {})
 
-        return run_step(self.engine, complete)
+        return run_step(self.engine, taken)
 
     # ---------------------------------------------------------------------------------------
     # Timers

@@ -191,6 +191,9 @@ class Task(Base):
     acknowledged_at: Mapped[datetime | None]
     acknowledged_by: Mapped[str | None] = mapped_column(String(128))
     acknowledged_status: Mapped[str | None] = mapped_column(String(16))
+    # Snoozed: off the worklist until then, while it stays in the status it was snoozed in.
+    snoozed_until: Mapped[datetime | None]
+    snoozed_status: Mapped[str | None] = mapped_column(String(16))
     # When a closed item left the episode's current items (engine.due.current_items): a
     # later item of its kind closed. Steps and the episode view read current items only;
     # archived ones stay, for GET /episodes/{id}/due and the audit.
@@ -457,16 +460,18 @@ class WebSession(Base):
 
 
 CONTACT_OUTCOMES = ("reached", "no_answer", "left_message", "wrong_number")
+TASK_ACTIONS = ("contact", "done", "snooze", "reopen")
 
 
 class TaskAction(Base):
     """What a coordinator did on a due item, with who and when: a contact attempt (``kind``
-    ``contact``: one of :data:`CONTACT_OUTCOMES` and a note) or the item marked done
-    (``done``: what came of it, in words, and a note). Rows are only added."""
+    ``contact``: one of :data:`CONTACT_OUTCOMES` and a note), the item marked done
+    (``done``: what came of it, in words, and a note), snoozed (``snooze``: the reason, and
+    ``until``) or reopened (``reopen``: why). Rows are only added."""
 
     __tablename__ = "task_action"
     __table_args__ = (
-        CheckConstraint(_one_of("kind", ("contact", "done")), name="kind"),
+        CheckConstraint(_one_of("kind", TASK_ACTIONS), name="kind"),
         CheckConstraint(f"kind <> 'contact' OR {_one_of('outcome', CONTACT_OUTCOMES)}",
                         name="outcome"),  # fmt: skip
         # An item's actions, the latest first.
@@ -480,6 +485,7 @@ class TaskAction(Base):
     at: Mapped[datetime]
     outcome: Mapped[str] = mapped_column(String(200))
     note: Mapped[str | None] = mapped_column(String(1000))
+    until: Mapped[datetime | None]
 
 
 class TeamMember(Base):

@@ -40,7 +40,7 @@ TASK = cast(Table, Task.__table__)
 EPISODE = cast(Table, Episode.__table__)
 ACTION = cast(Table, TaskAction.__table__)
 SORTS = ("urgency", "due")
-_TIMES = ("window_start", "due_at", "escalate_at", "acknowledged_at")
+_TIMES = ("window_start", "due_at", "escalate_at", "acknowledged_at", "snoozed_until")
 
 
 @dataclass(frozen=True)
@@ -81,12 +81,14 @@ class Queue:
 @dataclass(frozen=True)
 class Filters:
     """What a worklist is narrowed to (None: anything): an item status, the rule that set
-    the item, its severity's rank, the patient's reference (exact)."""
+    the item, its severity's rank, the patient's reference (exact); snoozed items are left
+    out unless ``with_snoozed``."""
 
     status: str | None = None
     rule: str | None = None
     severity: int | None = None
     patient_ref: str | None = None
+    with_snoozed: bool = False
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,8 @@ def _items(
             TASK.c.escalate_at,
             TASK.c.acknowledged_at,
             TASK.c.acknowledged_status,
+            TASK.c.snoozed_until,
+            TASK.c.snoozed_status,
         )
         .join(EPISODE, EPISODE.c.id == TASK.c.episode_id)
         .where(
@@ -185,6 +189,8 @@ def _items(
     ):
         if wanted is not None:
             query = query.where(column == wanted)
+    if not filters.with_snoozed:
+        query = query.where(_awake(now))
     if after is not None:
         query = query.where(
             or_(
@@ -227,6 +233,9 @@ def _item(row: dict[str, Any], sort: str, now: datetime) -> dict[str, Any]:
     row["position"] = Position(sort, severity if sort == "urgency" else 0, row["due_at"],
                                row["task_id"])  # fmt: skip
     row["acknowledged"] = row.pop("acknowledged_status") == row["status"]
+    snoozed_in, until = row.pop("snoozed_status"), row["snoozed_until"]
+    if until is not None and (snoozed_in != row["status"] or until <= now):
+        row["snoozed_until"] = None  # its snooze no longer holds
     row["severity"] = SEVERITIES[severity]
     row["assignee"] = row.pop("owner")
     late = now - row["due_at"]
@@ -252,6 +261,61 @@ def iso_duration(span: timedelta) -> str:
     return "P" + (f"{days}D" if days else "") + (f"T{time}" if time else "")
 
 
+def _awake(now: datetime) -> Any:
+    """Not snoozed, or no longer: its snooze is over, or its status moved since (an item
+    that falls due, overdue or escalated comes back whatever its snooze said)."""
+    return or_(
+        TASK.c.snoozed_until.is_(None),
+        TASK.c.snoozed_until <= now,
+        TASK.c.snoozed_status != TASK.c.status,
+    )
+
+
+def snooze(
+    engine: Engine, task_id: int, status: str, actor: str, until: datetime, reason: str,
+    note: str | None, now: datetime, keyed: KeyedWrite | None = None,
+) -> None:  # fmt: skip
+    """Take the item, in ``status``, off the list until ``until`` (with ``keyed``, once per
+    idempotency key); on record with who, when and why.
+
+    Raises:
+        Replayed: ``keyed`` was answered before (nothing is written).
+    """
+
+    def snoozed(store: Store) -> None:
+        keyed_read(store, keyed, now, lambda: None)
+        values = {"b_id": task_id, "until": until, "status": status}
+        store.cursor.run(_snooze(store.sql.dialect), values)
+        record_action(store, task_id, "snooze", actor, reason, note, now, until)
+        answered(store, keyed, None)
+
+    run_step(engine, snoozed)
+
+
+@cache
+def _snooze(dialect: Dialect) -> Prepared:
+    statement = (
+        update(TASK)
+        .where(TASK.c.id == bindparam("b_id"))
+        .values(snoozed_until=bindparam("until"), snoozed_status=bindparam("status"))
+    )
+    return Prepared(statement, dialect)
+
+
+def last_action(engine: Engine, task_id: int) -> dict[str, Any] | None:
+    """The latest of what coordinators did on the item, other than contacts: its kind,
+    outcome, who and when."""
+    query = (
+        select(ACTION.c.kind, ACTION.c.outcome, ACTION.c.actor, ACTION.c.at)
+        .where(ACTION.c.task_id == task_id, ACTION.c.kind != "contact")
+        .order_by(ACTION.c.at.desc(), ACTION.c.id.desc())
+        .limit(1)
+    )
+    with read_only(engine) as connection:
+        row = connection.execute(query).mappings().first()
+    return dict(row) if row else None
+
+
 def log_contact(
     engine: Engine, task_id: int, actor: str, outcome: str, note: str | None, now: datetime,
     keyed: KeyedWrite | None = None,
@@ -272,17 +336,17 @@ def log_contact(
 
 def record_action(
     store: Store, task_id: int, kind: str, actor: str, outcome: str, note: str | None,
-    now: datetime,
+    now: datetime, until: datetime | None = None,
 ) -> None:  # fmt: skip
     """One row of what a coordinator did on an item, in the store's transaction."""
     values = {"task_id": task_id, "kind": kind, "actor": actor, "at": now,
-              "outcome": outcome, "note": note}  # fmt: skip
+              "outcome": outcome, "note": note, "until": until}  # fmt: skip
     store.cursor.run(_log_action(store.sql.dialect), values)
 
 
 @cache
 def _log_action(dialect: Dialect) -> Prepared:
-    names = ("task_id", "kind", "actor", "at", "outcome", "note")
+    names = ("task_id", "kind", "actor", "at", "outcome", "note", "until")
     return Prepared(insert(ACTION).values({n: bindparam(n) for n in names}), dialect)
 
 
@@ -298,6 +362,7 @@ def find_task(engine: Engine, task_id: int) -> dict[str, Any] | None:
         TASK.c.severity,
         TASK.c.rule,
         TASK.c.due_at,
+        TASK.c.snoozed_until,
         EPISODE.c.referral,
         EPISODE.c.patient_ref,
         EPISODE.c.clinic_timezone,
@@ -308,19 +373,22 @@ def find_task(engine: Engine, task_id: int) -> dict[str, Any] | None:
 
 
 def acknowledge(
-    engine: Engine, task_id: int, actor: str, now: datetime, keyed: KeyedWrite | None = None
-) -> None:
-    """Record that ``actor`` has seen the item in its current status (with ``keyed``, once
-    per idempotency key).
+    engine: Engine, task_ids: int | list[int], actor: str, now: datetime,
+    keyed: KeyedWrite | None = None,
+) -> None:  # fmt: skip
+    """Record that ``actor`` has seen the items in their current status, all in one
+    transaction (with ``keyed``, once per idempotency key).
 
     Raises:
         Replayed: ``keyed`` was answered before (nothing is written).
     """
+    ids = [task_ids] if isinstance(task_ids, int) else task_ids
 
     def seen(store: Store) -> None:
         keyed_read(store, keyed, now, lambda: None)
-        values = {"b_id": task_id, "now": now, "actor": actor}
-        store.cursor.run(_acknowledge(store.sql.dialect), values)
+        for task_id in ids:
+            values = {"b_id": task_id, "now": now, "actor": actor}
+            store.cursor.run(_acknowledge(store.sql.dialect), values)
         answered(store, keyed, None)
 
     run_step(engine, seen)

@@ -16,6 +16,7 @@ from engine.settings import PathwayDefaults
 from models.db import make_engine
 from models.repository import EpisodeRepository
 from schedulers.worker import Worker
+from tests.api.browser_kit import browser, served  # noqa: F401 - the browser tests' fixtures
 
 NOW = datetime(2026, 1, 19, 10, tzinfo=UTC)  # onset 2026-01-05 + 14 days
 

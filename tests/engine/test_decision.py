@@ -80,3 +80,24 @@ def test_an_opening_without_a_team_keeps_the_digest_it_had_before_teams() -> Non
     from engine.decision import opening_json
 
     assert "team" not in opening_json(OPENING)
+
+
+def test_a_reopened_item_is_open_again_as_late_as_its_dates_say() -> None:
+    import pytest
+
+    from engine.decision import decide_task_reopened
+    from engine.errors import InvalidEvent
+
+    opened = decide_opening(CODE, OPENING, "ep-1", NOW, DEFAULTS, actor=None)
+    with pytest.raises(InvalidEvent, match="first_follow_up"):
+        decide_task_reopened(CODE, opened.state, "first_follow_up", "alex", NOW, DEFAULTS)
+    done = decide_task_done(CODE, opened.state, "first_follow_up", "alex", NOW, DEFAULTS)
+    item = done.state.tasks["first_follow_up"]
+    late = item.due_at + timedelta(hours=1)
+    reopened = decide_task_reopened(CODE, done.state, "first_follow_up", "alex", late, DEFAULTS)
+    again = reopened.state.tasks["first_follow_up"]
+    assert (again.status, again.completed_at) == ("overdue", None)
+    assert [t.ref for t in reopened.step.timers] == ["task:first_follow_up"]
+    assert reopened.audit["type"] == "task_reopened"
+    assert reopened.audit["payload"] == {"reopen": "first_follow_up"}
+    assert done.state.tasks["first_follow_up"].status == "done"  # the step made a copy

@@ -435,3 +435,14 @@ def test_a_migration_keeps_the_coordinator_an_episode_was_handed_to(
     view = repo.view(episode)
     assert (view["pathway"]["version"], view["coordinator"]) == ("1.1.0", "sam")
     assert replay_episodes(repo.engine, [episode], DEFAULTS).ok
+
+
+def test_a_migration_takes_a_reopened_item_again(repo: EpisodeRepository) -> None:
+    episode = opened(repo, "1.0.0", 20)
+    key = next(i["key"] for i in repo.view(episode)["due"] if i["status"] != "done")
+    repo.complete_task(episode, key, "nurse", NOW + timedelta(hours=1))
+    repo.reopen_task(episode, key, "nurse", NOW + timedelta(hours=2))
+    [planned], _ = plans(repo.engine, NOW + timedelta(hours=3))
+    assert planned.left is None
+    assert next(i for i in repo.view(episode)["due"] if i["key"] == key)["status"] != "done"
+    assert replay_episodes(repo.engine, [episode], DEFAULTS).ok

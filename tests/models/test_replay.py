@@ -338,3 +338,15 @@ def test_handovers_replay_and_the_opening_is_rebuilt_with_its_first_coordinator(
     change(db_engine, update(Episode).where(Episode.id == episode).values(coordinator="sam"))
     [differing] = replay_episodes(db_engine, [episode], DEFAULTS).differing
     assert "coordinator" in differing.fields
+
+
+def test_an_item_reopened_after_done_replays(db_engine: Engine, repo: EpisodeRepository) -> None:
+    episode = open_on(repo, "1.0.0")
+    key = next(i["key"] for i in repo.view(episode)["due"] if i["status"] != "done")
+    repo.complete_task(episode, key, "nurse", day(3))
+    repo.reopen_task(episode, key, "nurse", day(4))
+    assert next(i for i in repo.view(episode)["due"] if i["key"] == key)["status"] != "done"
+    repo.fire_due(day(60))
+    report = replay_episodes(db_engine, [episode], DEFAULTS)
+    assert report.ok, report.differing[0].line()
+    assert "task_reopened" in {r.type for r in audit_rows(db_engine, episode)}
