@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
-from urllib.parse import quote
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, quote, urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -28,7 +29,7 @@ from api.care_team import check_episode, check_item, scope
 from api.deps import CHALLENGE, NotSignedIn, ServicesDep, require
 from api.handover import hand_over
 from api.problems import problem
-from api.schemas import AssignIn, SnoozeIn
+from api.schemas import AssignIn, Severity, SnoozeIn
 from api.security import FormRefused, WebSettings, checked_form, cookie_is_secure, form_token
 from api.sessions import SESSION_COOKIE, SIGNIN_COOKIE
 from api.sign_in_links import PATH as LINK_PATH
@@ -38,12 +39,15 @@ from api.tokens import Principal, principal_for
 from api.wording import CONTACT_WORDS, RED_FLAGS, clinic_time, how_late, standing
 from api.worklist import (
     NEEDS_OUTCOME,
+    OpenStatus,
     TaskId,
+    cursor_of,
     mark_done,
     own_task,
     parse_contact,
     parse_done,
     parsed_body,
+    position_of,
     queue_for,
 )
 from engine.definition import rules_for
@@ -52,7 +56,15 @@ from engine.errors import InvalidEvent
 from engine.settings import PathwayDefaults
 from models.history import clinic_timezone, timeline_page
 from models.teams import members, teams_of
-from models.worklist import Queue, acknowledge, find_task, log_contact, snooze, worklist
+from models.worklist import (
+    Filters,
+    Queue,
+    acknowledge,
+    find_task,
+    log_contact,
+    snooze,
+    worklist_page,
+)
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -61,6 +73,8 @@ SignedInForm = Depends(checked_form(SESSION_COOKIE))
 SignInForm = Depends(checked_form(SIGNIN_COOKIE))
 PAGE_ROLES = ("coordinator", "admin")
 WINDOW_DAYS = 7
+PAGE_ITEMS = 50  # items a page of the list shows
+PLACE_KEYS = ("coordinator", "patient_ref", "status", "severity", "sort", "cursor")
 SNOOZE_HOURS = (1, 4, 24, 72, 168)  # the page's choices: an hour to a week
 TIMELINE_STEPS = 50  # an episode page's steps; "Earlier steps" shows the 50 before
 ENDED = "Your session has ended: sign in again."
@@ -99,9 +113,16 @@ def home(
     did: Annotated[str | None, Query(max_length=16)] = None,
     item: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     count: Annotated[int, Query(ge=1, le=100)] = 1,
+    patient_ref: Annotated[str | None, Query(max_length=128)] = None,
+    status: Annotated[OpenStatus | Literal[""] | None, Query()] = None,
+    severity: Annotated[Severity | Literal[""] | None, Query()] = None,
+    sort: Annotated[Literal["urgency", "due"], Query()] = "urgency",
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:  # fmt: skip
     """The worklist: the coordinator's own with the lists they cover (an admin's: any
-    coordinator's, by name), then the unassigned queues of their teams and the clinic's."""
+    coordinator's, by name), then the unassigned queues of their teams and the clinic's;
+    searched by patient reference, filtered by status and severity, in urgency or due
+    order, :data:`PAGE_ITEMS` a page. Every form on it returns here, to the same place."""
     session_id = request.cookies.get(SESSION_COOKIE)
     who = parts.sessions.resolve(session_id) if session_id else None
     if session_id is None or who is None:
@@ -111,13 +132,20 @@ def home(
     name = queue.owners[0]
     now = parts.clock.now()
     window = timedelta(days=WINDOW_DAYS)
-    items = _shown(worklist(parts.engine, queue, now, window), now)
+    rank = SEVERITIES.index(severity) if severity else None
+    filters = Filters(status or None, None, rank, patient_ref or None)
+    after = position_of(cursor, sort)
+    found, last = worklist_page(parts.engine, queue, now, window, PAGE_ITEMS, after, sort,
+                                filters)  # fmt: skip
+    items = _shown(found, now)
     teams = teams_of(parts.engine, name)
-    queues: list[tuple[str | None, list[dict[str, Any]]]] = [
-        (team, _shown(worklist(parts.engine, Queue(team=team), now, window), now))
-        for team in teams
-    ]
-    queues.append((None, _shown(worklist(parts.engine, Queue(), now, window), now)))
+
+    def unassigned(team: str | None) -> list[dict[str, Any]]:
+        listed, _ = worklist_page(parts.engine, Queue(team=team), now, window, PAGE_ITEMS,
+                                  None, sort, filters)  # fmt: skip
+        return _shown(listed, now)
+
+    queues = [(team, unassigned(team)) for team in [*teams, None]]
     shown = items + [entry for _, listed in queues for entry in listed]
     reads(request, (entry["episode_id"] for entry in shown))
     context = {
@@ -132,8 +160,27 @@ def home(
         "as_of": now.strftime("%Y-%m-%d %H:%M UTC"),
         "window": WINDOW_DAYS,
         "items": items,
-    }
+        "place": _place(request.query_params),
+        "asked": {"patient_ref": patient_ref or "", "status": status or "",
+                  "severity": severity or "", "sort": sort},
+        "statuses": OPEN_TASK_STATUSES,
+        "severities": SEVERITIES,
+        "next_page": _place({**request.query_params, "cursor": cursor_of(last)}) if last else None,
+    }  # fmt: skip
     return _render(request, "worklist.html", context, session_id)
+
+
+def _place(params: Mapping[str, str]) -> str:
+    """Where the list stands, as its query string: whose list, its filters, order and page
+    (never what an action said: that is the redirect's to add)."""
+    return urlencode([(key, params[key]) for key in PLACE_KEYS if params.get(key)])
+
+
+def _back_to(back: str, did: str, item: int) -> RedirectResponse:
+    """Back to the list where the form was posted from, saying what was done."""
+    place = _place(dict(parse_qsl(back)))
+    said = urlencode({"did": did, "item": item})
+    return RedirectResponse(f"/?{place}&{said}" if place else f"/?{said}", status_code=303)
 
 
 def _colleagues(parts: ServicesDep, teams: list[str], name: str) -> list[str]:
@@ -235,7 +282,8 @@ def sign_out(request: Request, parts: ServicesDep) -> Response:
 
 @router.post("/pages/tasks/ack", dependencies=[SignedInForm])
 def acknowledge_selected(
-    parts: ServicesDep, who: Coordinator, task: Annotated[list[int] | None, Form()] = None
+    parts: ServicesDep, who: Coordinator, task: Annotated[list[int] | None, Form()] = None,
+    back: Annotated[str, Form(max_length=1000)] = "",
 ) -> Response:
     """The items ticked on the list, acknowledged together (all or none)."""
     ids = list(dict.fromkeys(task or []))
@@ -243,7 +291,9 @@ def acknowledge_selected(
         raise InvalidEvent("task", "tick from 1 to 100 items to acknowledge")
     check_reach(parts, who, ids)
     acknowledge(parts.engine, ids, who.subject, parts.clock.now())
-    return RedirectResponse(f"/?did=ack&item={ids[0]}&count={len(ids)}", status_code=303)
+    answer = _back_to(back, "ack", ids[0])
+    answer.headers["location"] += f"&count={len(ids)}"
+    return answer
 
 
 @router.post("/pages/tasks/{task_id}/{action}", dependencies=[SignedInForm])
@@ -251,7 +301,7 @@ def task_action(
     task_id: TaskId, action: str, parts: ServicesDep, who: Coordinator,
     outcome: Annotated[str, Form()] = "", note: Annotated[str, Form()] = "",
     assignee: Annotated[str, Form()] = "", hours: Annotated[int, Form()] = 0,
-    reason: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form()] = "", back: Annotated[str, Form(max_length=1000)] = "",
 ) -> Response:  # fmt: skip
     task = own_task(parts, who, task_id)
     now = parts.clock.now()
@@ -277,7 +327,7 @@ def task_action(
     else:
         raise HTTPException(404, f"no action {action!r}")
     # Back to the list, which says what was done (by code: the page writes the words).
-    return RedirectResponse(f"/?did={action}&item={task_id}", status_code=303)
+    return _back_to(back, action, task_id)
 
 
 def _snooze_for(
@@ -297,9 +347,11 @@ def _snooze_for(
 
 @router.get("/pages/tasks/{task_id}/done", response_class=HTMLResponse, openapi_extra=ACCESS_LOGGED)
 def confirm_done(
-    task_id: TaskId, request: Request, parts: ServicesDep, who: Coordinator
-) -> Response:
-    """Marking an item done, confirmed: what came of it (required where it matters)."""
+    task_id: TaskId, request: Request, parts: ServicesDep, who: Coordinator,
+    back: Annotated[str, Query(max_length=1000)] = "",
+) -> Response:  # fmt: skip
+    """Marking an item done, confirmed: what came of it (required where it matters); then
+    back to the list where it stood (``back``)."""
     task = own_task(parts, who, task_id)
     reads(request, [task["episode_id"]])
     severity = SEVERITIES[task["severity"]]
@@ -307,6 +359,7 @@ def confirm_done(
         "who": who, "task_id": task_id, "task": task, "severity": severity,
         "needs_outcome": severity in NEEDS_OUTCOME,
         "due_local": clinic_time(task["due_at"].isoformat(), task["clinic_timezone"]),
+        "place": _place(dict(parse_qsl(back))),
     }  # fmt: skip
     return _render(request, "confirm_done.html", context, request.cookies.get(SESSION_COOKIE))
 

@@ -131,9 +131,9 @@ def read_worklist(
     days = timedelta(days=int(match.group(1)))
     filters = Filters(status, rule, None if severity is None else SEVERITIES.index(severity),
                       patient_ref, with_snoozed)  # fmt: skip
-    after = _position(cursor, sort)
+    after = position_of(cursor, sort)
     items, last = worklist_page(parts.engine, queue, now, days, limit, after, sort, filters)
-    next_cursor = _cursor(last) if last else None
+    next_cursor = cursor_of(last) if last else None
     reads(request, (item["episode_id"] for item in items))
     name = queue.owners[0] if queue.owners else None
     return {"coordinator": name, "covering": list(queue.owners[1:]), "team": team,
@@ -170,12 +170,14 @@ def queue_for(
     raise HTTPException(403, "a coordinator opens their own list and those they cover only")
 
 
-def _cursor(position: Position) -> str:
+def cursor_of(position: Position) -> str:
+    """Where the next page starts, as an opaque cursor."""
     text = f"{position.sort}|{position.rank}|{position.due_at.isoformat()}|{position.task_id}"
     return base64.urlsafe_b64encode(text.encode()).decode()
 
 
-def _position(cursor: str | None, sort: str) -> Position | None:
+def position_of(cursor: str | None, sort: str) -> Position | None:
+    """The position a cursor of :func:`cursor_of` names, or 422 on ``cursor``."""
     if cursor is None:
         return None
     try:
