@@ -100,7 +100,9 @@ def create_app(
         access_log.start()
         stop = None
         if worker_interval is not None:
-            deliver = partial(deliver_due, engine, channels) if channels else None
+            # Each reminder links to its item at the address people reach carepath at.
+            deliver = (partial(deliver_due, engine, channels, base_url=web.base_url)
+                       if channels else None)  # fmt: skip
             key = process_key()
             checkpoints = CheckpointSchedule(engine, key, checkpoint_interval) if key else None
             worker = Worker(repo, clock, deliver=deliver, metrics=parts.metrics,

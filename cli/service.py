@@ -70,6 +70,7 @@ def worker(
     """
     from functools import partial
 
+    from api.security import WebSettingError, WebSettings
     from schedulers import logs
     from schedulers.channels import ChannelSettingError, channels_from_env
     from schedulers.reminders import deliver_due
@@ -82,8 +83,13 @@ def worker(
         fail(f"invalid: {exc}", 2)
     key = audit_key()
     logs.configure(json_lines=log_format == "json")
+    try:  # the address reminders link to: CAREPATH_BASE_URL, as the service's own
+        base_url = WebSettings.from_env().base_url
+    except WebSettingError as exc:
+        fail(f"invalid: {exc}", 2)
     with database() as engine:
-        deliver = partial(deliver_due, engine, channels) if channels else None
+        deliver = (partial(deliver_due, engine, channels, base_url=base_url)
+                   if channels else None)  # fmt: skip
         # The database's clock decides what is due (PostgreSQL): a skewed host fires
         # nothing early.
         runner = Worker(

@@ -17,13 +17,11 @@ import hmac
 import json
 import os
 import re
-import smtplib
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from email.message import EmailMessage
 from typing import Any, Protocol
 
 from engine.errors import CarepathError
@@ -65,7 +63,10 @@ class ChannelSettingError(CarepathError):
 
 @dataclass(frozen=True)
 class Reminder:
-    """What goes out for one change of a due item's status."""
+    """What goes out for one change of a due item's status: the item, how pressing it is,
+    the clinic's time zone its times are shown in, where its mail goes (the coordinator and
+    those covering them; none known: the clinic's mailbox) and its link on the episode's
+    page (None without ``CAREPATH_BASE_URL``)."""
 
     idempotency_key: str
     episode_id: str
@@ -76,9 +77,15 @@ class Reminder:
     due_at: datetime
     escalate_at: datetime | None
     owner: str | None
+    severity: str = "routine"
+    time_zone: str = "UTC"
+    addresses: tuple[str, ...] = ()
+    link: str | None = None
 
     def as_json(self) -> dict[str, Any]:
+        """The webhook's body: the item and its link, without anyone's address."""
         body = asdict(self)
+        del body["addresses"]
         body["due_at"] = self.due_at.isoformat()
         body["escalate_at"] = self.escalate_at.isoformat() if self.escalate_at else None
         return body
@@ -149,9 +156,12 @@ class WebhookChannel:
 
 
 class EmailChannel:
-    """Sends a short plain-text mail to the coordinators' mailbox over SMTP."""
+    """Mail over SMTP: each coordinator's reminders to their own address, a digest per
+    sweep, and what needs action now on its own (:mod:`schedulers.mail`); ``recipient`` is
+    the clinic's mailbox, for reminders with no address of their own."""
 
     name = "email"
+    batches = True  # a sweep's reminders are handed over together: see deliver_batch
 
     def __init__(
         self, host: str, port: int, sender: str, recipient: str, timeout: float = 10.0
@@ -162,36 +172,17 @@ class EmailChannel:
         self.recipient = recipient
         self.timeout = timeout
 
+    def deliver_batch(self, reminders: Sequence[Reminder]) -> list[str | None]:
+        """Send a sweep's reminders; for each, None when sent, else why not."""
+        from schedulers.mail import send_all
+
+        return send_all(self.host, self.port, self.timeout, self.sender, self.recipient,
+                        reminders)  # fmt: skip
+
     def deliver(self, reminder: Reminder) -> None:
-        message = EmailMessage()
-        message["From"] = printable(self.sender)
-        message["To"] = printable(self.recipient)
-        item = printable(reminder.task_key.replace("_", " "))
-        status, patient = printable(reminder.status), printable(reminder.patient_ref)
-        message["Subject"] = f"[carepath] {item} {status}: patient {patient}"
-        # The same Message-ID on every retry: mail systems drop the duplicate.
-        key = printable(reminder.idempotency_key)
-        message["Message-ID"] = f"<{key.replace(':', '.').replace(' ', '_')}@carepath>"
-        message[IDEMPOTENCY_HEADER] = key
-        escalates = (
-            f"Escalates:  {reminder.escalate_at:%Y-%m-%d %H:%M} UTC\n"
-            if reminder.escalate_at
-            else ""
-        )
-        message.set_content(
-            f"Patient:    {patient}\n"
-            f"Episode:    {printable(reminder.episode_id)}\n"
-            f"Due item:   {item} ({status})\n"
-            f"Due:        {reminder.due_at:%Y-%m-%d %H:%M} UTC\n"
-            f"{escalates}"
-            f"Rule:       {printable(reminder.rule)}\n"
-            f"Coordinator: {printable(reminder.owner or 'unassigned')}\n"
-        )
-        try:
-            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
-                smtp.send_message(message)
-        except (smtplib.SMTPException, OSError) as exc:
-            raise DeliveryFailed(f"SMTP {self.host}:{self.port}: {exc}") from None
+        [error] = self.deliver_batch([reminder])
+        if error is not None:
+            raise DeliveryFailed(error)
 
 
 def channels_from_env(env: Mapping[str, str] | None = None) -> list[Channel]:

@@ -22,17 +22,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
+from urllib.parse import quote
 
-from sqlalchemy import Connection, Engine, Table, and_, exists, literal, select, update
+from sqlalchemy import Connection, Engine, Table, and_, exists, literal, or_, select, update
 
+from engine.episode import SEVERITIES
 from models.incidents import Change, delivery_failed, delivery_sent, describe, log_changes
 from models.store_adapters import store_for
+from models.tables import Cover, Episode, ReminderDelivery, Task, TeamMember
 from models.tables import Reminder as ReminderRow
-from models.tables import ReminderDelivery
 from schedulers.channels import Channel, DeliveryFailed, Reminder
 
 REMINDER = cast(Table, ReminderRow.__table__)
 DELIVERY = cast(Table, ReminderDelivery.__table__)
+TASK = cast(Table, Task.__table__)
+EPISODE = cast(Table, Episode.__table__)
+MEMBER = cast(Table, TeamMember.__table__)
+COVER = cast(Table, Cover.__table__)
 
 # A reminder older than this when a channel is first configured is not sent through it
 # (our default): a coordinator's mailbox should not fill with last month's news.
@@ -57,54 +63,101 @@ def deliver_due(
     now: datetime,
     limit: int = 100,
     backoff: Backoff = Backoff(),
+    base_url: str | None = None,
 ) -> Counter[tuple[str, str]]:
-    """Send the reminders due at ``now`` through every channel.
+    """Send the reminders due at ``now`` through every channel, each with its item's link
+    at ``base_url`` (the address people reach carepath at; None: no links).
+
+    A channel that ``batches`` (e-mail: a digest per coordinator) is handed up to ``limit``
+    due reminders at once, each settled on its own; the others one delivery per
+    transaction.
 
     Returns how many deliveries ended each way, by ``(channel, "sent" | "failed")``.
     """
     outcomes: Counter[tuple[str, str]] = Counter()
     if not channels:
         return outcomes
-    by_name = {channel.name: channel for channel in channels}
     with engine.begin() as connection:
         for channel in channels:
             _open_deliveries(connection, channel.name, now)
-    for _ in range(limit):
+    for channel in channels:
+        if getattr(channel, "batches", False):
+            outcomes += _deliver_batch(engine, channel, now, limit, backoff, base_url)
+    by_name = {c.name: c for c in channels if not getattr(c, "batches", False)}
+    for _ in range(limit if by_name else 0):
         incidents: list[Change] = []
         with engine.begin() as connection:
-            claimed = _claim(connection, list(by_name), now)
-            if claimed is None:
+            due = _claim(connection, list(by_name), now, 1)
+            if not due:
                 break
+            claimed = due[0]
             channel = by_name[claimed["channel"]]
-            attempts = claimed["attempts"] + 1
+            error: str | None = None
             try:
-                channel.deliver(_reminder(connection, claimed["reminder_id"]))
+                channel.deliver(_reminder(connection, claimed["reminder_id"], base_url))
             except Exception as exc:  # noqa: BLE001 - any error is this delivery's failure
-                outcomes[channel.name, "failed"] += 1
                 error = describe(exc)
                 if isinstance(exc, DeliveryFailed):
                     error = error.removeprefix(f"{type(exc).__name__}: ")
-                retry_at = now + backoff.after(attempts)
-                changes: dict[str, Any] = {
-                    "status": "retrying", "last_error": error, "next_attempt_at": retry_at,
-                }  # fmt: skip
-                change = delivery_failed(
-                    connection, claimed["delivery_id"], claimed["episode_id"], error, attempts,
-                    retry_at, now,
-                )  # fmt: skip
-                incidents += [change] if change else []
-            else:
-                outcomes[channel.name, "sent"] += 1
-                changes = {"status": "sent", "sent_at": now}
-                if attempts > 1:
-                    incidents += delivery_sent(connection, claimed["delivery_id"], now)
-            connection.execute(
-                update(DELIVERY)
-                .where(DELIVERY.c.id == claimed["delivery_id"])
-                .values(attempts=attempts, **changes)
-            )
+            outcomes[channel.name, "sent" if error is None else "failed"] += 1
+            incidents += _settle(connection, claimed, error, now, backoff)
         log_changes(incidents)
     return outcomes
+
+
+def _deliver_batch(
+    engine: Engine, channel: Any, now: datetime, limit: int, backoff: Backoff,
+    base_url: str | None,
+) -> Counter[tuple[str, str]]:  # fmt: skip
+    """Hand the channel's due reminders over together (claimed in one transaction, so that
+    two workers never send the same one); a reminder whose row cannot be read fails alone."""
+    outcomes: Counter[tuple[str, str]] = Counter()
+    incidents: list[Change] = []
+    with engine.begin() as connection:
+        claimed = _claim(connection, [channel.name], now, limit)
+        readable: list[tuple[dict[str, Any], Reminder]] = []
+        for row in claimed:
+            try:
+                readable.append((row, _reminder(connection, row["reminder_id"], base_url)))
+            except Exception as exc:  # noqa: BLE001 - this reminder's failure only
+                outcomes[channel.name, "failed"] += 1
+                incidents += _settle(connection, row, describe(exc), now, backoff)
+        errors = channel.deliver_batch([reminder for _, reminder in readable]) if readable else []
+        for (row, _), error in zip(readable, errors, strict=True):
+            outcomes[channel.name, "sent" if error is None else "failed"] += 1
+            incidents += _settle(connection, row, error, now, backoff)
+    log_changes(incidents)
+    return outcomes
+
+
+def _settle(
+    connection: Connection, claimed: dict[str, Any], error: str | None, now: datetime,
+    backoff: Backoff,
+) -> list[Change]:  # fmt: skip
+    """Mark a claimed delivery sent, or failed with ``error`` and its next attempt's time;
+    the incidents that opens or resolves."""
+    attempts = claimed["attempts"] + 1
+    incidents: list[Change] = []
+    if error is not None:
+        retry_at = now + backoff.after(attempts)
+        changes: dict[str, Any] = {
+            "status": "retrying", "last_error": error, "next_attempt_at": retry_at,
+        }  # fmt: skip
+        change = delivery_failed(
+            connection, claimed["delivery_id"], claimed["episode_id"], error, attempts,
+            retry_at, now,
+        )  # fmt: skip
+        incidents += [change] if change else []
+    else:
+        changes = {"status": "sent", "sent_at": now}
+        if attempts > 1:
+            incidents += delivery_sent(connection, claimed["delivery_id"], now)
+    connection.execute(
+        update(DELIVERY)
+        .where(DELIVERY.c.id == claimed["delivery_id"])
+        .values(attempts=attempts, **changes)
+    )
+    return incidents
 
 
 def _open_deliveries(connection: Connection, channel: str, now: datetime) -> None:
@@ -128,9 +181,11 @@ def _open_deliveries(connection: Connection, channel: str, now: datetime) -> Non
     )
 
 
-def _claim(connection: Connection, channels: list[str], now: datetime) -> dict[str, Any] | None:
-    """The next delivery due, by ids and counts only: its reminder is read apart, so that
-    a reminder row that cannot be read fails its own delivery."""
+def _claim(
+    connection: Connection, channels: list[str], now: datetime, count: int
+) -> list[dict[str, Any]]:
+    """The next ``count`` deliveries due, by ids and counts only: each reminder is read
+    apart, so that a reminder row that cannot be read fails its own delivery."""
     query = (
         select(
             DELIVERY.c.id.label("delivery_id"),
@@ -146,15 +201,25 @@ def _claim(connection: Connection, channels: list[str], now: datetime) -> dict[s
             DELIVERY.c.channel.in_(channels),
         )
         .order_by(DELIVERY.c.next_attempt_at, DELIVERY.c.id)
-        .limit(1)
+        .limit(count)
     )
     query = store_for(connection.dialect).claimed(query, DELIVERY)
-    row = connection.execute(query).mappings().first()
-    return dict(row) if row is not None else None
+    return [dict(row) for row in connection.execute(query).mappings()]
 
 
-def _reminder(connection: Connection, reminder_id: int) -> Reminder:
-    row = connection.execute(select(REMINDER).where(REMINDER.c.id == reminder_id)).mappings().one()
+def _reminder(connection: Connection, reminder_id: int, base_url: str | None) -> Reminder:
+    """The reminder as it goes out: with its item's severity, the clinic's time zone, the
+    addresses of its coordinator and of those covering them, and its link."""
+    row = connection.execute(
+        select(REMINDER, TASK.c.severity, EPISODE.c.clinic_timezone)
+        .join(EPISODE, EPISODE.c.id == REMINDER.c.episode_id)
+        .outerjoin(TASK, and_(TASK.c.episode_id == REMINDER.c.episode_id,
+                              TASK.c.key == REMINDER.c.task_key))  # fmt: skip
+        .where(REMINDER.c.id == reminder_id)
+    ).mappings().one()
+    link = None
+    if base_url is not None:
+        link = f"{base_url}/pages/episodes/{quote(row['episode_id'])}#task-{quote(row['task_key'])}"
     return Reminder(
         idempotency_key=row["idempotency_key"],
         episode_id=row["episode_id"],
@@ -165,7 +230,29 @@ def _reminder(connection: Connection, reminder_id: int) -> Reminder:
         due_at=row["due_at"],
         escalate_at=row["escalate_at"],
         owner=row["owner"],
+        severity=SEVERITIES[row["severity"]] if row["severity"] is not None else "routine",
+        time_zone=row["clinic_timezone"],
+        addresses=_addresses(connection, row["owner"], row["created_at"]),
+        link=link,
     )
+
+
+def _addresses(connection: Connection, owner: str | None, at: datetime) -> tuple[str, ...]:
+    """Where ``owner``'s mail goes: their address, and those of the colleagues covering
+    them when the reminder was written (none known: the clinic's mailbox takes it)."""
+    if owner is None:
+        return ()
+    covering = select(COVER.c.by).where(
+        COVER.c.coordinator == owner, COVER.c.ended_at.is_(None), COVER.c.ends_at > at,
+        COVER.c.set_at <= at,
+    )  # fmt: skip
+    query = (
+        select(MEMBER.c.email)
+        .where(or_(MEMBER.c.coordinator == owner, MEMBER.c.coordinator.in_(covering)),
+               MEMBER.c.email.is_not(None))  # fmt: skip
+        .distinct()
+    )
+    return tuple(sorted(connection.execute(query).scalars()))
 
 
 def delivery_status(engine: Engine, limit: int = 50) -> list[dict[str, Any]]:

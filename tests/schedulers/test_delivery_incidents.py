@@ -20,7 +20,7 @@ from sqlalchemy import Engine, select, update
 from models.db import make_engine
 from models.incidents import DELIVERY_INCIDENT_AFTER, list_incidents
 from models.tables import Episode, Reminder, ReminderDelivery
-from schedulers.channels import IDEMPOTENCY_HEADER, EmailChannel, WebhookChannel
+from schedulers.channels import EmailChannel, WebhookChannel
 from schedulers.reminders import deliver_due
 from tests.schedulers.test_reminders import (
     ENROLLED,
@@ -93,16 +93,13 @@ def test_a_patient_reference_with_a_line_break_arrives_encoded_and_the_rest_once
     assert sorted(b["patient_ref"] for b in bodies) == sorted(refs)  # JSON carries it escaped
     assert all("\r" not in value and "\n" not in value
                for call in handler.calls for value in call["headers"].values())  # fmt: skip
-    assert len(mailbox.messages) == 18
-    mails = [message_from_bytes(raw, policy=default) for raw in mailbox.messages]
-    assert len({mail[IDEMPOTENCY_HEADER] for mail in mails}) == 18
-    forged = [mail for mail in mails if "BEGIN:VEVENT" in str(mail["Subject"])]
-    assert len(forged) == 1
-    encoded = r"patient P\r\nBEGIN:VEVENT\r\nSUMMARY:forged\r\nEND:VEVENT"
-    assert str(forged[0]["Subject"]).endswith(encoded)
-    raw = next(m for m in mailbox.messages if b"BEGIN:VEVENT" in m)
+    # One digest (nobody has an address: the clinic's mailbox); the forged reference is in
+    # its body, escaped, and never in a header.
+    [raw] = mailbox.messages
+    mail = message_from_bytes(raw, policy=default)
+    assert "BEGIN:VEVENT" not in str(mail["Subject"])
     assert not any(line.startswith(b"BEGIN:VEVENT") for line in raw.splitlines())
-    assert "Patient:    P\\r\\nBEGIN:VEVENT" in forged[0].get_content()
+    assert "Patient:     P\\r\\nBEGIN:VEVENT" in mail.get_content()
     with engine.connect() as connection:
         assert set(connection.scalars(select(ReminderDelivery.status))) == {"sent"}
 
