@@ -233,6 +233,8 @@ def _shown(items: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
     for item in items:
         item["when"] = how_late(item["due_at"], now)
         item["due_local"] = clinic_time(item["due_at"], item["time_zone"])
+        if item["acknowledged"]:
+            item["seen_when"] = clinic_time(item["acknowledged_at"], item["time_zone"])
         if item["last_contact"]:
             contact = item["last_contact"]
             contact["when"] = clinic_time(contact["at"], item["time_zone"])

@@ -288,6 +288,7 @@ WORKLIST_ITEM = {
     "due_at": "2026-02-03T00:00:00-06:00",
     "escalate_at": "2026-02-10T00:00:00-06:00",
     "acknowledged_at": None,
+    "acknowledged_by": None,
     "acknowledged": False,
     "snoozed_until": None,
     "last_contact": None,
@@ -314,6 +315,7 @@ class WorklistItem(BaseModel):
     due_at: datetime
     escalate_at: datetime | None
     acknowledged_at: datetime | None
+    acknowledged_by: str | None = Field(description="who acknowledged it last")
     acknowledged: bool
     snoozed_until: datetime | None = Field(description="off the list until then (with_snoozed)")
     last_contact: LastContact | None

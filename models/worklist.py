@@ -169,6 +169,7 @@ def _items(
             TASK.c.due_at,
             TASK.c.escalate_at,
             TASK.c.acknowledged_at,
+            TASK.c.acknowledged_by,
             TASK.c.acknowledged_status,
             TASK.c.snoozed_until,
             TASK.c.snoozed_status,
