@@ -50,7 +50,7 @@ from api.worklist import (
     position_of,
     queue_for,
 )
-from engine.definition import rules_for
+from engine.definition import RULE_ID, rules_for
 from engine.episode import OPEN_TASK_STATUSES, SEVERITIES
 from engine.errors import InvalidEvent
 from engine.settings import PathwayDefaults
@@ -74,7 +74,8 @@ SignInForm = Depends(checked_form(SIGNIN_COOKIE))
 PAGE_ROLES = ("coordinator", "admin")
 WINDOW_DAYS = 7
 PAGE_ITEMS = 50  # items a page of the list shows
-PLACE_KEYS = ("coordinator", "patient_ref", "status", "severity", "sort", "cursor")
+PLACE_KEYS = ("coordinator", "team", "patient_ref", "status", "rule", "severity", "sort",
+              "cursor")  # fmt: skip
 SNOOZE_HOURS = (1, 4, 24, 72, 168)  # the page's choices: an hour to a week
 TIMELINE_STEPS = 50  # an episode page's steps; "Earlier steps" shows the 50 before
 ENDED = "Your session has ended: sign in again."
@@ -118,22 +119,25 @@ def home(
     severity: Annotated[Severity | Literal[""] | None, Query()] = None,
     sort: Annotated[Literal["urgency", "due"], Query()] = "urgency",
     cursor: Annotated[str | None, Query(max_length=200)] = None,
+    rule: Annotated[str | None, Query(pattern=f"^({RULE_ID.pattern})?$")] = None,
+    team: Annotated[str | None, Query(max_length=128)] = None,
 ) -> Response:  # fmt: skip
     """The worklist: the coordinator's own with the lists they cover (an admin's: any
     coordinator's, by name), then the unassigned queues of their teams and the clinic's;
     searched by patient reference, filtered by status and severity, in urgency or due
-    order, :data:`PAGE_ITEMS` a page. Every form on it returns here, to the same place."""
+    order, :data:`PAGE_ITEMS` a page; ``team``: every item of that team's patients. Every
+    form on it returns here, to the same place."""
     session_id = request.cookies.get(SESSION_COOKIE)
     who = parts.sessions.resolve(session_id) if session_id else None
     if session_id is None or who is None:
         return _sign_in_page(request, notice=ENDED if session_id else None)
     request.state.principal = who  # the actor of the page's access-log record
-    queue = queue_for(parts, who, coordinator, None, False)
-    name = queue.owners[0]
+    queue = queue_for(parts, who, coordinator, team or None, False)
+    name = queue.owners[0] if queue.owners else coordinator or who.subject
     now = parts.clock.now()
     window = timedelta(days=WINDOW_DAYS)
     rank = SEVERITIES.index(severity) if severity else None
-    filters = Filters(status or None, None, rank, patient_ref or None)
+    filters = Filters(status or None, rule or None, rank, patient_ref or None)
     after = position_of(cursor, sort)
     found, last = worklist_page(parts.engine, queue, now, window, PAGE_ITEMS, after, sort,
                                 filters)  # fmt: skip
@@ -162,7 +166,11 @@ def home(
         "items": items,
         "place": _place(request.query_params),
         "asked": {"patient_ref": patient_ref or "", "status": status or "",
-                  "severity": severity or "", "sort": sort},
+                  "severity": severity or "", "sort": sort, "rule": rule or "",
+                  "team": team or ""},
+        "team": team or None,
+        "teams": teams if who.role != "admin" else sorted({m["team"] for m in
+                                                           members(parts.engine)}),
         "statuses": OPEN_TASK_STATUSES,
         "severities": SEVERITIES,
         "next_page": _place({**request.query_params, "cursor": cursor_of(last)}) if last else None,

@@ -74,11 +74,12 @@ def seed(engine: Engine, episodes: int, audit_rows: int) -> str:
             )
         # Spread the episodes and their due items over the coordinators and their teams
         # (coordinator c-k in team t-(k mod TEAMS)); one in a thousand was enrolled with a
-        # team but no coordinator (its team's unassigned queue).
+        # team but no coordinator (its team's unassigned queue), the teams spread evenly.
         connection.execute(
             text("UPDATE episode SET coordinator = CASE WHEN abs(hashtext(id)) % 1000 = 999 "
                  "THEN NULL ELSE 'c-' || (abs(hashtext(id)) % :k) END, "
-                 "team = 't-' || (abs(hashtext(id)) % :k % :teams)"),
+                 "team = 't-' || CASE WHEN abs(hashtext(id)) % 1000 = 999 "
+                 "THEN abs(hashtext(id)) / 1000 % :teams ELSE abs(hashtext(id)) % :k % :teams END"),
             {"k": COORDINATORS, "teams": TEAMS},
         )  # fmt: skip
         connection.execute(

@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 
 from api import pages
 from tests.api.page_forms import ORIGIN, form_token, post_form, sign_in
@@ -104,3 +105,26 @@ def test_an_action_returns_to_the_same_filtered_place_and_says_what_it_did(
                        back="next=https://elsewhere.example&status=due")  # fmt: skip
     assert sneaky.url.host == "testserver"
     assert "elsewhere" not in str(sneaky.url)
+
+
+def test_a_rule_filter_and_a_teams_whole_list(
+    client: TestClient, tokens: dict[str, str], engine: Engine, morning: None
+) -> None:
+    from models.teams import add_member
+    from tests.api.conftest import NOW
+
+    assert set(rows(client.get("/", params={"rule": "RF-CES"}).text)) == {"P-flag"}
+    bad = client.get("/", params={"rule": "no rule"}, headers={"Accept": "text/html"})
+    assert bad.status_code == 422
+    for name in ("coordinator-1", "alex"):
+        add_member(engine, "spine", name, None, NOW)
+    service = {"Authorization": tokens["service"]}
+    body = {"patient": {"ref": "P-alex"}, "onset": "2026-01-05", "coordinator": "alex"}
+    assert client.post("/episodes", json=body, headers=service).json()["team"] == "spine"
+    assert "P-alex" not in rows(client.get("/").text)
+    team = client.get("/", params={"team": "spine"}).text
+    assert "Team spine: every patient's items" in team
+    assert "P-alex" in rows(team)
+    assert "alex's" in team
+    other = client.get("/", params={"team": "elsewhere"}, headers={"Accept": "text/html"})
+    assert other.status_code == 403
