@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 
+from api.access import ACCESS_LOGGED, reads
 from api.deps import ServicesDep
 from api.problems import documented, refusal
 from api.schemas import AssignIn, HandedOver
@@ -42,6 +43,7 @@ router = APIRouter(tags=["worklist"])
     summary="Take an unassigned item, and its patient, onto your own list",
     response_model=None,
     responses={200: {"model": HandedOver}, **documented(401, 403, 404, 409, 422, 503)},
+    openapi_extra=ACCESS_LOGGED,
 )
 def claim(
     task_id: TaskId,
@@ -66,8 +68,8 @@ def claim(
     summary="Hand an item, and its patient, to a colleague of the care team",
     response_model=None,
     responses={200: {"model": HandedOver}, **documented(401, 403, 404, 409, 413, 415, 422, 503)},
-    openapi_extra=documented_body({"to sam": {"summary": "Hand over to a colleague",
-                                   "value": {"to": "sam", "note": "Alex on leave"}}}),
+    openapi_extra={**ACCESS_LOGGED, **documented_body({"to sam": {
+        "summary": "Hand over to a colleague", "value": {"to": "sam", "note": "Alex on leave"}}})},
 )  # fmt: skip
 def assign(
     task_id: TaskId,
@@ -106,6 +108,8 @@ def _hand_over(
     request: Request, parts: ServicesDep, who: Principal, task_id: int, task: dict[str, Any],
     to: str, note: str | None, idempotency_key: str | None, body: Any,
 ) -> Response:  # fmt: skip
+    reads(request, [task["episode_id"]])
+
     def respond(result: tuple[Step, dict[str, Any]]) -> Answer:
         step, view = result
         if not step.accepted:

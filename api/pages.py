@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from pydantic import Field
 
 import pathways
 from api.access import ACCESS_LOGGED, reads
@@ -142,15 +143,18 @@ def home(
     found, last = worklist_page(parts.engine, queue, now, window, PAGE_ITEMS, after, sort,
                                 filters)  # fmt: skip
     items = _shown(found, now)
-    teams = teams_of(parts.engine, name)
+    # The viewer's teams, not the list's: a coordinator covering a colleague sees the
+    # colleague's items, never the queues of a team they are not in.
+    reach = scope(parts, who)
+    teams = sorted(reach.teams) if reach is not None else teams_of(parts.engine, name)
 
-    def unassigned(team: str | None) -> list[dict[str, Any]]:
-        listed, _ = worklist_page(parts.engine, Queue(team=team), now, window, PAGE_ITEMS,
-                                  None, sort, filters)  # fmt: skip
-        return _shown(listed, now)
+    def unassigned(team: str | None) -> tuple[list[dict[str, Any]], bool]:
+        listed, more = worklist_page(parts.engine, Queue(team=team), now, window, PAGE_ITEMS,
+                                     None, sort, filters)  # fmt: skip
+        return _shown(listed, now), more is not None
 
-    queues = [(team, unassigned(team)) for team in [*teams, None]]
-    shown = items + [entry for _, listed in queues for entry in listed]
+    queues = [(team, *unassigned(team)) for team in [*teams, None]]
+    shown = items + [entry for _, listed, _ in queues for entry in listed]
     reads(request, (entry["episode_id"] for entry in shown))
     context = {
         "who": who,
@@ -160,7 +164,7 @@ def home(
         "queues": queues,
         "coordinator": name,
         "covering": queue.owners[1:],
-        "colleagues": _colleagues(parts, teams, name),
+        "colleagues": _colleagues(parts, teams, {name, who.subject}),
         "as_of": now.strftime("%Y-%m-%d %H:%M UTC"),
         "window": WINDOW_DAYS,
         "items": items,
@@ -191,11 +195,11 @@ def _back_to(back: str, did: str, item: int) -> RedirectResponse:
     return RedirectResponse(f"/?{place}&{said}" if place else f"/?{said}", status_code=303)
 
 
-def _colleagues(parts: ServicesDep, teams: list[str], name: str) -> list[str]:
-    """Whom an item may be handed to from this list: the members of the coordinator's
-    teams but themselves."""
+def _colleagues(parts: ServicesDep, teams: list[str], but: set[str]) -> list[str]:
+    """Whom an item may be handed to from this list: the members of the viewer's teams
+    (an admin: of the list's coordinator's), but ``but``."""
     names = {m["coordinator"] for team in teams for m in members(parts.engine, team)}
-    return sorted(names - {name})
+    return sorted(names - but)
 
 
 @router.get(LINK_PATH + "{code}", response_class=HTMLResponse)
@@ -290,30 +294,33 @@ def sign_out(request: Request, parts: ServicesDep) -> Response:
     return answer
 
 
-@router.post("/pages/tasks/ack", dependencies=[SignedInForm])
+@router.post("/pages/tasks/ack", dependencies=[SignedInForm], openapi_extra=ACCESS_LOGGED)
 def acknowledge_selected(
-    parts: ServicesDep, who: Coordinator, task: Annotated[list[int] | None, Form()] = None,
+    request: Request, parts: ServicesDep, who: Coordinator,
+    task: Annotated[list[Annotated[int, Field(ge=1, le=2**31 - 1)]] | None, Form()] = None,
     back: Annotated[str, Form(max_length=1000)] = "",
 ) -> Response:
     """The items ticked on the list, acknowledged together (all or none)."""
     ids = list(dict.fromkeys(task or []))
     if not ids or len(ids) > 100:
         raise InvalidEvent("task", "tick from 1 to 100 items to acknowledge")
-    check_reach(parts, who, ids)
+    reads(request, check_reach(parts, who, ids))
     acknowledge(parts.engine, ids, who.subject, parts.clock.now())
     answer = _back_to(back, "ack", ids[0])
     answer.headers["location"] += f"&count={len(ids)}"
     return answer
 
 
-@router.post("/pages/tasks/{task_id}/{action}", dependencies=[SignedInForm])
+@router.post("/pages/tasks/{task_id}/{action}", dependencies=[SignedInForm],
+             openapi_extra=ACCESS_LOGGED)  # fmt: skip
 def task_action(
-    task_id: TaskId, action: str, parts: ServicesDep, who: Coordinator,
+    task_id: TaskId, action: str, request: Request, parts: ServicesDep, who: Coordinator,
     outcome: Annotated[str, Form()] = "", note: Annotated[str, Form()] = "",
     assignee: Annotated[str, Form()] = "", hours: Annotated[int, Form()] = 0,
     reason: Annotated[str, Form()] = "", back: Annotated[str, Form(max_length=1000)] = "",
 ) -> Response:  # fmt: skip
     task = own_task(parts, who, task_id)
+    reads(request, [task["episode_id"]])
     now = parts.clock.now()
     if action == "ack":
         acknowledge(parts.engine, task_id, who.subject, now)

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Request, Response
 
+from api.access import ACCESS_LOGGED, reads
 from api.care_team import check_item, scope
 from api.deps import ServicesDep
 from api.problems import documented
@@ -45,7 +46,7 @@ from engine.episode import OPEN_TASK_STATUSES, SEVERITIES
 from engine.errors import InvalidEvent
 from models.idempotency import Answer, KeyedWrite
 from models.store import Store
-from models.worklist import acknowledge, find_task, last_action, record_action, snooze
+from models.worklist import acknowledge, find_task, last_action, record_action, snooze, wake
 
 router = APIRouter(tags=["worklist"])
 LONGEST_SNOOZE = timedelta(days=30)
@@ -58,9 +59,10 @@ HELD_TO_DEADLINE = ("emergency", "urgent")
     summary="Take an item off the list until a time, saying why",
     response_model=None,
     responses={200: {"model": Snoozed}, **documented(401, 403, 404, 409, 413, 415, 422, 503)},
-    openapi_extra=documented_body({"after lunch": {"summary": "Call back this afternoon",
-                                   "value": {"until": "2026-02-05T14:00:00-06:00",
-                                             "reason": "patient asked to be called after 2"}}}),
+    openapi_extra={**ACCESS_LOGGED, **documented_body({"after lunch": {
+        "summary": "Call back this afternoon",
+        "value": {"until": "2026-02-05T14:00:00-06:00",
+                  "reason": "patient asked to be called after 2"}}})},
 )  # fmt: skip
 def snooze_task(
     task_id: TaskId,
@@ -75,6 +77,7 @@ def snooze_task(
     urgent item is not snoozed past its deadline; no item for more than 30 days (422 on
     ``until``)."""
     task = own_task(parts, who, task_id)
+    reads(request, [task["episode_id"]])
     given = parsed_body(SnoozeIn, body)
     now = parts.clock.now()
     check_snooze(task, given.until, now)
@@ -119,6 +122,7 @@ def check_snooze(task: dict[str, Any], until: datetime, now: datetime) -> None:
     summary="Take back an item marked done: open again, audited",
     response_model=None,
     responses={200: {"model": Reopened}, **documented(401, 403, 404, 409, 413, 415, 422, 503)},
+    openapi_extra=ACCESS_LOGGED,
 )
 def reopen(
     task_id: TaskId,
@@ -132,6 +136,7 @@ def reopen(
     its dates give it now (overdue or escalated if its deadline passed), with its reminders.
     409 for an item not marked done by a coordinator (the pathway closed it)."""
     task = own_task(parts, who, task_id)
+    reads(request, [task["episode_id"]])
     given = parsed_body(ReopenIn, {} if body is None else body)
 
     def respond(view: dict[str, Any]) -> Answer:
@@ -160,6 +165,7 @@ def take_back(
 
     def why(store: Store) -> None:
         record_action(store, task_id, "reopen", who.subject, reason or "reopened", None, now)
+        wake(store, task_id)
 
     return parts.repo.reopen_task(task["episode_id"], task["key"], who.subject, now, keyed,
                                   also=why)  # fmt: skip
@@ -171,8 +177,8 @@ def take_back(
     response_model=None,
     responses={200: {"model": AcknowledgedMany},
                **documented(401, 403, 404, 413, 415, 422, 503)},
-    openapi_extra=documented_body({"three": {"summary": "Three items seen",
-                                   "value": {"task_ids": [12, 14, 15]}}}),
+    openapi_extra={**ACCESS_LOGGED, **documented_body({"three": {
+        "summary": "Three items seen", "value": {"task_ids": [12, 14, 15]}}})},
 )  # fmt: skip
 def acknowledge_many(
     request: Request,
@@ -184,7 +190,7 @@ def acknowledge_many(
     """``{"task_ids": [...]}``, up to 100: each seen in its current status. One missing
     (404) or out of reach (403) and none is acknowledged."""
     ids = list(dict.fromkeys(parsed_body(AcknowledgeIn, body).task_ids))
-    check_reach(parts, who, ids)
+    reads(request, check_reach(parts, who, ids))
 
     def respond(_: None) -> Answer:
         return answer(200, {"acknowledged": ids})
@@ -194,15 +200,18 @@ def acknowledge_many(
     return send(keyed_answer(keyed, None, respond))
 
 
-def check_reach(parts: ServicesDep, who: Principal, task_ids: list[int]) -> None:
-    """Every item exists and is within ``who``'s reach.
+def check_reach(parts: ServicesDep, who: Principal, task_ids: list[int]) -> list[str]:
+    """Every item exists and is within ``who``'s reach; their episodes.
 
     Raises:
         HTTPException: 404 naming the first missing item, 403 the first out of reach.
     """
     reach = scope(parts, who)
+    episodes: list[str] = []
     for task_id in task_ids:
         task = find_task(parts.engine, task_id)
         if task is None:
             raise HTTPException(404, f"no due item with id {task_id}: none was acknowledged")
         check_item(reach, task)
+        episodes.append(task["episode_id"])
+    return list(dict.fromkeys(episodes))

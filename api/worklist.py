@@ -218,6 +218,7 @@ def own_task(parts: ServicesDep, who: Principal, task_id: int) -> dict[str, Any]
     summary="Acknowledge an item in its current status",
     response_model=None,
     responses={200: {"model": Acknowledged}, **documented(401, 403, 404, 422, 503)},
+    openapi_extra=ACCESS_LOGGED,
 )
 def ack_task(
     task_id: TaskId,
@@ -227,6 +228,7 @@ def ack_task(
     idempotency_key: KeyHeader = None,
 ) -> Response:
     task = own_task(parts, who, task_id)
+    reads(request, [task["episode_id"]])
 
     def respond(_: None) -> Answer:
         return answer(200, {"task_id": task_id, "status": task["status"], "acknowledged": True})
@@ -241,6 +243,7 @@ def ack_task(
     summary="Mark an item done, saying what came of it (audited)",
     response_model=None,
     responses={200: {"model": Completed}, **documented(401, 403, 404, 409, 413, 415, 422, 503)},
+    openapi_extra=ACCESS_LOGGED,
 )
 def complete(
     task_id: TaskId,
@@ -255,6 +258,7 @@ def complete(
     while its episode's referral is still due or overdue (409): recording the referral
     (``referral_sent``) closes it; until then it stays on the list."""
     task = own_task(parts, who, task_id)
+    reads(request, [task["episode_id"]])
     given = parse_done(body)
 
     def respond(view: dict[str, Any]) -> Answer:
@@ -310,8 +314,8 @@ def parse_done(body: Any) -> DoneIn:
     summary="Log a contact attempt on an item: its outcome and a note, with who and when",
     response_model=None,
     responses={200: {"model": Contacted}, **documented(401, 403, 404, 413, 415, 422, 503)},
-    openapi_extra=documented_body({"no answer": {"summary": "Rang, no answer",
-                                   "value": {"outcome": "no_answer", "note": "rang twice"}}}),
+    openapi_extra={**ACCESS_LOGGED, **documented_body({"no answer": {
+        "summary": "Rang, no answer", "value": {"outcome": "no_answer", "note": "rang twice"}}})},
 )  # fmt: skip
 def contact(
     task_id: TaskId,
@@ -323,7 +327,7 @@ def contact(
 ) -> Response:
     """``outcome``: ``reached``, ``no_answer``, ``left_message`` or ``wrong_number``; the
     item shows its latest contact (outcome, note, who, when) in the worklist."""
-    own_task(parts, who, task_id)
+    reads(request, [own_task(parts, who, task_id)["episode_id"]])
     given = parse_contact(body)
     now = parts.clock.now()
     last = {"outcome": given.outcome, "note": given.note, "by": who.subject,

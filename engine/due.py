@@ -117,6 +117,10 @@ def reopen_task(state: EpisodeState, key: str, now: datetime) -> Step:
     task = state.tasks.get(key)
     if task is None or task.status != "done":
         raise InvalidEvent("task", f"{key} is not an item marked done that can be reopened")
+    kind = item_kind(key)
+    later = [t.key for t in state.tasks.values() if t.is_open and item_kind(t.key) == kind]
+    if later:
+        raise InvalidEvent("task", f"{key} has been replaced by {later[0]}, which is open")
     step = Step(state=state.clone(), accepted=True)
     task = step.state.tasks[key]
     task.completed_at = None

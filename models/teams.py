@@ -68,7 +68,9 @@ def add_member(
         InvalidEvent: on ``team``, ``member`` or ``email``.
     """
     team, coordinator = _name(team, "team"), _name(coordinator, "member")
-    if email is not None and (len(email) > EMAIL_LENGTH or not EMAIL.fullmatch(email)):
+    # ASCII only: a mail server without SMTPUTF8 refuses anything else.
+    if email is not None and (len(email) > EMAIL_LENGTH or not email.isascii()
+                              or not EMAIL.fullmatch(email)):  # fmt: skip
         raise InvalidEvent("email", f"must be an address like alex@clinic.example, not {email!r}")
     key = (MEMBER.c.team == team) & (MEMBER.c.coordinator == coordinator)
     with engine.begin() as connection:

@@ -303,6 +303,13 @@ def _snooze(dialect: Dialect) -> Prepared:
     return Prepared(statement, dialect)
 
 
+def wake(store: Store, task_id: int) -> None:
+    """End the item's snooze, in the store's transaction (a reopened item is back on the
+    list, whatever was said before it was done)."""
+    store.cursor.run(_snooze(store.sql.dialect), {"b_id": task_id, "until": None,
+                                                  "status": None})  # fmt: skip
+
+
 def last_action(engine: Engine, task_id: int) -> dict[str, Any] | None:
     """The latest of what coordinators did on the item, other than contacts: its kind,
     outcome, who and when."""

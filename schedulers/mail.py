@@ -20,7 +20,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from zoneinfo import ZoneInfo
 
-from schedulers.channels import IDEMPOTENCY_HEADER, DeliveryFailed, Reminder, printable
+from schedulers.channels import IDEMPOTENCY_HEADER, Reminder, printable
 
 # Sent on their own, at once, marked high priority.
 IMMEDIATE_SEVERITIES = ("emergency", "urgent")
@@ -28,6 +28,10 @@ PRIORITY_HEADERS = {"Importance": "high", "X-Priority": "1 (Highest)", "Priority
 
 
 def needs_action_now(reminder: Reminder) -> bool:
+    """An emergency's or urgent red flag's change, or an escalation; not an item cancelled
+    (a red flag cleared): that is news for the digest, not an alarm."""
+    if reminder.status == "cancelled":
+        return False
     return reminder.severity in IMMEDIATE_SEVERITIES or reminder.status == "escalated"
 
 
@@ -114,16 +118,23 @@ def send_all(
     its digest: the Message-ID lets the mailbox drop what arrived)."""
     errors: list[str | None] = [None] * len(reminders)
     planned = mails_of(reminders, fallback)
+    sent = 0
     try:
         with smtplib.SMTP(host, port, timeout=timeout) as smtp:
             for recipient, indexes in planned:
                 message = message_for([reminders[i] for i in indexes], sender, recipient)
                 try:
                     smtp.send_message(message)
-                except smtplib.SMTPRecipientsRefused as exc:
+                except smtplib.SMTPServerDisconnected:
+                    raise
+                except smtplib.SMTPException as exc:  # this mail only: the others go on
                     for i in indexes:
-                        errors[i] = f"SMTP {host}:{port} refused {recipient}: {exc}"
+                        errors[i] = f"SMTP {host}:{port} refused a mail to {recipient}: {exc}"
+                sent += 1
     except (smtplib.SMTPException, OSError) as exc:
-        failure = str(DeliveryFailed(f"SMTP {host}:{port}: {exc}"))
-        return [failure] * len(reminders)
+        # The connection failed or went: what was not sent yet is tried again.
+        failure = f"SMTP {host}:{port}: {exc}"
+        for _, indexes in planned[sent:]:
+            for i in indexes:
+                errors[i] = failure
     return errors

@@ -43,6 +43,8 @@ COVER = cast(Table, Cover.__table__)
 # A reminder older than this when a channel is first configured is not sent through it
 # (our default): a coordinator's mailbox should not fill with last month's news.
 MAX_AGE = timedelta(days=7)
+# How long a batch of deliveries being sent is left alone by other workers.
+LEASE = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -109,20 +111,38 @@ def _deliver_batch(
     engine: Engine, channel: Any, now: datetime, limit: int, backoff: Backoff,
     base_url: str | None,
 ) -> Counter[tuple[str, str]]:  # fmt: skip
-    """Hand the channel's due reminders over together (claimed in one transaction, so that
-    two workers never send the same one); a reminder whose row cannot be read fails alone."""
+    """Hand the channel's due reminders over together, sent with no transaction open (a
+    mail server's wait never holds SQLite's write lock, nor a row lock): claimed first for
+    :data:`LEASE`, so that another worker leaves them alone, then settled each on its own.
+    A worker that dies meanwhile leaves them to come due again when the lease ends (sent
+    again at worst, under the same Message-ID). A reminder whose row cannot be read fails
+    alone."""
     outcomes: Counter[tuple[str, str]] = Counter()
     incidents: list[Change] = []
+    readable: list[tuple[dict[str, Any], Reminder]] = []
     with engine.begin() as connection:
         claimed = _claim(connection, [channel.name], now, limit)
-        readable: list[tuple[dict[str, Any], Reminder]] = []
         for row in claimed:
             try:
                 readable.append((row, _reminder(connection, row["reminder_id"], base_url)))
             except Exception as exc:  # noqa: BLE001 - this reminder's failure only
                 outcomes[channel.name, "failed"] += 1
                 incidents += _settle(connection, row, describe(exc), now, backoff)
-        errors = channel.deliver_batch([reminder for _, reminder in readable]) if readable else []
+        if readable:
+            connection.execute(
+                update(DELIVERY)
+                .where(DELIVERY.c.id.in_([row["delivery_id"] for row, _ in readable]))
+                .values(next_attempt_at=now + LEASE)
+            )
+    log_changes(incidents)
+    if not readable:
+        return outcomes
+    try:
+        errors = channel.deliver_batch([reminder for _, reminder in readable])
+    except Exception as exc:  # noqa: BLE001 - every reminder of the batch failed
+        errors = [describe(exc)] * len(readable)
+    incidents = []
+    with engine.begin() as connection:
         for (row, _), error in zip(readable, errors, strict=True):
             outcomes[channel.name, "sent" if error is None else "failed"] += 1
             incidents += _settle(connection, row, error, now, backoff)

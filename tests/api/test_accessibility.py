@@ -27,7 +27,9 @@ from tests.api.browser_kit import NO_BROWSER, SCREENSHOTS, Served, backend, sign
 AXE = Path(__file__).resolve().parents[1] / "browser" / "node_modules" / "axe-core" / "axe.min.js"
 
 MISSING = "axe-core is not installed: run make setup (npm ci in tests/browser)"
-pytestmark = [NO_BROWSER, pytest.mark.skipif(not AXE.exists(), reason=MISSING)]
+# What axe checks is the pages' markup, the same on either backend: one is enough.
+pytestmark = [NO_BROWSER, pytest.mark.skipif(not AXE.exists(), reason=MISSING),
+              pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]  # fmt: skip
 
 
 def violations(browser: Any) -> list[str]:

@@ -220,3 +220,42 @@ def test_the_page_claims_and_hands_over_with_a_confirmation(
     assert taken.status_code == 409
     assert "already on sam" in taken.text
     assert "<html" in taken.text
+
+
+def test_covering_a_colleague_shows_their_items_but_not_the_queues_of_their_other_team(
+    client: TestClient, tokens: dict[str, str], staff: dict[str, dict[str, str]],
+    engine: Engine,
+) -> None:  # fmt: skip
+    add_member(engine, SOUTH, "alex", None, NOW)  # alex: north and south; sam: north only
+    set_cover(engine, "alex", "sam", NOW + timedelta(days=2), "admin", NOW)
+    south = enrol(client, tokens, team=SOUTH)["id"]
+    flag = {"type": "red_flag", "data": {"kind": "ces"}}
+    assert client.post(f"/episodes/{south}/events", json=flag,
+                       headers={"Authorization": tokens["service"]}).status_code == 200  # fmt: skip
+    sign_in(client, staff["sam"]["Authorization"])
+    page = client.get("/", params={"coordinator": "alex"}).text
+    assert "team spine-south" not in page
+    assert "team spine-north" in page
+    assert '<option value="robin">' not in page
+
+
+def test_a_task_action_is_on_record_in_the_access_log_and_so_is_a_refusal(
+    client: TestClient, tokens: dict[str, str], staff: dict[str, dict[str, str]],
+    engine: Engine,
+) -> None:  # fmt: skip
+    from models.access_reading import AccessFilter, page
+
+    episode = enrol(client, tokens, coordinator="alex")["id"]
+    task = first_item(client, staff["alex"])
+    logged = client.post(f"/tasks/{task}/contact", json={"outcome": "reached"},
+                         headers=staff["alex"])  # fmt: skip
+    assert logged.status_code == 200
+    later = {"until": "2030-01-01T00:00:00Z", "reason": "x"}
+    refused = client.post(f"/tasks/{task}/snooze", json=later, headers=staff["robin"])
+    assert refused.status_code == 403
+    rows = page(engine, AccessFilter(), 0, 1000)[0]
+    said = {(r["actor"], r["route"], r["outcome"]) for r in rows}
+    assert ("alex", "POST /tasks/{task_id}/contact", "answered") in said
+    assert ("robin", "POST /tasks/{task_id}/snooze", "forbidden") in said
+    contact = next(r for r in rows if r["route"] == "POST /tasks/{task_id}/contact")
+    assert episode in contact["episode_ids"]

@@ -17,7 +17,9 @@ from models.repository import EpisodeRepository
 from models.teams import add_member
 from tests.api.browser_kit import NO_BROWSER, SCREENSHOTS, Served, backend, sign_in, waiting
 
-pytestmark = NO_BROWSER
+# The pages, not the database, are under test here: one backend is enough (the routes'
+# work on both is tested beside them), and it keeps the suite's time down.
+pytestmark = [NO_BROWSER, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
 TEAM = "spine"
 
 

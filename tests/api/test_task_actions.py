@@ -182,3 +182,15 @@ def test_the_page_snoozes_reopens_after_done_and_acknowledges_the_selected(
     reopened = post_form(client, f"/pages/tasks/{routine['task_id']}/reopen")
     assert "reopened" in reopened.text
     assert routine["task_id"] in {i["task_id"] for i in listed(client, tokens)}
+
+
+def test_a_reopened_item_is_back_on_the_list_even_if_it_was_snoozed_before_done(
+    client: TestClient, tokens: dict[str, str], routine: dict[str, Any]
+) -> None:
+    task = routine["task_id"]
+    until = (NOW + timedelta(days=3)).isoformat()
+    assert snooze(client, tokens, task, until=until, reason="away").status_code == 200
+    headers = coordinator(tokens)
+    assert client.post(f"/tasks/{task}/done", json={}, headers=headers).status_code == 200
+    assert client.post(f"/tasks/{task}/reopen", headers=headers).status_code == 200
+    assert task in {i["task_id"] for i in listed(client, tokens)}

@@ -101,3 +101,21 @@ def test_a_reopened_item_is_open_again_as_late_as_its_dates_say() -> None:
     assert reopened.audit["type"] == "task_reopened"
     assert reopened.audit["payload"] == {"reopen": "first_follow_up"}
     assert done.state.tasks["first_follow_up"].status == "done"  # the step made a copy
+
+
+def test_an_item_a_later_one_of_its_kind_replaced_is_not_reopened() -> None:
+    import dataclasses
+
+    import pytest
+
+    from engine.decision import decide_task_reopened
+    from engine.errors import InvalidEvent
+
+    opened = decide_opening(CODE, OPENING, "ep-1", NOW, DEFAULTS, actor=None)
+    done = decide_task_done(CODE, opened.state, "first_follow_up", "alex", NOW, DEFAULTS)
+    state = done.state.clone()
+    first = state.tasks["first_follow_up"]
+    later = dataclasses.replace(first, key="first_follow_up_2", status="due", completed_at=None)
+    state.tasks[later.key] = later
+    with pytest.raises(InvalidEvent, match="replaced by first_follow_up_2"):
+        decide_task_reopened(CODE, state, "first_follow_up", "alex", NOW, DEFAULTS)

@@ -159,3 +159,50 @@ def test_a_retried_mail_keeps_its_message_id(engine: Engine) -> None:
     first, again = (message_for([reminder], "carepath@c", "alex@c") for _ in range(2))
     assert first["Message-ID"] == again["Message-ID"]
     assert message_for([reminder], "carepath@c", "sam@c")["Message-ID"] != first["Message-ID"]
+
+
+def test_a_cancelled_emergency_is_news_not_an_alarm() -> None:
+    from schedulers.channels import Reminder
+    from schedulers.mail import needs_action_now
+
+    def item(status: str, severity: str) -> Reminder:
+        return Reminder("k", "ep", "P-1", "ces_emergency", "RF-CES", status, ENROLLED, None,
+                        "alex", severity=severity)  # fmt: skip
+
+    assert needs_action_now(item("due", "emergency"))
+    assert needs_action_now(item("escalated", "routine"))
+    assert not needs_action_now(item("cancelled", "emergency"))
+    assert not needs_action_now(item("overdue", "routine"))
+
+
+class Refusing(Mailbox):
+    """A server that takes every mail but those to one address."""
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        if "sam@clinic.test" in envelope.rcpt_tos:
+            return "554 not today"
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_one_refused_mail_fails_only_its_own_reminders(engine: Engine) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    box = Refusing()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        add_member(engine, "spine-north", "alex", "alex@clinic.test", ENROLLED)
+        add_member(engine, "spine-north", "sam", "sam@clinic.test", ENROLLED)
+        enrol(engine, "P-a0", "alex")
+        enrol(engine, "P-s0", "sam")
+        when = ENROLLED + timedelta(days=20)
+        sweep(engine, when)
+        channel = EmailChannel("127.0.0.1", port, "carepath@clinic.test", CLINIC)
+        outcomes = deliver_due(engine, [channel], when)
+    finally:
+        controller.stop()
+    assert outcomes[("email", "sent")] >= 1
+    assert outcomes[("email", "failed")] >= 1
+    assert len(box.to("alex@clinic.test")) == 1
+    assert box.to("sam@clinic.test") == []
