@@ -259,3 +259,20 @@ def test_a_task_action_is_on_record_in_the_access_log_and_so_is_a_refusal(
     assert ("robin", "POST /tasks/{task_id}/snooze", "forbidden") in said
     contact = next(r for r in rows if r["route"] == "POST /tasks/{task_id}/contact")
     assert episode in contact["episode_ids"]
+
+
+def test_the_pages_of_another_teams_patient_are_refused_as_pages(
+    client: TestClient, tokens: dict[str, str], staff: dict[str, dict[str, str]]
+) -> None:
+    episode = enrol(client, tokens, coordinator="alex")["id"]
+    task = first_item(client, staff["alex"])
+    sign_in(client, staff["robin"]["Authorization"])
+    html = {"Accept": "text/html"}
+    for path in (f"/pages/episodes/{episode}", f"/pages/tasks/{task}/done"):
+        answer = client.get(path, headers=html)
+        assert answer.status_code == 403, path
+        assert "<html" in answer.text
+        assert "P-1" not in answer.text  # nothing of the patient's
+    posted = post_form(client, f"/pages/tasks/{task}/ack")
+    assert posted.status_code == 403
+    assert client.get("/", params={"coordinator": "alex"}, headers=html).status_code == 403
