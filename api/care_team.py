@@ -3,8 +3,8 @@
 A coordinator's token or session reads and works the episodes in their charge, those of the
 colleagues they cover, those among their teams' and the clinic-wide unassigned queue
 (:class:`models.teams.Scope`); anything else is 403 (a refused read or task action is on
-record in the access log). Services, clinicians, auditors and admins are not held to a team: they act
-for the clinic as a whole.
+record in the access log). Services, clinicians, auditors and admins are not held to a
+team: they act for the clinic as a whole.
 """
 
 from __future__ import annotations

@@ -78,6 +78,7 @@ PAGE_ITEMS = 50  # items a page of the list shows
 PLACE_KEYS = ("coordinator", "team", "patient_ref", "status", "rule", "severity", "sort",
               "cursor")  # fmt: skip
 SNOOZE_HOURS = (1, 4, 24, 72, 168)  # the page's choices: an hour to a week
+ACTION_WORDS = {"snooze": "Snoozed", "done": "Marked done", "reopen": "Reopened"}
 TIMELINE_STEPS = 50  # an episode page's steps; "Earlier steps" shows the 50 before
 ENDED = "Your session has ended: sign in again."
 PAGES = "/pages/"
@@ -247,6 +248,10 @@ def _shown(items: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
         item["due_local"] = clinic_time(item["due_at"], item["time_zone"])
         if item["acknowledged"]:
             item["seen_when"] = clinic_time(item["acknowledged_at"], item["time_zone"])
+        if item["last_action"]:
+            done = item["last_action"]
+            done["when"] = clinic_time(done["at"], item["time_zone"])
+            done["words"] = ACTION_WORDS[done["kind"]]
         if item["last_contact"]:
             contact = item["last_contact"]
             contact["when"] = clinic_time(contact["at"], item["time_zone"])

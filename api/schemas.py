@@ -292,7 +292,18 @@ WORKLIST_ITEM = {
     "acknowledged": False,
     "snoozed_until": None,
     "last_contact": None,
+    "last_action": None,
 }
+
+
+class LastAction(BaseModel):
+    """What a coordinator last did on an item other than a contact, with who and when."""
+
+    kind: Literal["snooze", "done", "reopen"]
+    said: str = Field(description="a snooze's reason, what came of it when done")
+    by: str
+    at: datetime
+    until: datetime | None = Field(description="a snooze's end")
 
 
 class WorklistItem(BaseModel):
@@ -319,6 +330,7 @@ class WorklistItem(BaseModel):
     acknowledged: bool
     snoozed_until: datetime | None = Field(description="off the list until then (with_snoozed)")
     last_contact: LastContact | None
+    last_action: LastAction | None = Field(description="its latest snooze, done or reopen")
 
 
 class Worklist(BaseModel):

@@ -204,28 +204,41 @@ def _items(
         query = query.limit(limit)
     with read_only(engine) as connection:
         rows = [dict(row) for row in connection.execute(query).mappings()]
-        contacts = _last_contacts(connection, [row["task_id"] for row in rows])
+        contacts, others = _last_actions(connection, [row["task_id"] for row in rows])
     items = [_item(row, sort, now) for row in rows]
     for item in items:
         item["last_contact"] = contacts.get(item["task_id"])
+        item["last_action"] = others.get(item["task_id"])
     return items
 
 
-def _last_contacts(connection: Any, task_ids: list[int]) -> dict[int, dict[str, Any]]:
-    """Each item's latest contact attempt: outcome, note, who and when (UTC)."""
+Latest = dict[int, dict[str, Any]]
+
+
+def _last_actions(connection: Any, task_ids: list[int]) -> tuple[Latest, Latest]:
+    """Each item's latest contact attempt (outcome, note, who and when, UTC), and its
+    latest other action (snoozed, done, reopened: kind, what was said, who, when), in one
+    read."""
     if not task_ids:
-        return {}
+        return {}, {}
     query = (
-        select(ACTION.c.task_id, ACTION.c.outcome, ACTION.c.note, ACTION.c.actor, ACTION.c.at)
-        .where(ACTION.c.task_id.in_(task_ids), ACTION.c.kind == "contact")
+        select(ACTION.c.task_id, ACTION.c.kind, ACTION.c.outcome, ACTION.c.note,
+               ACTION.c.actor, ACTION.c.at, ACTION.c.until)  # fmt: skip
+        .where(ACTION.c.task_id.in_(task_ids))
         .order_by(ACTION.c.task_id, ACTION.c.at.desc(), ACTION.c.id.desc())
     )
-    latest: dict[int, dict[str, Any]] = {}
+    contacts: Latest = {}
+    others: Latest = {}
     for row in connection.execute(query).mappings():
-        if row["task_id"] not in latest:
-            latest[row["task_id"]] = {"outcome": row["outcome"], "note": row["note"],
-                                      "by": row["actor"], "at": row["at"].isoformat()}  # fmt: skip
-    return latest
+        task_id, kind = row["task_id"], row["kind"]
+        if kind == "contact" and task_id not in contacts:
+            contacts[task_id] = {"outcome": row["outcome"], "note": row["note"],
+                                 "by": row["actor"], "at": row["at"].isoformat()}  # fmt: skip
+        elif kind != "contact" and task_id not in others:
+            until = row["until"].isoformat() if row["until"] else None
+            others[task_id] = {"kind": kind, "said": row["outcome"], "by": row["actor"],
+                               "at": row["at"].isoformat(), "until": until}  # fmt: skip
+    return contacts, others
 
 
 def _item(row: dict[str, Any], sort: str, now: datetime) -> dict[str, Any]:

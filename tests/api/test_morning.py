@@ -118,6 +118,7 @@ def test_a_coordinators_morning(served: Served, browser: Any, db_url: str, width
     browser.find_element(By.XPATH, "//button[text()='Undo: reopen it']").click()
     confirmed("reopened")
     assert "P-44" in mine()[0].text
+    assert "reopened by nurse.jones" in mine()[0].text.lower()  # who and when, on the item
     shot("6-reopened")
 
     # An item that is not there: a page that says so and leads back, never JSON.

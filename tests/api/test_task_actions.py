@@ -128,7 +128,10 @@ def test_done_is_taken_back_by_reopen_and_the_item_comes_back_as_late_as_it_is(
                          headers=coordinator(tokens))  # fmt: skip
     assert answer.status_code == 200, answer.text
     assert answer.json()["status"] == "overdue"
-    assert task in {i["task_id"] for i in listed(client, tokens)}
+    [back] = [i for i in listed(client, tokens) if i["task_id"] == task]
+    said = back["last_action"]
+    assert (said["kind"], said["said"], said["by"]) == ("reopen", "marked by mistake",
+                                                        "coordinator-1")  # fmt: skip
     again = client.post(f"/tasks/{task}/reopen", headers=coordinator(tokens))
     assert again.status_code == 409  # it is open
     with read_only(engine) as connection:
