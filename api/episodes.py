@@ -35,7 +35,7 @@ from api.writes import (
 )
 from engine.episode import Step
 from engine.errors import InvalidEvent
-from engine.events import ClinicalEvent, HandoverData, Opening, parse_event, parse_opening
+from engine.events import ClinicalEvent, HandoverData, parse_event, parse_opening
 from engine.handover import HANDOVER
 from models.db import read_only
 from models.history import MAX_PAGE_SIZE, PAGE_SIZE, due_page, timeline_page
@@ -97,7 +97,9 @@ def open_episode(
     the episode view. Timers and due items are set in the same transaction."""
     opening = parse_opening(json_object(body, "opening"))
     reach = scope(parts, who)
-    if reach is not None and not reach.sees(*_care_team(parts, opening)):
+    if reach is not None:  # its care team now, to know whether it is theirs
+        opening = with_care_team(parts.engine, opening)
+    if reach is not None and not reach.sees(opening.coordinator, opening.team):
         raise HTTPException(403, "a coordinator enrols patients for their own care team: name "
                                  "yourself, a colleague you cover, or your team")  # fmt: skip
 
@@ -316,12 +318,6 @@ def _may_record(who: Principal, event: ClinicalEvent) -> None:
     if getattr(event.data, "override_reason", None):
         raise HTTPException(403, "an override is a clinician's decision: a clinician's token "
                                  "records it")  # fmt: skip
-
-
-def _care_team(parts: ServicesDep, opening: Opening) -> tuple[str | None, str | None]:
-    """Whom the opening puts in charge, and the team it puts the episode among."""
-    resolved = with_care_team(parts.engine, opening)
-    return resolved.coordinator, resolved.team
 
 
 def check_handover(parts: ServicesDep, episode_id: str, event: ClinicalEvent) -> None:

@@ -56,7 +56,7 @@ from engine.episode import OPEN_TASK_STATUSES, SEVERITIES
 from engine.errors import InvalidEvent
 from engine.settings import PathwayDefaults
 from models.history import clinic_timezone, timeline_page
-from models.teams import members, teams_of
+from models.teams import Scope, members, teams_of
 from models.worklist import (
     Filters,
     Queue,
@@ -134,7 +134,8 @@ def home(
     if session_id is None or who is None:
         return _sign_in_page(request, notice=ENDED if session_id else None)
     request.state.principal = who  # the actor of the page's access-log record
-    queue = queue_for(parts, who, coordinator, team or None, False)
+    reach = scope(parts, who)
+    queue = queue_for(who, reach, coordinator, team or None, False)
     name = queue.owners[0] if queue.owners else coordinator or who.subject
     now = parts.clock.now()
     window = timedelta(days=WINDOW_DAYS)
@@ -146,7 +147,6 @@ def home(
     items = _shown(found, now)
     # The viewer's teams, not the list's: a coordinator covering a colleague sees the
     # colleague's items, never the queues of a team they are not in.
-    reach = scope(parts, who)
     teams = sorted(reach.teams) if reach is not None else teams_of(parts.engine, name)
 
     def unassigned(team: str | None) -> tuple[list[dict[str, Any]], bool]:
@@ -159,7 +159,7 @@ def home(
     reads(request, (entry["episode_id"] for entry in shown))
     context = {
         "who": who,
-        "confirmation": _confirmation(parts, who, did, item, count),
+        "confirmation": _confirmation(parts, reach, did, item, count),
         "undo": item if did == "done" else None,
         "admin": who.role == "admin",
         "queues": queues,
@@ -189,10 +189,11 @@ def _place(params: Mapping[str, str]) -> str:
     return urlencode([(key, params[key]) for key in PLACE_KEYS if params.get(key)])
 
 
-def _back_to(back: str, did: str, item: int) -> RedirectResponse:
-    """Back to the list where the form was posted from, saying what was done."""
+def _back_to(back: str, did: str, item: int, count: int = 1) -> RedirectResponse:
+    """Back to the list where the form was posted from, saying what was done (to how many
+    items, when more than one)."""
     place = _place(dict(parse_qsl(back)))
-    said = urlencode({"did": did, "item": item})
+    said = urlencode({"did": did, "item": item, **({"count": count} if count > 1 else {})})
     return RedirectResponse(f"/?{place}&{said}" if place else f"/?{said}", status_code=303)
 
 
@@ -215,7 +216,7 @@ DONE_WORDS = {"ack": "acknowledged", "done": "marked done", "contact": "contact 
 
 
 def _confirmation(
-    parts: ServicesDep, who: Principal, did: str | None, item: int | None, count: int = 1
+    parts: ServicesDep, reach: Scope | None, did: str | None, item: int | None, count: int = 1
 ) -> str | None:
     """What the last action did, said in the list's words: ``referral for P-31 marked
     done``; nothing for an action or item this coordinator could not have taken."""
@@ -227,7 +228,7 @@ def _confirmation(
     if task is None:
         return None
     try:
-        check_item(scope(parts, who), task)
+        check_item(reach, task)
     except HTTPException:
         return None
     name = task["key"].replace("_", " ")
@@ -311,9 +312,7 @@ def acknowledge_selected(
         raise InvalidEvent("task", "tick from 1 to 100 items to acknowledge")
     reads(request, check_reach(parts, who, ids))
     acknowledge(parts.engine, ids, who.subject, parts.clock.now())
-    answer = _back_to(back, "ack", ids[0])
-    answer.headers["location"] += f"&count={len(ids)}"
-    return answer
+    return _back_to(back, "ack", ids[0], len(ids))
 
 
 @router.post("/pages/tasks/{task_id}/{action}", dependencies=[SignedInForm],

@@ -42,6 +42,7 @@ from engine.errors import InvalidEvent
 from engine.events import check_payload_text
 from models.idempotency import Answer, KeyedWrite
 from models.store import Store
+from models.teams import Scope
 from models.worklist import (
     Filters,
     Position,
@@ -123,7 +124,7 @@ def read_worklist(
     or ``due_in`` (ISO 8601 durations), its assignee, and its times in the clinic's time
     zone (``time_zone``). A coordinator's own list holds the lists they cover too; they
     open their teams' lists and unassigned queues, and no other coordinator's list."""
-    queue = queue_for(parts, who, coordinator, team, unassigned)
+    queue = queue_for(who, scope(parts, who), coordinator, team, unassigned)
     match = WINDOW.fullmatch(window)
     if match is None:
         raise InvalidEvent("window", f"must be a number of days such as 7d, not {window!r}")
@@ -142,10 +143,11 @@ def read_worklist(
 
 
 def queue_for(
-    parts: ServicesDep, who: Principal, coordinator: str | None, team: str | None,
+    who: Principal, reach: Scope | None, coordinator: str | None, team: str | None,
     unassigned: bool,
 ) -> Queue:  # fmt: skip
-    """The list asked for, if ``who`` may open it.
+    """The list asked for, if ``who`` (reaching ``reach``: :func:`api.care_team.scope`)
+    may open it.
 
     Raises:
         InvalidEvent: on ``unassigned``, asked with a coordinator.
@@ -153,7 +155,6 @@ def queue_for(
     """
     if unassigned and coordinator is not None:
         raise InvalidEvent("unassigned", "the unassigned queue is nobody's: leave coordinator out")
-    reach = scope(parts, who)
     if team is not None and reach is not None and team not in reach.teams:
         raise HTTPException(403, f"you are not in team {team!r}: an admin opens its list")
     if unassigned:

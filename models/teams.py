@@ -16,7 +16,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, Table, delete, insert, select, update
+from sqlalchemy import Connection, Engine, Table, delete, insert, or_, select, update
 
 from engine.errors import InvalidEvent
 from engine.events import NAME_LENGTH, Opening
@@ -110,17 +110,6 @@ def teams_of(engine: Engine, coordinator: str) -> list[str]:
         return sorted(connection.execute(query).scalars())
 
 
-def email_of(engine: Engine, coordinator: str) -> str | None:
-    """The address ``coordinator``'s mail goes to (their first team's that names one)."""
-    query = (
-        select(MEMBER.c.email)
-        .where(MEMBER.c.coordinator == coordinator, MEMBER.c.email.is_not(None))
-        .order_by(MEMBER.c.team)
-    )
-    with read_only(engine) as connection:
-        return connection.execute(query).scalars().first()
-
-
 def known_coordinator(engine: Engine, name: str, team: str | None) -> str | None:
     """Why ``name`` cannot be handed an episode of ``team`` (None: they can). In a team's
     episode: a member of that team; otherwise a member of any team, or the subject of a
@@ -190,6 +179,21 @@ def _live(now: datetime) -> tuple[Any, ...]:
     return COVER.c.ended_at.is_(None), COVER.c.ends_at > now
 
 
+def mail_addresses(connection: Connection, coordinator: str, at: datetime) -> tuple[str, ...]:
+    """Where ``coordinator``'s mail at ``at`` goes: their address, and those of the
+    colleagues covering them then (none known: the clinic's mailbox takes it)."""
+    covering = select(COVER.c.by).where(
+        *_live(at), COVER.c.coordinator == coordinator, COVER.c.set_at <= at
+    )
+    query = (
+        select(MEMBER.c.email)
+        .where(or_(MEMBER.c.coordinator == coordinator, MEMBER.c.coordinator.in_(covering)),
+               MEMBER.c.email.is_not(None))  # fmt: skip
+        .distinct()
+    )
+    return tuple(sorted(connection.execute(query).scalars()))
+
+
 def scope_of(engine: Engine, coordinator: str, now: datetime) -> Scope:
     """What ``coordinator`` sees now: their teams, and the lists they cover."""
     with read_only(engine) as connection:
@@ -229,9 +233,9 @@ __all__ = [
     "add_member",
     "cover_ends",
     "covers",
-    "email_of",
     "end_cover",
     "known_coordinator",
+    "mail_addresses",
     "members",
     "remove_member",
     "scope_of",

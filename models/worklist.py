@@ -58,11 +58,6 @@ class Queue:
     team: str | None = None
     whole_team: bool = False
 
-    @classmethod
-    def of(cls, coordinator: str | None) -> Queue:
-        """One coordinator's list, or (None) the clinic-wide unassigned queue."""
-        return cls(() if coordinator is None else (coordinator,))
-
     def where(self) -> list[Any]:
         """The conditions on a task row, each served by an index in urgency order (a
         single owner; a team's unassigned queue; several owners are read and sorted)."""

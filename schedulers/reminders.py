@@ -24,21 +24,20 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 from urllib.parse import quote
 
-from sqlalchemy import Connection, Engine, Table, and_, exists, literal, or_, select, update
+from sqlalchemy import Connection, Engine, Table, and_, exists, literal, select, update
 
 from engine.episode import SEVERITIES
 from models.incidents import Change, delivery_failed, delivery_sent, describe, log_changes
 from models.store_adapters import store_for
-from models.tables import Cover, Episode, ReminderDelivery, Task, TeamMember
+from models.tables import Episode, ReminderDelivery, Task
 from models.tables import Reminder as ReminderRow
+from models.teams import mail_addresses
 from schedulers.channels import Channel, DeliveryFailed, Reminder
 
 REMINDER = cast(Table, ReminderRow.__table__)
 DELIVERY = cast(Table, ReminderDelivery.__table__)
 TASK = cast(Table, Task.__table__)
 EPISODE = cast(Table, Episode.__table__)
-MEMBER = cast(Table, TeamMember.__table__)
-COVER = cast(Table, Cover.__table__)
 
 # A reminder older than this when a channel is first configured is not sent through it
 # (our default): a coordinator's mailbox should not fill with last month's news.
@@ -252,27 +251,10 @@ def _reminder(connection: Connection, reminder_id: int, base_url: str | None) ->
         owner=row["owner"],
         severity=SEVERITIES[row["severity"]] if row["severity"] is not None else "routine",
         time_zone=row["clinic_timezone"],
-        addresses=_addresses(connection, row["owner"], row["created_at"]),
+        addresses=() if row["owner"] is None else mail_addresses(connection, row["owner"],
+                                                                  row["created_at"]),
         link=link,
     )
-
-
-def _addresses(connection: Connection, owner: str | None, at: datetime) -> tuple[str, ...]:
-    """Where ``owner``'s mail goes: their address, and those of the colleagues covering
-    them when the reminder was written (none known: the clinic's mailbox takes it)."""
-    if owner is None:
-        return ()
-    covering = select(COVER.c.by).where(
-        COVER.c.coordinator == owner, COVER.c.ended_at.is_(None), COVER.c.ends_at > at,
-        COVER.c.set_at <= at,
-    )  # fmt: skip
-    query = (
-        select(MEMBER.c.email)
-        .where(or_(MEMBER.c.coordinator == owner, MEMBER.c.coordinator.in_(covering)),
-               MEMBER.c.email.is_not(None))  # fmt: skip
-        .distinct()
-    )
-    return tuple(sorted(connection.execute(query).scalars()))
 
 
 def delivery_status(engine: Engine, limit: int = 50) -> list[dict[str, Any]]:

@@ -17,7 +17,6 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import Engine, select, update
 
-from models.db import make_engine
 from models.incidents import DELIVERY_INCIDENT_AFTER, list_incidents
 from models.tables import Episode, Reminder, ReminderDelivery
 from schedulers.channels import EmailChannel, WebhookChannel
@@ -34,13 +33,6 @@ from tests.schedulers.test_reminders import (
 
 FORGED = "P\r\nBEGIN:VEVENT\r\nSUMMARY:forged\r\nEND:VEVENT"
 NOW = ENROLLED + timedelta(days=20)
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = make_engine(db_url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

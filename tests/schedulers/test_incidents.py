@@ -34,13 +34,6 @@ ENROLLED = datetime(2026, 3, 2, 9, tzinfo=UTC)
 SWEEP_AT = ENROLLED + timedelta(days=50)
 
 
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = make_engine(db_url)
-    yield engine
-    engine.dispose()
-
-
 def open_episodes(engine: Engine, count: int) -> list[str]:
     repo = EpisodeRepository(engine, PathwayDefaults())
     ids = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -19,7 +20,6 @@ from sqlalchemy import Engine
 from engine.clinic_time import FakeClock
 from engine.events import parse_opening
 from engine.settings import PathwayDefaults
-from models.db import make_engine
 from models.repository import EpisodeRepository
 from models.teams import add_member, set_cover
 from schedulers.channels import EmailChannel
@@ -46,25 +46,25 @@ class Mailbox:
         return [mail for recipients, mail in self.mails if address in recipients]
 
 
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = make_engine(db_url)
-    yield engine
-    engine.dispose()
+@contextmanager
+def serving(box: Mailbox) -> Iterator[EmailChannel]:
+    """``box`` behind an SMTP server on a free port, and the channel that mails to it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield EmailChannel("127.0.0.1", port, "carepath@clinic.test", CLINIC)
+    finally:
+        controller.stop()
 
 
 @pytest.fixture
 def mailbox() -> Iterator[tuple[Mailbox, EmailChannel]]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
     box = Mailbox()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield box, EmailChannel("127.0.0.1", port, "carepath@clinic.test", CLINIC)
-    finally:
-        controller.stop()
+    with serving(box) as channel:
+        yield box, channel
 
 
 def enrol(engine: Engine, ref: str, coordinator: str | None, flag: bool = False) -> str:
@@ -185,23 +185,15 @@ class Refusing(Mailbox):
 
 
 def test_one_refused_mail_fails_only_its_own_reminders(engine: Engine) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
     box = Refusing()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        add_member(engine, "spine-north", "alex", "alex@clinic.test", ENROLLED)
-        add_member(engine, "spine-north", "sam", "sam@clinic.test", ENROLLED)
-        enrol(engine, "P-a0", "alex")
-        enrol(engine, "P-s0", "sam")
-        when = ENROLLED + timedelta(days=20)
-        sweep(engine, when)
-        channel = EmailChannel("127.0.0.1", port, "carepath@clinic.test", CLINIC)
+    add_member(engine, "spine-north", "alex", "alex@clinic.test", ENROLLED)
+    add_member(engine, "spine-north", "sam", "sam@clinic.test", ENROLLED)
+    enrol(engine, "P-a0", "alex")
+    enrol(engine, "P-s0", "sam")
+    when = ENROLLED + timedelta(days=20)
+    sweep(engine, when)
+    with serving(box) as channel:
         outcomes = deliver_due(engine, [channel], when)
-    finally:
-        controller.stop()
     assert outcomes[("email", "sent")] >= 1
     assert outcomes[("email", "failed")] >= 1
     assert len(box.to("alex@clinic.test")) == 1

@@ -43,13 +43,6 @@ ENROLLED = datetime(2026, 3, 2, 9, tzinfo=UTC)
 SECRET = "coordinators-shared-secret"
 
 
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = make_engine(db_url)
-    yield engine
-    engine.dispose()
-
-
 def open_episode(engine: Engine, ref: str, enrolled: datetime = ENROLLED) -> str:
     opening = parse_opening(
         {

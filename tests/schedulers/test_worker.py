@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import Engine, select
 
 from cli.simulate import load_scenario
@@ -16,7 +14,7 @@ from engine.clinic_time import FakeClock, add_days, clinic_noon
 from engine.events import parse_opening
 from engine.settings import PathwayDefaults
 from models.audit import verify_chain
-from models.db import make_engine, make_session_factory
+from models.db import make_session_factory
 from models.repository import EpisodeRepository
 from models.tables import AuditEntry, DueTimer
 from schedulers.worker import Worker
@@ -24,13 +22,6 @@ from schedulers.worker import Worker
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SWEEP_EVERY = timedelta(hours=4)
 HORIZON_DAYS = 120
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = make_engine(db_url)
-    yield engine
-    engine.dispose()
 
 
 def scenario_instant(value: Any, onset: date) -> datetime:

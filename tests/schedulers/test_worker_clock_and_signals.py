@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -27,13 +26,6 @@ from models.repository import EpisodeRepository
 from models.tables import AuditEntry, DueTimer, Episode
 from schedulers.worker import Worker
 from tests.schedulers.test_worker_ops import CAREPATH_COMMAND, count, open_episodes
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = make_engine(db_url)
-    yield engine
-    engine.dispose()
 
 
 def test_a_worker_whose_clock_runs_15_days_ahead_fires_nothing_early(

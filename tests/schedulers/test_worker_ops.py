@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -51,13 +50,6 @@ def open_episodes(engine: Engine, count: int, enrolled: datetime = ENROLLED) -> 
 def count(engine: Engine, *where: object) -> int:
     with engine.connect() as connection:
         return connection.scalar(select(func.count()).select_from(DueTimer).where(*where)) or 0
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = make_engine(db_url)
-    yield engine
-    engine.dispose()
 
 
 def test_a_sweep_is_counted_in_the_metrics(engine: Engine) -> None:
